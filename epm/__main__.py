@@ -1,0 +1,3 @@
+from epm.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""The `epm` command: the one entry point for operators.
+
+Each group of commands lives in its own module under `epm/commands/` and registers itself on
+`app`; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="epm",
+    help="Execution & Position Management: intents in, IB orders out, an exact ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Order is the order of `epm --help`.
+_COMMAND_MODULES = (
+    "epm.commands.demo",
+    "epm.commands.db",
+    "epm.commands.intake",
+    "epm.commands.sim",
+    "epm.commands.bridge",
+    "epm.commands.ops",
+    "epm.commands.services",
+)
+
+
+def _load_commands() -> None:
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def main() -> None:
+    from epm.logging import configure_logging
+
+    configure_logging()
+    _load_commands()
+    app()

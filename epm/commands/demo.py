@@ -1,0 +1,5 @@
+"""`epm` commands: demo."""
+
+from __future__ import annotations
+
+from epm.cli import app  # noqa: F401

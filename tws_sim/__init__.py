@@ -1,0 +1,1 @@
+"""TWS gateway simulator: IB's wire protocol, a matching engine and market data (`epm sim`)."""
