@@ -1,0 +1,1 @@
+"""The Alembic migration chain of the ledger; `store.migrate` runs it for `epm db upgrade`."""

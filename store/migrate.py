@@ -1,0 +1,75 @@
+"""Run the Alembic chain programmatically (`epm db upgrade`, tests, the demo's first start).
+
+The scripts live in the installed `migrations` package, so this works from a wheel as well as
+from a checkout. Upgrades are serialized: PostgreSQL takes a transaction-scoped advisory lock and
+SQLite a `BEGIN IMMEDIATE` write lock, so several processes starting at once (workers, beat, the
+bridge) can all call `upgrade` and the chain still runs exactly once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+import migrations
+from store.db import make_engine, write_transaction
+
+# Arbitrary constant that names epm's migration lock among PostgreSQL advisory locks.
+_PG_MIGRATION_LOCK = 0x65706D_0001
+
+
+def migrations_dir() -> Path:
+    """The directory holding env.py, alembic.ini and versions/ (inside the installed package)."""
+    return Path(migrations.__file__).resolve().parent
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic `Config` pointed at the packaged scripts (and at `url` when given)."""
+    directory = migrations_dir()
+    config = Config(str(directory / "alembic.ini"))
+    config.set_main_option("script_location", str(directory))
+    if url is not None:
+        # ConfigParser interpolation: a literal "%" (URL-encoded passwords) must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision of the chain shipped with this code."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("the migration chain has no revisions")
+    return head
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migration chain to `url` up to `revision`; a no-op when already there."""
+    engine = make_engine(url)
+    config = alembic_config(url)
+    with write_transaction(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Revert the chain on `url` down to `revision` ("base" empties the schema)."""
+    engine = make_engine(url)
+    config = alembic_config(url)
+    with write_transaction(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def current(url: str) -> str | None:
+    """The revision `url` is at, or None for a database the chain has never touched."""
+    with make_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -1,0 +1,353 @@
+"""The ledger schema: SQLAlchemy Core tables that the Alembic chain in `migrations/` creates.
+
+Uniqueness here is what makes writes idempotent: intents on `signal_id`, orders on
+`client_order_id`, on `(client_id, ib_order_id)` and on `perm_id`, fills on `execution_id`,
+commissions on `execution_id`, order events on `dedupe_key`. Money is `Money` (exact NUMERIC /
+TEXT on SQLite), timestamps are `UtcDateTime` (aware UTC). Any change here needs a new migration
+in `migrations/versions/`; a test compares the migrated database with this metadata.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from store.types import Money, UtcDateTime
+
+# Constraint names are deterministic so migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# BIGINT primary keys autoincrement on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# JSONB on PostgreSQL (indexable, compact); SQLite's JSON is text.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+# Key used in positions_current when a fill cannot be attributed to a strategy (e.g. an order
+# placed in TWS by hand); a primary key column cannot be NULL.
+UNATTRIBUTED_STRATEGY = "UNATTRIBUTED"
+
+intents = sa.Table(
+    "intents",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("signal_id", sa.Text(), nullable=False, unique=True),
+    sa.Column("strategy", sa.Text()),
+    sa.Column("instrument", sa.Text()),
+    sa.Column("con_id", sa.BigInteger(), nullable=True),
+    sa.Column("side", sa.Text()),
+    sa.Column("quantity", Money()),
+    sa.Column("urgency", sa.Text()),
+    sa.Column("time_in_force", sa.Text()),
+    sa.Column("good_till", UtcDateTime(), nullable=True),
+    sa.Column("max_slippage_bps", Money(), nullable=True),
+    sa.Column("target_price", Money(), nullable=True),
+    sa.Column("expiry_policy", sa.Text(), nullable=True),
+    sa.Column("risk_tags", Json),
+    sa.Column("payload", Json),
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("reject_reason", sa.Text(), nullable=True),
+    sa.Column("reject_message", sa.Text(), nullable=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "strategy", "status"),
+)
+
+execution_orders = sa.Table(
+    "execution_orders",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # Ours; sent to IB as orderRef so executions map back after a restart.
+    sa.Column("client_order_id", sa.Text(), nullable=False, unique=True),
+    # Blueprint §3 rule 3: the client id that placed the order, recorded for audit.
+    sa.Column("client_id", sa.Integer(), nullable=False),
+    # NULL until an id is allocated; also NULL for manual TWS orders (IB orderId <= 0).
+    sa.Column("ib_order_id", sa.BigInteger(), nullable=True),
+    sa.Column("perm_id", sa.BigInteger(), nullable=True, unique=True),
+    sa.Column("intent_id", sa.BigInteger(), sa.ForeignKey("intents.id"), nullable=True),
+    # A replacement (cancel + new id, blueprint §5.3), a bracket child or a schedule slice
+    # points at the order it belongs to; `parent_link` says which of these it is.
+    sa.Column(
+        "parent_order_id",
+        sa.BigInteger(),
+        sa.ForeignKey("execution_orders.id"),
+        nullable=True,
+    ),
+    sa.Column("parent_link", sa.Text(), nullable=True),
+    sa.Column("strategy", sa.Text(), nullable=True),
+    sa.Column("con_id", sa.BigInteger(), nullable=True),
+    sa.Column("symbol", sa.Text(), nullable=True),
+    sa.Column("sec_type", sa.Text(), nullable=True),
+    sa.Column("action", sa.Text(), nullable=False),
+    sa.Column("quantity", Money(), nullable=False),
+    sa.Column("order_type", sa.Text(), nullable=True),
+    sa.Column("limit_price", Money(), nullable=True),
+    sa.Column("aux_price", Money(), nullable=True),
+    sa.Column("tif", sa.Text(), nullable=True),
+    sa.Column("account", sa.Text(), nullable=True),
+    sa.Column("exchange", sa.Text(), nullable=True),
+    # When a scheduled slice becomes due (beat's scheduler tick picks rows with due_at <= now).
+    sa.Column("due_at", UtcDateTime(), nullable=True),
+    sa.Column("state", sa.Text(), nullable=False),
+    sa.Column("filled_qty", Money(), nullable=False),
+    sa.Column("avg_fill_price", Money(), nullable=True),
+    sa.Column("last_ib_status", sa.Text(), nullable=True),
+    sa.Column("reject_code", sa.Integer(), nullable=True),
+    sa.Column("reject_reason", sa.Text(), nullable=True),
+    # Order details that do not need columns (bracket legs, combo legs, algo params, origin).
+    sa.Column("details", Json, nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # Optimistic concurrency: writers update WHERE version = :seen and bump it.
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.UniqueConstraint("client_id", "ib_order_id"),
+    sa.Index(None, "state"),
+    sa.Index(None, "intent_id"),
+    sa.Index(None, "parent_order_id"),
+    sa.Index(None, "strategy", "state"),
+    sa.Index(None, "due_at"),
+)
+
+order_events = sa.Table(
+    "order_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "order_id",
+        sa.BigInteger(),
+        sa.ForeignKey("execution_orders.id"),
+        nullable=False,
+    ),
+    sa.Column("event_type", sa.Text(), nullable=False),
+    sa.Column("ib_status", sa.Text(), nullable=True),
+    sa.Column("from_state", sa.Text(), nullable=True),
+    sa.Column("to_state", sa.Text(), nullable=True),
+    # False: recorded but not applied (late or duplicated; the order did not move).
+    sa.Column("applied", sa.Boolean(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("payload", Json, nullable=True),
+    # The same callback delivered twice (task redelivery) appends one row, not two.
+    sa.Column("dedupe_key", sa.Text(), nullable=True, unique=True),
+    sa.Column("ts_event", UtcDateTime(), nullable=True),
+    sa.Column("ts_init", UtcDateTime(), nullable=False),
+    sa.Index(None, "order_id", "id"),
+)
+
+fills = sa.Table(
+    "fills",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.Text(), nullable=False, unique=True),
+    # execId "0000e0d5.6581b1f5.01.01": base "0000e0d5.6581b1f5.01", seq 1; a higher seq with
+    # the same base is a correction that replaces the earlier fill.
+    sa.Column("exec_base", sa.Text(), nullable=False),
+    sa.Column("exec_seq", sa.Integer(), nullable=False),
+    sa.Column("superseded_by", sa.Text(), nullable=True),
+    sa.Column(
+        "order_id",
+        sa.BigInteger(),
+        sa.ForeignKey("execution_orders.id"),
+        nullable=False,
+    ),
+    sa.Column("order_ref", sa.Text(), nullable=True),
+    sa.Column("ib_order_id", sa.BigInteger(), nullable=True),
+    sa.Column("client_id", sa.Integer(), nullable=True),
+    sa.Column("perm_id", sa.BigInteger(), nullable=True),
+    sa.Column("con_id", sa.BigInteger(), nullable=True),
+    sa.Column("symbol", sa.Text(), nullable=True),
+    sa.Column("sec_type", sa.Text(), nullable=True),
+    sa.Column("strategy", sa.Text(), nullable=True),
+    # BUY or SELL (IB's BOT / SLD translated).
+    sa.Column("side", sa.Text(), nullable=False),
+    sa.Column("shares", Money(), nullable=False),
+    sa.Column("price", Money(), nullable=False),
+    sa.Column("multiplier", Money(), nullable=True),
+    # IB's cumQty / avgPrice as reported with this execution (the ledger recomputes its own).
+    sa.Column("cum_qty", Money(), nullable=True),
+    sa.Column("avg_price", Money(), nullable=True),
+    sa.Column("exchange", sa.Text(), nullable=True),
+    sa.Column("account", sa.Text(), nullable=True),
+    sa.Column("executed_at", UtcDateTime(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "exec_base"),
+    sa.Index(None, "order_id"),
+    sa.Index(None, "con_id", "strategy"),
+    sa.Index(None, "executed_at"),
+)
+
+commissions = sa.Table(
+    "commissions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # No foreign key: a commissionReport may arrive before its execDetails.
+    sa.Column("execution_id", sa.Text(), nullable=False, unique=True),
+    sa.Column("commission", Money(), nullable=False),
+    sa.Column("currency", sa.Text(), nullable=True),
+    sa.Column("realized_pnl", Money(), nullable=True),
+    # True while the figure is our estimate and IB's commissionReport has not arrived.
+    sa.Column("estimated", sa.Boolean(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+positions_current = sa.Table(
+    "positions_current",
+    metadata,
+    sa.Column("con_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("strategy_id", sa.Text(), primary_key=True),
+    sa.Column("symbol", sa.Text(), nullable=True),
+    sa.Column("account", sa.Text(), nullable=True),
+    sa.Column("quantity", Money(), nullable=False),
+    sa.Column("avg_price", Money(), nullable=True),
+    sa.Column("multiplier", Money(), nullable=True),
+    sa.Column("realized_pl", Money(), nullable=False),
+    sa.Column("unrealized_pl", Money(), nullable=True),
+    sa.Column("commissions", Money(), nullable=False),
+    sa.Column("risk_tags", Json, nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+)
+
+positions_history = sa.Table(
+    "positions_history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("con_id", sa.BigInteger(), nullable=False),
+    sa.Column("strategy_id", sa.Text(), nullable=False),
+    sa.Column("quantity", Money(), nullable=False),
+    sa.Column("avg_price", Money(), nullable=True),
+    sa.Column("realized_pl", Money(), nullable=False),
+    sa.Column("unrealized_pl", Money(), nullable=True),
+    sa.Column("commissions", Money(), nullable=False),
+    # What changed it: an execution id, a commission, an EOD check, a manual adjustment.
+    sa.Column("cause", sa.Text(), nullable=True),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "con_id", "strategy_id", "recorded_at"),
+)
+
+execution_metrics = sa.Table(
+    "execution_metrics",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "order_id",
+        sa.BigInteger(),
+        sa.ForeignKey("execution_orders.id"),
+        nullable=True,
+    ),
+    sa.Column("intent_id", sa.BigInteger(), sa.ForeignKey("intents.id"), nullable=True),
+    sa.Column("strategy", sa.Text(), nullable=True),
+    sa.Column("con_id", sa.BigInteger(), nullable=True),
+    sa.Column("side", sa.Text(), nullable=True),
+    sa.Column("filled_qty", Money(), nullable=True),
+    sa.Column("arrival_price", Money(), nullable=True),
+    sa.Column("target_price", Money(), nullable=True),
+    sa.Column("avg_fill_price", Money(), nullable=True),
+    sa.Column("implementation_shortfall_bps", Money(), nullable=True),
+    sa.Column("slippage_bps", Money(), nullable=True),
+    sa.Column("fees", Money(), nullable=True),
+    sa.Column("details", Json, nullable=True),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "order_id"),
+    sa.Index(None, "intent_id"),
+)
+
+financing_charges = sa.Table(
+    "financing_charges",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # Idempotency key chosen by the writer (e.g. "interest:U123:USD:2026-11-26").
+    sa.Column("charge_key", sa.Text(), nullable=False, unique=True),
+    sa.Column("account", sa.Text(), nullable=True),
+    sa.Column("kind", sa.Text(), nullable=False),
+    sa.Column("con_id", sa.BigInteger(), nullable=True),
+    sa.Column("strategy_id", sa.Text(), nullable=True),
+    sa.Column("amount", Money(), nullable=False),
+    sa.Column("currency", sa.Text(), nullable=False),
+    sa.Column("as_of", UtcDateTime(), nullable=False),
+    sa.Column("details", Json, nullable=True),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+)
+
+pnl_snapshots = sa.Table(
+    "pnl_snapshots",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # "position" (scope_key = con_id:strategy), "strategy", "account".
+    sa.Column("scope", sa.Text(), nullable=False),
+    sa.Column("scope_key", sa.Text(), nullable=False),
+    sa.Column("con_id", sa.BigInteger(), nullable=True),
+    sa.Column("strategy_id", sa.Text(), nullable=True),
+    sa.Column("quantity", Money(), nullable=True),
+    sa.Column("realized_pl", Money(), nullable=False),
+    sa.Column("unrealized_pl", Money(), nullable=False),
+    sa.Column("fees", Money(), nullable=False),
+    sa.Column("net_pl", Money(), nullable=False),
+    sa.Column("mark_price", Money(), nullable=True),
+    sa.Column("source", sa.Text(), nullable=True),
+    sa.Column("ts", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("scope", "scope_key", "ts"),
+)
+
+risk_events = sa.Table(
+    "risk_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text(), nullable=False),
+    sa.Column("severity", sa.Text(), nullable=False),
+    sa.Column("scope", sa.Text(), nullable=True),
+    sa.Column("scope_key", sa.Text(), nullable=True),
+    sa.Column("code", sa.Text(), nullable=True),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("details", Json, nullable=True),
+    sa.Column("ts_event", UtcDateTime(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("resolved_at", UtcDateTime(), nullable=True),
+    sa.Index(None, "kind", "ts_event"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("ts", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.Text(), nullable=False),
+    sa.Column("action", sa.Text(), nullable=False),
+    sa.Column("target", sa.Text(), nullable=True),
+    sa.Column("details", Json, nullable=True),
+    sa.Index(None, "ts"),
+)
+
+contracts = sa.Table(
+    "contracts",
+    metadata,
+    sa.Column("con_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("symbol", sa.Text(), nullable=False),
+    sa.Column("sec_type", sa.Text(), nullable=False),
+    # IB lastTradeDateOrContractMonth as given ("20251121" or "202512").
+    sa.Column("expiry", sa.Text(), nullable=True),
+    sa.Column("strike", Money(), nullable=True),
+    sa.Column("right", sa.Text(), nullable=True),
+    sa.Column("multiplier", Money(), nullable=True),
+    sa.Column("exchange", sa.Text(), nullable=True),
+    sa.Column("primary_exchange", sa.Text(), nullable=True),
+    sa.Column("currency", sa.Text(), nullable=True),
+    # For options the OCC 21-character symbol, e.g. "SPY   251121C00450000".
+    sa.Column("local_symbol", sa.Text(), nullable=True),
+    sa.Column("trading_class", sa.Text(), nullable=True),
+    sa.Column("min_tick", Money(), nullable=True),
+    sa.Column("trading_hours", sa.Text(), nullable=True),
+    sa.Column("liquid_hours", sa.Text(), nullable=True),
+    sa.Column("time_zone_id", sa.Text(), nullable=True),
+    sa.Column("details", Json, nullable=True),
+    sa.Column("fetched_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "symbol", "sec_type"),
+    sa.Index(None, "local_symbol"),
+)
