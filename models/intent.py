@@ -50,12 +50,14 @@ from models.rejects import Reject, RejectReason
 from models.strategies import STRATEGIES, ExpiryPolicy
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "DEFAULT_CHECKS",
     "MAX_PAYLOAD_CHARS",
     "Check",
     "ExpiryPolicy",
     "IntakeContext",
     "Intent",
+    "IntentStatus",
     "RiskTag",
     "Side",
     "TimeInForce",
@@ -81,6 +83,19 @@ _NUMBER_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,6})?")
 _NON_FINITE_TEXT = re.compile(r"[+-]?(s?nan|inf|infinity)", re.IGNORECASE)
 
 E = TypeVar("E", bound=StrEnum)
+
+
+class IntentStatus(StrEnum):
+    """Where an intent is in its life; VALIDATED and WORKING count against the concurrency guard."""
+
+    VALIDATED = "VALIDATED"
+    REJECTED = "REJECTED"
+    WORKING = "WORKING"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+
+
+ACTIVE_STATUSES = frozenset({IntentStatus.VALIDATED, IntentStatus.WORKING})
 
 
 class Side(StrEnum):
