@@ -1,0 +1,497 @@
+"""The driver loop: clock → market.advance → fan-out → venue.on_market → routing.
+
+One `step(now)` does everything that simulated time passing makes happen: scenario faults that
+fall due, the market moving (and its events going to the market-data subscribers), the venue
+reacting to the market (fills, triggers, expiries) with its events routed to the owning clients,
+commission reports whose delivery a scenario delayed, and the periodic account pushes (P&L every
+second, account values and summaries every three minutes, like TWS).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tws_sim.server import out
+from tws_sim.server.subscriptions import AccountSub, MdKind, MdSub
+from tws_sim.types import (
+    BarClosed,
+    Commissioned,
+    Executed,
+    HaltChanged,
+    OrderChanged,
+    OrderSnapshot,
+    PositionChanged,
+    Quote,
+    QuoteChanged,
+    SecType,
+    TradePrinted,
+    VenueError,
+)
+
+if TYPE_CHECKING:
+    from tws_sim.server.app import SimServer
+    from tws_sim.server.session import Session
+
+log = logging.getLogger("tws_sim.server")
+
+PNL_EVERY = timedelta(seconds=1)  # TWS pushes pnl / pnlSingle about once a second, on change
+ACCOUNT_EVERY = timedelta(minutes=3)  # account values and summaries: every three minutes
+
+# IB tick types used in fan-out (bid size, bid, ask, ask size, last, last size, high, low,
+# volume, close, open, halted).
+BID_SIZE, BID, ASK, ASK_SIZE, LAST, LAST_SIZE, HIGH, LOW, VOLUME, CLOSE = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+)
+OPEN, HALTED = 14, 49
+BID_OPTION, ASK_OPTION, LAST_OPTION, MODEL_OPTION = 10, 11, 12, 13
+
+
+class Driver:
+    """Moves one `SimServer` through simulated time."""
+
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+        self.last_quote: dict[int, Quote] = {}
+        self.pending_commissions: list[tuple[datetime, int, Commissioned]] = []
+        self._seq = 0
+        self.last_step: datetime | None = None
+        self.account_dirty = False
+        self.next_pnl: datetime | None = None
+        self.next_account: datetime | None = None
+        self.md_msgs = 0  # market-data messages written (benchmarks read it)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def step(self, now: datetime) -> None:
+        server = self.server
+        for action in server.faults.due(now):
+            self.apply_fault(action.kind, action.duration_s)
+        if server.refuse_until is not None and now >= server.refuse_until:
+            server.reopen()
+        events = server.market.advance(now)
+        if events:
+            self.fan_out(events)
+        self.route(server.venue.on_market(events, now), now)
+        if self.pending_commissions:
+            self._deliver_due_commissions(now)
+        self._periodic(now)
+        self.last_step = now
+
+    def apply_fault(self, kind: str, duration_s: float) -> None:
+        server = self.server
+        log.info("fault %s (%.1f s) at %s", kind, duration_s, server.now())
+        if kind == "disconnect":
+            server.drop_all(duration_s)
+        elif kind == "md_farm_down":
+            server.set_md_farm(False)
+        elif kind == "md_farm_up":
+            server.set_md_farm(True)
+        elif kind == "duplicate_status":
+            server.duplicate_status = True
+        elif kind == "duplicate_status_off":
+            server.duplicate_status = False
+        elif kind == "connectivity_lost":
+            server.set_connectivity(False)
+        elif kind == "connectivity_restored":
+            server.set_connectivity(True)
+
+    # ---------------------------------------------------------------------------------------------
+    # market data fan-out
+
+    def fan_out(self, events: list[Any]) -> None:
+        by_con = self.server.subs.md_by_con
+        for ev in events:
+            t = type(ev)
+            if t is QuoteChanged:
+                q = ev.quote
+                prev = self.last_quote.get(q.con_id)
+                self.last_quote[q.con_id] = q
+                subs = by_con.get(q.con_id)
+                if subs:
+                    self._quote_changed(q, prev, subs)
+            elif t is TradePrinted:
+                subs = by_con.get(ev.con_id)
+                if subs:
+                    self._trade_printed(ev, subs)
+            elif t is HaltChanged:
+                for sub in by_con.get(ev.con_id, ()):
+                    if sub.kind is MdKind.MKT:
+                        v = sub.session.version
+                        sub.session.send(out.tick_generic(sub.req_id, HALTED, int(ev.state), v))
+                        self.md_msgs += 1
+            elif t is BarClosed:
+                for sub in by_con.get(ev.con_id, ()):
+                    if sub.kind is MdKind.RT_BARS:
+                        sub.session.send(out.realtime_bar(sub.req_id, ev.bar, sub.session.version))
+                        self.md_msgs += 1
+
+    def _quote_changed(self, q: Quote, prev: Quote | None, subs: list[MdSub]) -> None:
+        ticks = quote_ticks(q, prev)
+        bid_ask_changed = (
+            prev is None
+            or q.bid != prev.bid
+            or q.ask != prev.ask
+            or q.bid_size != prev.bid_size
+            or q.ask_size != prev.ask_size
+        )
+        depth_rows: list[Any] | None = None
+        greeks: Any = None
+        greeks_done = False
+        for sub in subs:
+            kind = sub.kind
+            session = sub.session
+            if kind is MdKind.MKT:
+                self.md_msgs += send_ticks(session, sub.req_id, ticks)
+                if sub.is_option and ticks:
+                    if not greeks_done:
+                        greeks = self.server.market.greeks(q.con_id)
+                        greeks_done = True
+                    if greeks is not None:
+                        self.md_msgs += send_option_ticks(session, sub.req_id, q, greeks)
+            elif kind is MdKind.TBT_BID_ASK:
+                if bid_ask_changed:
+                    session.send(out.tbt_bid_ask(sub.req_id, q, session.version))
+                    self.md_msgs += 1
+            elif kind is MdKind.DEPTH:
+                if depth_rows is None:
+                    depth_rows = self.server.market.depth(q.con_id, 10)
+                self.md_msgs += send_depth(session, sub, depth_rows)
+
+    def _trade_printed(self, ev: TradePrinted, subs: list[MdSub]) -> None:
+        for sub in subs:
+            if sub.kind is MdKind.TBT_LAST or sub.kind is MdKind.TBT_ALL_LAST:
+                all_last = sub.kind is MdKind.TBT_ALL_LAST
+                sub.session.send(out.tbt_last(sub.req_id, ev, all_last, sub.session.version))
+                self.md_msgs += 1
+
+    # ---------------------------------------------------------------------------------------------
+    # venue events
+
+    def route(self, events: list[Any], now: datetime) -> None:
+        """Deliver venue events: order events to the owner and to client-0 auto-open listeners,
+        errors to their client, positions to position/account subscribers."""
+        if not events:
+            return
+        server = self.server
+        clients = server.clients
+        for ev in events:
+            t = type(ev)
+            if t is OrderChanged:
+                snap: OrderSnapshot = ev.snapshot
+                inst = server.catalog.get(snap.request.con_id) if snap.request.con_id else None
+                for session in self._order_targets(snap.request.client_id):
+                    v = session.version
+                    if ev.open_order:
+                        session.send(out.open_order(snap, inst, v))
+                    if ev.order_status:
+                        status = out.order_status(snap, v)
+                        session.send(status)
+                        if server.duplicate_status:
+                            session.send(status)
+            elif t is Executed:
+                ex = ev.execution
+                self.account_dirty = True
+                for session in self._order_targets(ex.client_id):
+                    inst = server.catalog.get(ex.con_id)
+                    session.send(out.exec_details(-1, ex, inst, session.version))
+            elif t is Commissioned:
+                if ev.deliver_at is not None and ev.deliver_at > now:
+                    heapq.heappush(self.pending_commissions, (ev.deliver_at, self._seq, ev))
+                    self._seq += 1
+                else:
+                    self._send_commission(ev)
+            elif t is VenueError:
+                session = clients.get(ev.client_id)
+                if session is not None and session.ready:
+                    session.send_error(ev.req_id, ev.code, ev.message)
+            elif t is PositionChanged:
+                self.account_dirty = True
+                self._position_changed(ev)
+
+    def _order_targets(self, client_id: int) -> list[Session]:
+        server = self.server
+        targets: list[Session] = []
+        owner = server.clients.get(client_id)
+        if owner is not None and owner.ready:
+            targets.append(owner)
+        listener = server.clients.get(0)
+        if (
+            listener is not None
+            and listener is not owner
+            and listener.ready
+            and listener.auto_open_orders
+        ):
+            targets.append(listener)
+        return targets
+
+    def _send_commission(self, ev: Commissioned) -> None:
+        for session in self._order_targets(ev.client_id):
+            session.send(out.commission_report(ev.report, session.version))
+
+    def _deliver_due_commissions(self, now: datetime) -> None:
+        heap = self.pending_commissions
+        while heap and heap[0][0] <= now:
+            self._send_commission(heapq.heappop(heap)[2])
+
+    def _position_changed(self, ev: PositionChanged) -> None:
+        server = self.server
+        inst = server.catalog.get(ev.con_id)
+        if inst is None:
+            return
+        for sub in server.subs.account_subs("positions"):
+            s = sub.session
+            s.send(out.position(ev.account, inst, ev.position, ev.avg_cost, s.version))
+        for sub in server.subs.account_subs("positions_multi"):
+            s = sub.session
+            s.send(
+                out.position_multi(
+                    sub.req_id, ev.account, sub.model, inst, ev.position, ev.avg_cost, s.version
+                )
+            )
+
+    # ---------------------------------------------------------------------------------------------
+    # periodic pushes
+
+    def _periodic(self, now: datetime) -> None:
+        subs = self.server.subs
+        if not subs.account:
+            self.account_dirty = False
+            return
+        if self.next_pnl is None or now >= self.next_pnl:
+            self.next_pnl = now + PNL_EVERY
+            self.push_pnl(now)
+        if self.account_dirty:
+            self.account_dirty = False
+            self.push_portfolio(now)
+        if self.next_account is None or now >= self.next_account:
+            self.next_account = now + ACCOUNT_EVERY
+            self.push_account(now, full=False)
+
+    def push_pnl(self, now: datetime) -> None:
+        server = self.server
+        venue = server.venue
+        totals: tuple[Decimal, ...] | None = None
+        for sub in server.subs.account_subs("pnl"):
+            if totals is None:
+                totals = tuple(venue.pnl(now))
+            key = rounded(totals)
+            if key != sub.last:
+                sub.last = key
+                sub.session.send(out.pnl(sub.req_id, totals, sub.session.version))
+        for sub in server.subs.account_subs("pnl_single"):
+            values = venue.pnl_single(sub.con_id, now)
+            if values is None:
+                continue
+            key = rounded(tuple(values))
+            if key != sub.last:
+                sub.last = key
+                sub.session.send(out.pnl_single(sub.req_id, tuple(values), sub.session.version))
+
+    def push_portfolio(self, now: datetime) -> None:
+        """After fills: updatePortfolio (and changed account values) to reqAccountUpdates
+        subscribers, as TWS does on a position change."""
+        server = self.server
+        subs = server.subs.account_subs("updates")
+        if not subs:
+            return
+        rows = portfolio_rows(server, now)
+        values = server.venue.account_values(now)
+        for sub in subs:
+            session = sub.session
+            v = session.version
+            last_rows = sub.last_push or {}
+            for con_id, row in rows.items():
+                if last_rows.get(con_id) != row[1:]:
+                    session.send(out.update_portfolio(server.account, *row, v))
+            sub.last_push = {con_id: row[1:] for con_id, row in rows.items()}
+            send_account_values(session, server.account, values, sub, v)
+            session.send(out.update_account_time(now, v))
+
+    def push_account(self, now: datetime, full: bool) -> None:
+        """The three-minute cadence: account values and summaries that changed."""
+        server = self.server
+        values = server.venue.account_values(now)
+        for sub in server.subs.account_subs("updates"):
+            v = sub.session.version
+            send_account_values(sub.session, server.account, values, sub, v, full=full)
+            sub.session.send(out.update_account_time(now, v))
+        for sub in server.subs.account_subs("summary"):
+            send_account_summary(sub.session, sub, server.account, values, full=full)
+        for sub in server.subs.account_subs("updates_multi"):
+            send_account_multi(sub.session, sub, server.account, values, full=full)
+
+
+# -------------------------------------------------------------------------------------------------
+# helpers shared with the request handlers
+
+
+def rounded(values: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+    cent = Decimal("0.01")
+    return tuple(v.quantize(cent) if v.is_finite() else v for v in values)
+
+
+def quote_ticks(q: Quote, prev: Quote | None) -> list[tuple[int, Decimal, Decimal | None]]:
+    """Ticks that changed since `prev` (all of them when None), as (tick_type, value, size).
+
+    Prices go out as tickPrice with their size where IB pairs them (bid/ask/last); sizes that
+    change alone go out as tickSize (size None marks a size tick).
+    """
+    ticks: list[tuple[int, Decimal, Decimal | None]] = []
+    if prev is None or q.bid != prev.bid:
+        ticks.append((BID, q.bid, q.bid_size))
+    elif q.bid_size != prev.bid_size:
+        ticks.append((BID_SIZE, q.bid_size, None))
+    if prev is None or q.ask != prev.ask:
+        ticks.append((ASK, q.ask, q.ask_size))
+    elif q.ask_size != prev.ask_size:
+        ticks.append((ASK_SIZE, q.ask_size, None))
+    if q.last > 0 and (prev is None or q.last != prev.last):
+        ticks.append((LAST, q.last, q.last_size))
+    elif prev is not None and q.last_size != prev.last_size and q.last > 0:
+        ticks.append((LAST_SIZE, q.last_size, None))
+    if prev is None or q.volume != prev.volume:
+        ticks.append((VOLUME, q.volume, None))
+    if q.high > 0 and (prev is None or q.high != prev.high):
+        ticks.append((HIGH, q.high, Decimal(0)))
+    if q.low > 0 and (prev is None or q.low != prev.low):
+        ticks.append((LOW, q.low, Decimal(0)))
+    if prev is None:
+        if q.close > 0:
+            ticks.append((CLOSE, q.close, Decimal(0)))
+        if q.open > 0:
+            ticks.append((OPEN, q.open, Decimal(0)))
+    return ticks
+
+
+def send_ticks(
+    session: Session, req_id: int, ticks: list[tuple[int, Decimal, Decimal | None]]
+) -> int:
+    v = session.version
+    for tick_type, value, size in ticks:
+        if size is None:
+            session.send(out.tick_size(req_id, tick_type, value, v))
+        else:
+            session.send(out.tick_price(req_id, tick_type, value, size, v))
+    return len(ticks)
+
+
+def send_option_ticks(session: Session, req_id: int, q: Quote, greeks: Any) -> int:
+    """tickOptionComputation for bid, ask and model (ib_async's bid/ask/modelGreeks)."""
+    v = session.version
+    session.send(out.tick_option(req_id, BID_OPTION, greeks, q.bid, v))
+    session.send(out.tick_option(req_id, ASK_OPTION, greeks, q.ask, v))
+    session.send(out.tick_option(req_id, MODEL_OPTION, greeks, None, v))
+    return 3
+
+
+def send_depth(session: Session, sub: MdSub, rows: list[Any]) -> int:
+    """updateMktDepthL2 for the rows of this subscription that changed (insert new positions,
+    update changed ones, delete positions that disappeared)."""
+    v = session.version
+    sent = 0
+    wanted = [r for r in rows if r.position < sub.rows]
+    old = {(r.side, r.position): r for r in sub.depth_sent}
+    new = {(r.side, r.position): r for r in wanted}
+    for key, row in new.items():
+        prev = old.get(key)
+        if prev is None:
+            session.send(out.depth_l2(sub.req_id, row, 0, v))
+            sent += 1
+        elif prev != row:
+            session.send(out.depth_l2(sub.req_id, row, 1, v))
+            sent += 1
+    for key, row in old.items():
+        if key not in new:
+            session.send(out.depth_l2(sub.req_id, row, 2, v))
+            sent += 1
+    sub.depth_sent = wanted
+    return sent
+
+
+def portfolio_rows(server: SimServer, now: datetime) -> dict[int, tuple[Any, ...]]:
+    """con_id → (instrument, position, mkt price, mkt value, avg cost, unrealized, realized)."""
+    rows: dict[int, tuple[Any, ...]] = {}
+    venue = server.venue
+    for inst, qty, avg_cost in venue.positions():
+        single = venue.pnl_single(inst.con_id, now)
+        mult = Decimal(inst.multiplier)
+        if single is not None:
+            _pos, _daily, unrealized, realized, value = single
+        else:
+            unrealized = realized = value = Decimal(0)
+        price = (value / (qty * mult)) if qty else Decimal(0)
+        rows[inst.con_id] = (inst, qty, price, value, avg_cost, unrealized, realized)
+    return rows
+
+
+def send_account_values(
+    session: Session,
+    account: str,
+    values: dict[str, tuple[str, str]],
+    sub: AccountSub,
+    v: int,
+    full: bool = False,
+) -> None:
+    last: dict[str, tuple[str, str]] = sub.last or {}
+    for tag, (value, currency) in values.items():
+        if full or last.get(tag) != (value, currency):
+            session.send(out.update_account_value(tag, value, currency, account, v))
+    sub.last = dict(values)
+
+
+def send_account_summary(
+    session: Session,
+    sub: AccountSub,
+    account: str,
+    values: dict[str, tuple[str, str]],
+    full: bool,
+) -> None:
+    last: dict[str, tuple[str, str]] = sub.last or {}
+    tags = sub.tags
+    for tag, (value, currency) in values.items():
+        if tags and tag not in tags:
+            continue
+        if full or last.get(tag) != (value, currency):
+            session.send(
+                out.account_summary(sub.req_id, account, tag, value, currency, session.version)
+            )
+    sub.last = dict(values)
+    if full:
+        session.send(out.account_summary_end(sub.req_id, session.version))
+
+
+def send_account_multi(
+    session: Session,
+    sub: AccountSub,
+    account: str,
+    values: dict[str, tuple[str, str]],
+    full: bool,
+) -> None:
+    last: dict[str, tuple[str, str]] = sub.last or {}
+    for tag, (value, currency) in values.items():
+        if full or last.get(tag) != (value, currency):
+            session.send(
+                out.account_update_multi(
+                    sub.req_id, account, sub.model, tag, value, currency, session.version
+                )
+            )
+    sub.last = dict(values)
+    if full:
+        session.send(out.account_update_multi_end(sub.req_id, session.version))
+
+
+def is_option(inst: Any) -> bool:
+    return inst is not None and inst.sec_type is SecType.OPT

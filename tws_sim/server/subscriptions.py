@@ -1,0 +1,140 @@
+"""Who asked for what: every subscription a session holds, by reqId and by con_id.
+
+Market-data subscriptions are indexed twice: by (session, reqId) for cancels and by con_id for the
+driver's fan-out, which looks up the subscribers of a con_id once per market event. The market is
+told to `watch` a con_id once per subscription (its watch count is reference-counted), so options
+are priced only while someone looks at them. Account-side subscriptions (account updates,
+summary, positions, P&L) hold the last values sent, so pushes go out only on change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tws_sim.server.app import SimServer
+    from tws_sim.server.session import Session
+
+
+class MdKind(IntEnum):
+    MKT = 1  # reqMktData: tickPrice/Size/String/Generic (+ tickOptionComputation for options)
+    TBT_BID_ASK = 2  # reqTickByTickData "BidAsk"
+    TBT_LAST = 3  # "Last"
+    TBT_ALL_LAST = 4  # "AllLast"
+    DEPTH = 5  # reqMktDepth (L2)
+    RT_BARS = 6  # reqRealTimeBars (5 s)
+
+
+TBT_KINDS = {"BidAsk": MdKind.TBT_BID_ASK, "Last": MdKind.TBT_LAST, "AllLast": MdKind.TBT_ALL_LAST}
+
+
+@dataclass(slots=True, eq=False)
+class MdSub:
+    """One market-data subscription of one session."""
+
+    session: Session
+    req_id: int
+    kind: MdKind
+    con_id: int
+    is_option: bool = False
+    generic_ticks: frozenset[int] = frozenset()
+    rows: int = 0  # depth rows
+    what: str = "TRADES"  # real-time bars: TRADES / MIDPOINT / BID / ASK
+    depth_sent: list[Any] = field(default_factory=list)  # DepthLevel rows last sent (by position)
+
+
+@dataclass(slots=True, eq=False)
+class AccountSub:
+    """An account-side subscription; `last` holds what was last pushed (for change detection)."""
+
+    session: Session
+    req_id: int
+    # "updates", "summary", "positions", "positions_multi", "updates_multi", "pnl", "pnl_single"
+    kind: str
+    account: str = ""
+    model: str = ""
+    con_id: int = 0
+    tags: tuple[str, ...] = ()
+    last: Any = None
+    last_push: Any = None  # simulated time of the last periodic push
+
+
+class Subscriptions:
+    """The registry of a server's subscriptions (driven on the event-loop thread only)."""
+
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+        self.md: dict[tuple[int, int], MdSub] = {}  # (id(session), req_id) → sub
+        self.md_by_con: dict[int, list[MdSub]] = {}
+        self.account: dict[tuple[int, int, str], AccountSub] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    # market data
+
+    def has_md(self, session: Session, req_id: int) -> bool:
+        return (id(session), req_id) in self.md
+
+    def add_md(self, sub: MdSub) -> None:
+        key = (id(sub.session), sub.req_id)
+        old = self.md.get(key)
+        if old is not None:
+            self._remove_md(key, old)
+        self.md[key] = sub
+        self.md_by_con.setdefault(sub.con_id, []).append(sub)
+        self.server.market.watch(sub.con_id)
+
+    def remove_md(self, session: Session, req_id: int, kind: MdKind | None = None) -> MdSub | None:
+        key = (id(session), req_id)
+        sub = self.md.get(key)
+        if sub is None or (kind is not None and sub.kind is not kind):
+            return None
+        self._remove_md(key, sub)
+        return sub
+
+    def _remove_md(self, key: tuple[int, int], sub: MdSub) -> None:
+        del self.md[key]
+        subs = self.md_by_con.get(sub.con_id)
+        if subs is not None:
+            subs.remove(sub)
+            if not subs:
+                del self.md_by_con[sub.con_id]
+        self.server.market.unwatch(sub.con_id)
+
+    def md_subscribers(self, con_id: int) -> list[MdSub]:
+        return self.md_by_con.get(con_id, [])
+
+    # ---------------------------------------------------------------------------------------------
+    # account side
+
+    def add_account(self, sub: AccountSub) -> None:
+        self.account[(id(sub.session), sub.req_id, sub.kind)] = sub
+
+    def remove_account(self, session: Session, req_id: int, kind: str) -> AccountSub | None:
+        return self.account.pop((id(session), req_id, kind), None)
+
+    def account_subs(self, kind: str) -> list[AccountSub]:
+        return [s for s in self.account.values() if s.kind == kind]
+
+    def all_account_subs(self) -> list[AccountSub]:
+        return list(self.account.values())
+
+    # ---------------------------------------------------------------------------------------------
+
+    def drop_session(self, session: Session) -> None:
+        """Forget everything a closed session asked for (and unwatch its con_ids)."""
+        sid = id(session)
+        for key in [k for k in self.md if k[0] == sid]:
+            self._remove_md(key, self.md[key])
+        for key in [k for k in self.account if k[0] == sid]:
+            del self.account[key]
+
+
+def dec_tuple(values: tuple[Decimal, ...] | None) -> tuple[Decimal, ...] | None:
+    """Normalise a P&L tuple for change detection (quantised to the cent)."""
+    if values is None:
+        return None
+    cent = Decimal("0.01")
+    return tuple(v.quantize(cent) if v.is_finite() else v for v in values)

@@ -1,0 +1,83 @@
+"""Helpers for tests and drills that talk to the simulator with the official `ibapi` client.
+
+`RecordingClient` is an `EClient` + `EWrapper` whose every callback is recorded as
+`(name, args)`; `wait_for(predicate, timeout)` polls the record under a deadline (no fixed
+sleeps). It runs ibapi's reader loop in a daemon thread, like any ibapi application.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ibapi.client import EClient
+from ibapi.wrapper import EWrapper
+
+
+class RecordingClient(EWrapper, EClient):  # type: ignore[misc]
+    """An ibapi application that records every callback it receives."""
+
+    def __init__(self) -> None:
+        EWrapper.__init__(self)
+        EClient.__init__(self, self)
+        self._lock = threading.Lock()
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self._thread: threading.Thread | None = None
+
+    def _record(self, name: str, args: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.events.append((name, args))
+
+    # ---------------------------------------------------------------------------------------------
+
+    def start(self, port: int, client_id: int, timeout: float = 15.0) -> int:
+        """Connect, run the reader loop, wait for nextValidId; → that id."""
+        self.connect("127.0.0.1", port, client_id)
+        self._thread = threading.Thread(target=self.run, name=f"ibapi-{client_id}", daemon=True)
+        self._thread.start()
+        got = self.wait_for(lambda: self.of("nextValidId"), timeout)
+        return int(got[-1][0])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.isConnected():
+            self.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def of(self, name: str) -> list[tuple[Any, ...]]:
+        """Arguments of every recorded call of callback `name`, in arrival order."""
+        with self._lock:
+            return [args for n, args in self.events if n == name]
+
+    def errors(self, code: int | None = None) -> list[tuple[Any, ...]]:
+        """(reqId, code, text) of every error callback, optionally of one code."""
+        return [a[:3] for a in self.of("error") if code is None or a[1] == code]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+        """Poll `predicate` until it returns something truthy; TimeoutError at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"condition not met within {timeout} s; last events: {self.events[-8:]}"
+                )
+            time.sleep(0.01)
+
+
+def _recorder(name: str) -> Callable[..., None]:
+    def method(self: RecordingClient, *args: Any) -> None:
+        self._record(name, args)
+
+    method.__name__ = name
+    return method
+
+
+# Every public EWrapper callback becomes a recorder (ibapi calls them positionally).
+for _name, _fn in list(vars(EWrapper).items()):
+    if callable(_fn) and not _name.startswith("_") and _name not in {"logAnswer"}:
+        setattr(RecordingClient, _name, _recorder(_name))
