@@ -224,12 +224,19 @@ class SimServer:
             self.clock.advance(step)
             remaining -= step
             self.driver.step(self.clock.now())
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Let what a step started finish (a re-opened listener is bound before we return)."""
         await asyncio.sleep(0)
+        task = self._reopen_task
+        if task is not None and not task.done():
+            await task
 
     async def pump(self) -> None:
         """Run one driver step at the current simulated time (stepped mode, no time passes)."""
         self.driver.step(self.clock.now())
-        await asyncio.sleep(0)
+        await self._settle()
 
     async def _drive(self) -> None:
         """Real-time / accelerated mode: step the driver every `tick_s` of wall time."""
