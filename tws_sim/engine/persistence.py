@@ -1,0 +1,225 @@
+"""The venue's state on disk: one JSON snapshot, written atomically (tmp file + rename).
+
+IB keeps the account on its servers, so a gateway restart loses nothing; `--state-dir` gives the
+simulator the same property. The snapshot holds orders (with the decoded wire objects the protocol
+layer echoes in openOrder), executions with their commissions, and the id counters. Decimals are
+strings, datetimes ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import fields
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tws_sim.types import (
+    ComboLegSpec,
+    CommissionReport,
+    Execution,
+    OrderRequest,
+    SecType,
+)
+
+STATE_FILE = "venue_state.json"
+STATE_VERSION = 1
+# Only classes from these packages are rebuilt from a snapshot (the wire containers).
+_RAW_MODULES = ("ibapi.", "ib_async.")
+
+
+class StateError(Exception):
+    """The snapshot on disk cannot be read (corrupt or from an incompatible version)."""
+
+
+def save_state(state_dir: Path, state: dict[str, Any]) -> None:
+    """Write `state` atomically: a reader sees the old or the new file, never half of one."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    final = state_dir / STATE_FILE
+    tmp = state_dir / (STATE_FILE + ".tmp")
+    data = json.dumps(state, separators=(",", ":"), default=_default)
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+def load_state(state_dir: Path) -> dict[str, Any] | None:
+    """Return the saved snapshot, or None when there is none."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise StateError(f"cannot read {path}: {e}") from e
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise StateError(f"{path}: unsupported state version")
+    return state
+
+
+def _default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def _dec(v: str | None) -> Decimal | None:
+    return None if v is None else Decimal(v)
+
+
+def _dt(v: str | None) -> datetime | None:
+    return None if v is None else datetime.fromisoformat(v)
+
+
+# ---- wire objects (ibapi Contract/Order and friends) -------------------------------------------
+
+
+def encode_raw(obj: object) -> object:
+    """Encode a decoded wire object (attributes of plain values, lists and nested objects)."""
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return {"__float__": repr(obj)}  # keeps inf / max-double sentinels exact
+    if isinstance(obj, Decimal):
+        return {"__decimal__": str(obj)}
+    if isinstance(obj, list | tuple):
+        return [encode_raw(v) for v in obj]
+    if isinstance(obj, dict):
+        return {"__dict__": {str(k): encode_raw(v) for k, v in obj.items()}}
+    cls = type(obj)
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is None:
+        return {"__repr__": repr(obj)}
+    return {
+        "__class__": f"{cls.__module__}.{cls.__qualname__}",
+        "attrs": {k: encode_raw(v) for k, v in attrs.items()},
+    }
+
+
+def decode_raw(data: object) -> object:
+    """Rebuild what `encode_raw` wrote; classes outside the wire packages are refused."""
+    if data is None or isinstance(data, bool | int | str | float):
+        return data
+    if isinstance(data, list):
+        return [decode_raw(v) for v in data]
+    if not isinstance(data, dict):
+        raise StateError(f"unexpected raw value {data!r}")
+    if "__float__" in data:
+        return float(data["__float__"])
+    if "__decimal__" in data:
+        return Decimal(data["__decimal__"])
+    if "__dict__" in data:
+        return {k: decode_raw(v) for k, v in data["__dict__"].items()}
+    if "__repr__" in data:
+        return None
+    path = data["__class__"]
+    if not path.startswith(_RAW_MODULES):
+        raise StateError(f"refusing to rebuild class {path}")
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    obj = cls.__new__(cls)
+    for k, v in data["attrs"].items():
+        setattr(obj, k, decode_raw(v))
+    return obj
+
+
+# ---- requests, executions, commissions ---------------------------------------------------------
+
+
+def encode_request(req: OrderRequest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(OrderRequest):
+        v = getattr(req, f.name)
+        if f.name == "combo_legs":
+            v = [[leg.con_id, leg.ratio, leg.action, leg.exchange] for leg in v]
+        elif f.name in ("raw_contract", "raw_order"):
+            v = encode_raw(v)
+        out[f.name] = v
+    return out
+
+
+def decode_request(d: dict[str, Any]) -> OrderRequest:
+    return OrderRequest(
+        client_id=d["client_id"],
+        order_id=d["order_id"],
+        account=d["account"],
+        con_id=d["con_id"],
+        symbol=d["symbol"],
+        sec_type=SecType(d["sec_type"]),
+        action=d["action"],
+        total_qty=Decimal(d["total_qty"]),
+        order_type=d["order_type"],
+        tif=d["tif"],
+        route=d["route"],
+        lmt_price=_dec(d["lmt_price"]),
+        aux_price=_dec(d["aux_price"]),
+        trailing_percent=_dec(d["trailing_percent"]),
+        trail_stop_price=_dec(d["trail_stop_price"]),
+        good_till=_dt(d["good_till"]),
+        outside_rth=d["outside_rth"],
+        oca_group=d["oca_group"],
+        oca_type=d["oca_type"],
+        parent_id=d["parent_id"],
+        transmit=d["transmit"],
+        order_ref=d["order_ref"],
+        combo_legs=tuple(ComboLegSpec(c, r, a, x) for c, r, a, x in d["combo_legs"]),
+        raw_contract=decode_raw(d["raw_contract"]),
+        raw_order=decode_raw(d["raw_order"]),
+    )
+
+
+def encode_execution(ex: Execution) -> dict[str, Any]:
+    return {f.name: getattr(ex, f.name) for f in fields(Execution)}
+
+
+def decode_execution(d: dict[str, Any]) -> Execution:
+    return Execution(
+        exec_id=d["exec_id"],
+        order_id=d["order_id"],
+        client_id=d["client_id"],
+        perm_id=d["perm_id"],
+        account=d["account"],
+        con_id=d["con_id"],
+        symbol=d["symbol"],
+        sec_type=SecType(d["sec_type"]),
+        side=d["side"],
+        shares=Decimal(d["shares"]),
+        price=Decimal(d["price"]),
+        cum_qty=Decimal(d["cum_qty"]),
+        avg_price=Decimal(d["avg_price"]),
+        time=datetime.fromisoformat(d["time"]),
+        exchange=d["exchange"],
+        order_ref=d["order_ref"],
+        liquidation=d["liquidation"],
+        last_liquidity=d["last_liquidity"],
+        is_correction_of=d["is_correction_of"],
+    )
+
+
+def encode_commission(rep: CommissionReport | None) -> dict[str, Any] | None:
+    if rep is None:
+        return None
+    return {
+        "exec_id": rep.exec_id,
+        "commission": rep.commission,
+        "currency": rep.currency,
+        "realized_pnl": rep.realized_pnl,
+    }
+
+
+def decode_commission(d: dict[str, Any] | None) -> CommissionReport | None:
+    if d is None:
+        return None
+    return CommissionReport(
+        exec_id=d["exec_id"],
+        commission=Decimal(d["commission"]),
+        currency=d["currency"],
+        realized_pnl=_dec(d["realized_pnl"]),
+    )
