@@ -305,11 +305,14 @@ class Order:
 
     `filled_qty` and `avg_fill_price` are the ledger's own figures from the effective set of
     fills (corrections applied); `ib_filled_qty` is the highest cumulative quantity IB reported
-    in orderStatus, which can run ahead of the fills we have received.
+    in orderStatus, which can run ahead of the fills we have received. `quantity` (the target)
+    is None for an order the ledger first learns of from an execution (placed elsewhere, or
+    before a crash): then only IB's "Filled" status, or a later openOrder naming the target,
+    can complete it.
     """
 
     client_order_id: str
-    quantity: Decimal
+    quantity: Decimal | None
     state: OrderState = OrderState.VALIDATED
     filled_qty: Decimal = ZERO
     avg_fill_price: Decimal | None = None
@@ -327,6 +330,10 @@ class Order:
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    def complete_at(self, quantity: Decimal) -> bool:
+        """True when `quantity` reaches the target (never, while the target is unknown)."""
+        return self.quantity is not None and quantity >= self.quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +382,7 @@ def _effective_type(order: Order, event: OrderEvent, progress: Decimal) -> Order
             # orderStatus Filled (remaining 0) is IB's word that the order is done, even when
             # our fills or a modified target say otherwise.
             return E.FILLED
-        return E.FILLED if progress >= order.quantity else E.PARTIALLY_FILLED
+        return E.FILLED if order.complete_at(progress) else E.PARTIALLY_FILLED
     return event.type
 
 
@@ -426,7 +433,7 @@ def apply(order: Order, event: OrderEvent) -> Transition:
     else:
         to = rule.to
     # Quantity is truth: whatever the table says, a complete fill is FILLED.
-    if progress >= order.quantity and STATE_RANK[to] < STATE_RANK[S.FILLED]:
+    if order.complete_at(progress) and STATE_RANK[to] < STATE_RANK[S.FILLED]:
         to = S.FILLED
 
     reject_code, reject_reason = order.reject_code, order.reject_reason
@@ -462,7 +469,7 @@ def fill_event(
     ts_event: datetime | None = None,
 ) -> OrderEvent:
     """Build the fill event for the ledger's cumulative `filled_qty` of `order`."""
-    kind = E.FILLED if filled_qty >= order.quantity else E.PARTIALLY_FILLED
+    kind = E.FILLED if order.complete_at(filled_qty) else E.PARTIALLY_FILLED
     return OrderEvent(
         type=kind,
         ts_init=ts_init,

@@ -85,8 +85,10 @@ execution_orders = sa.Table(
     sa.Column("con_id", sa.BigInteger(), nullable=True),
     sa.Column("symbol", sa.Text(), nullable=True),
     sa.Column("sec_type", sa.Text(), nullable=True),
-    sa.Column("action", sa.Text(), nullable=False),
-    sa.Column("quantity", Money(), nullable=False),
+    # NULL only for an order first seen in a callback that does not name it (an orderStatus
+    # or execution for an order placed outside epm); the openOrder fills them in.
+    sa.Column("action", sa.Text(), nullable=True),
+    sa.Column("quantity", Money(), nullable=True),
     sa.Column("order_type", sa.Text(), nullable=True),
     sa.Column("limit_price", Money(), nullable=True),
     sa.Column("aux_price", Money(), nullable=True),
@@ -96,8 +98,11 @@ execution_orders = sa.Table(
     # When a scheduled slice becomes due (beat's scheduler tick picks rows with due_at <= now).
     sa.Column("due_at", UtcDateTime(), nullable=True),
     sa.Column("state", sa.Text(), nullable=False),
+    # From the effective fills (the ledger's truth) ...
     sa.Column("filled_qty", Money(), nullable=False),
     sa.Column("avg_fill_price", Money(), nullable=True),
+    # ... and the highest cumulative quantity IB reported in orderStatus/openOrder.
+    sa.Column("ib_filled_qty", Money(), nullable=True),
     sa.Column("last_ib_status", sa.Text(), nullable=True),
     sa.Column("reject_code", sa.Integer(), nullable=True),
     sa.Column("reject_reason", sa.Text(), nullable=True),

@@ -367,3 +367,18 @@ def test_ib_code_table_has_no_reject_in_the_warning_range() -> None:
     for code, row in IB_CODES.items():
         if 2100 <= code <= 2199:
             assert row.kind is not IbCodeClass.ORDER_REJECTED
+
+
+def test_unknown_target_is_completed_only_by_ib_filled_status() -> None:
+    order = Order("ib:1:7", quantity=None, state=S.PLACED)
+    partial = apply(order, fill_event(order, Decimal("500"), Decimal("3"), T0)).order
+    assert partial.state is S.PARTIAL_FILLED
+    done = apply(partial, event_from_ib_status("Filled", Decimal("500"), Decimal(0), T0)).order
+    assert done.state is S.FILLED
+
+
+def test_learning_the_target_later_completes_a_filled_order() -> None:
+    order = Order("ib:1:8", quantity=None, state=S.PARTIAL_FILLED, filled_qty=Decimal("50"))
+    known = replace(order, quantity=Decimal("50"))
+    result = apply(known, event_from_ib_status("Submitted", Decimal(0), Decimal("50"), T0))
+    assert result.order.state is S.FILLED
