@@ -1,0 +1,146 @@
+"""What workers call to reach IB: enqueue a command on the bridge's stream, get its stream id.
+
+Workers never open an IB socket. An order is sent in three steps, each idempotent: allocate an id
+(`allocate_order_id`), persist the order as pending in the ledger, then `enqueue_place`. The bridge
+refuses an id it already sent, so re-running a task that enqueued twice is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import redis
+
+from ibgateway_bridge.commands import (
+    COMMAND_STREAM,
+    STREAM_MAXLEN,
+    CancelOrder,
+    Command,
+    ContractSpec,
+    GlobalCancel,
+    ModifyOrder,
+    OrderSpec,
+    PlaceOrder,
+    RequestContractDetails,
+    RequestExecutions,
+    RequestPositions,
+    SubscribeMarketData,
+    UnsubscribeMarketData,
+    encode_command,
+)
+from ibgateway_bridge.ids import OrderIdAllocator
+
+
+def _redis(client: redis.Redis | None) -> redis.Redis:
+    if client is not None:
+        return client
+    from epm.redis_conn import get_redis
+
+    return get_redis()
+
+
+def enqueue(
+    command: Command, client: redis.Redis | None = None, now: datetime | None = None
+) -> str:
+    """XADD one validated command; returns its stream id."""
+    r = _redis(client)
+    fields = encode_command(command, now or datetime.now(UTC))
+    return str(r.xadd(COMMAND_STREAM, fields, maxlen=STREAM_MAXLEN, approximate=True))
+
+
+def allocate_order_id(client: redis.Redis | None = None) -> int:
+    """A fresh IB order id from `ib:order:last_id` (never reused)."""
+    return OrderIdAllocator(_redis(client)).allocate()
+
+
+def enqueue_place(
+    order_id: int,
+    client_order_id: str,
+    contract: ContractSpec | Mapping[str, Any],
+    order: OrderSpec | Mapping[str, Any],
+    strategy: str | None = None,
+    client: redis.Redis | None = None,
+) -> str:
+    """Queue a new order; `client_order_id` travels as IB `orderRef` so fills map back."""
+    command = PlaceOrder(
+        order_id=order_id,
+        client_order_id=client_order_id,
+        contract=ContractSpec.model_validate(contract),
+        order=OrderSpec.model_validate(order),
+        strategy=strategy,
+    )
+    return enqueue(command, client)
+
+
+def enqueue_modify(
+    order_id: int,
+    version: int,
+    client_order_id: str,
+    contract: ContractSpec | Mapping[str, Any],
+    order: OrderSpec | Mapping[str, Any],
+    strategy: str | None = None,
+    client: redis.Redis | None = None,
+) -> str:
+    """Queue a modification of a working order; each (order_id, version) is sent once."""
+    command = ModifyOrder(
+        order_id=order_id,
+        version=version,
+        client_order_id=client_order_id,
+        contract=ContractSpec.model_validate(contract),
+        order=OrderSpec.model_validate(order),
+        strategy=strategy,
+    )
+    return enqueue(command, client)
+
+
+def enqueue_cancel(order_id: int, client: redis.Redis | None = None) -> str:
+    """Queue a cancel; it overtakes every queued placement and modification."""
+    return enqueue(CancelOrder(order_id=order_id), client)
+
+
+def enqueue_global_cancel(reason: str | None = None, client: redis.Redis | None = None) -> str:
+    return enqueue(GlobalCancel(reason=reason), client)
+
+
+def enqueue_contract_details(
+    contract: ContractSpec | Mapping[str, Any], client: redis.Redis | None = None
+) -> str:
+    """Ask for contract details; the answer lands in `contract:{conid}` and the ledger."""
+    return enqueue(RequestContractDetails(contract=ContractSpec.model_validate(contract)), client)
+
+
+def enqueue_subscribe(
+    con_id: int,
+    requester: str,
+    contract: ContractSpec | Mapping[str, Any] | None = None,
+    depth: bool = False,
+    bars: bool = False,
+    client: redis.Redis | None = None,
+) -> str:
+    """Ask for `md:{con_id}` to be kept fresh on behalf of `requester` (reference-counted)."""
+    spec = None if contract is None else ContractSpec.model_validate(contract)
+    command = SubscribeMarketData(
+        con_id=con_id, requester=requester, contract=spec, depth=depth, bars=bars
+    )
+    return enqueue(command, client)
+
+
+def enqueue_unsubscribe(con_id: int, requester: str, client: redis.Redis | None = None) -> str:
+    return enqueue(UnsubscribeMarketData(con_id=con_id, requester=requester), client)
+
+
+def enqueue_req_executions(since: datetime | None = None, client: redis.Redis | None = None) -> str:
+    """Ask the bridge for an executions snapshot (recon); replies go to the ledger as fills."""
+    return enqueue(RequestExecutions(since=since), client)
+
+
+def enqueue_req_positions(client: redis.Redis | None = None) -> str:
+    return enqueue(RequestPositions(), client)
+
+
+def limit_order(action: str, quantity: Decimal | str, lmt_price: Decimal | str) -> OrderSpec:
+    """Shorthand for the common case (tests, `epm` commands)."""
+    return OrderSpec(action=action, quantity=Decimal(quantity), lmt_price=Decimal(lmt_price))  # type: ignore[arg-type]

@@ -1,0 +1,504 @@
+"""The bridge process: lease, two IB sessions, the command reader, the senders and the outbox.
+
+Threads: one lease renewer; per session a connect/control loop, a decoder (EClient.run) and a
+sender that takes commands from that session's priority backlog through its pacer; one command
+reader (Redis stream → backlogs); one outbox (callbacks → tasks/Redis). Order commands go to client
+1 (orders), data commands to client 2 (account), so order pacing is never spent on market data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from ibapi.execution import ExecutionFilter
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from epm.logging import get_logger
+from epm.settings import Settings
+from ibgateway_bridge import commands as cmds
+from ibgateway_bridge.connection import IBSession, SessionState
+from ibgateway_bridge.ibobjects import to_ib_contract, to_ib_order
+from ibgateway_bridge.ids import OrderIdAllocator
+from ibgateway_bridge.lease import BridgeLease
+from ibgateway_bridge.marketdata import MarketDataLines
+from ibgateway_bridge.outbox import Outbox
+from ibgateway_bridge.pacing import SEND_WAIT, Priority
+from ibgateway_bridge.payloads import TASK_RECORD_ORDER_REPLACED
+from ibgateway_bridge.translate import ib_filter_time
+from ibgateway_bridge.wrapper import Message
+
+log = get_logger("ibgateway_bridge")
+
+STATE_KEY = "ib:bridge:state"
+FARMS_KEY = "ib:bridge:farms"
+ACCOUNT_TAGS = "NetLiquidation,TotalCashValue,BuyingPower,AvailableFunds,ExcessLiquidity,"
+ACCOUNT_TAGS += "InitMarginReq,MaintMarginReq,GrossPositionValue"
+
+
+class BridgeConfig(BaseSettings):
+    """Bridge-only tunables (`EPM_BRIDGE_*`); connection ids and pacing come from `Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="EPM_BRIDGE_", frozen=True, extra="ignore")
+
+    lease_ttl_ms: int = Field(default=5000, ge=300)
+    reconnect_base_s: float = Field(default=0.5, gt=0)
+    reconnect_cap_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    resync_timeout_s: float = Field(default=15.0, gt=0)
+    # Error 326 policy: wait this long, retry the same id at most this often (-1 = forever).
+    id_in_use_retry_s: float = Field(default=30.0, ge=0)
+    id_in_use_max_retries: int = Field(default=3, ge=-1)
+    md_line_limit: int = Field(default=100, ge=1)
+    account_session: bool = True
+    send_extra_tasks: bool = True
+    batch_max: int = Field(default=200, ge=1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Bridge:
+    """Wire everything together; `start()` returns once the threads run, `stop()` joins them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        celery_app: Any,
+        config: BridgeConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config or BridgeConfig()
+        self.redis = client
+        self.celery_app = celery_app
+        self.stop_event = threading.Event()
+        self.lease = BridgeLease(client, ttl_ms=self.config.lease_ttl_ms, on_lost=self._lease_lost)
+        self.allocator = OrderIdAllocator(client)
+        self.data: queue.Queue[Message] = queue.Queue()
+        self.md = MarketDataLines(client, self.config.md_line_limit)
+        self.outbox = Outbox(
+            self.data,
+            client,
+            celery_app,
+            self.md,
+            settings.ib_client_id_orders,
+            batch_max=self.config.batch_max,
+            send_extra_tasks=self.config.send_extra_tasks,
+        )
+        self.log: cmds.CommandLog | None = None
+        self.orders = self._session("orders", settings.ib_client_id_orders)
+        self.account = (
+            self._session("account", settings.ib_client_id_account)
+            if self.config.account_session
+            else None
+        )
+        self._known_order_ids: set[int] = set()
+        self._recent_places: dict[int, cmds.PlaceOrder] = {}
+        self._replace_pending: list[cmds.PlaceOrder] = []
+        self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
+        self._threads: list[threading.Thread] = []
+
+    def _session(self, name: str, client_id: int) -> IBSession:
+        return IBSession(
+            name=name,
+            host=self.settings.ib_host,
+            port=self.settings.ib_port,
+            client_id=client_id,
+            data_queue=self.data,
+            rate=self.settings.pacing_msgs_per_sec,
+            on_control=self._on_control,
+            on_connected=self._on_connected,
+            on_state=self._on_state,
+            reconnect_base_s=self.config.reconnect_base_s,
+            reconnect_cap_s=self.config.reconnect_cap_s,
+            connect_timeout_s=self.config.connect_timeout_s,
+            id_in_use_retry_s=self.config.id_in_use_retry_s,
+            id_in_use_max_retries=self.config.id_in_use_max_retries,
+        )
+
+    def sessions(self) -> list[IBSession]:
+        return [s for s in (self.orders, self.account) if s is not None]
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the lease (raises `LeaseHeldError`), then start every thread."""
+        grant = self.lease.acquire()
+        self.lease.start_renewing()
+        self.log = cmds.CommandLog(self.redis, self.lease.key, grant.value)
+        cmds.ensure_group(self.redis)
+        self.log.claim_orphans()
+        self.redis.hset(
+            STATE_KEY,
+            mapping={"lease": grant.value, "started_at": _now().isoformat(), "stopped_at": ""},
+        )
+        log.info("bridge_starting", lease=grant.value, port=self.settings.ib_port)
+        self._spawn("outbox", self.outbox.run)
+        for session in self.sessions():
+            session.start()
+            self._spawn(f"sender-{session.name}", self._sender_loop, session)
+        self._spawn("commands", self._reader_loop)
+        self._spawn("heartbeat", self._heartbeat_loop)
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for session in self.sessions():
+            session.stop()
+        self.outbox.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.lease.release()
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hset(STATE_KEY, mapping={"stopped_at": _now().isoformat()})
+
+    def wait(self) -> None:
+        while not self.stop_event.wait(0.5):
+            pass
+
+    def _lease_lost(self) -> None:
+        log.error("lease_lost_stopping")
+        with contextlib.suppress(redis.RedisError):
+            cmds.raise_alert(self.redis, "lease_lost", "bridge lease lost; stopping", _now())
+        for session in self.sessions():
+            session.ready.clear()
+        self.stop_event.set()
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop_event.wait(1.0):
+            try:
+                mapping = {"heartbeat": _now().isoformat(), "last_order_id": self.allocator.last()}
+                for s in self.sessions():
+                    mapping[f"client{s.client_id}"] = str(s.state)
+                    mapping[f"backlog_{s.name}"] = len(s.backlog)
+                self.redis.hset(STATE_KEY, mapping=mapping)
+            except redis.RedisError as e:
+                log.warning("heartbeat_failed", error=repr(e))
+
+    # --- session hooks ----------------------------------------------------------------------
+    def _on_state(self, session: IBSession, state: SessionState) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hset(STATE_KEY, f"client{session.client_id}", str(state))
+        if (
+            state in (SessionState.DISCONNECTED, SessionState.CONNECTING)
+            and session is self.account
+        ):
+            self.md.reset()
+
+    def _on_connected(self, session: IBSession) -> bool:
+        """Resync after a (re)connect; True when the session may trade."""
+        client = session.client
+        if client is None:
+            return False
+        if session.next_valid_id is not None and session is self.orders:
+            last = self.allocator.sync(session.next_valid_id)
+            log.info("order_ids_synced", next_valid_id=session.next_valid_id, last_id=last)
+        if session is self.orders:
+            self._known_order_ids.clear()
+            for name in ("open_order_end", "exec_details_end", "completed_orders_end"):
+                session.event(name).clear()
+            client.reqOpenOrders()
+            # Every execution of the day: fills made while we were away reach the ledger, which
+            # is idempotent on exec_id, so the overlap with what it already has is harmless.
+            client.reqExecutions(next(self._req_ids), ExecutionFilter())
+            client.reqCompletedOrders(True)
+            timeout = self.config.resync_timeout_s
+            if not session.wait_event("open_order_end", timeout):
+                return False
+            if not session.wait_event("exec_details_end", timeout):
+                return False
+            # Completed orders are best effort: an older gateway may not answer.
+            session.wait_event("completed_orders_end", min(timeout, 3.0))
+            log.info("orders_resynced", known_orders=len(self._known_order_ids))
+        else:
+            self.md.resubscribe_all(client)
+            client.reqPositions()
+            client.reqAccountSummary(next(self._req_ids), "All", ACCOUNT_TAGS)
+            account = self.settings.ib_account or (session.accounts[0] if session.accounts else "")
+            if account:
+                req_id = next(self._req_ids)
+                self.outbox.register_pnl_request(req_id, account, None)
+                client.reqPnL(req_id, account, "")
+        return True
+
+    def _on_control(self, session: IBSession, msg: Message) -> None:
+        kind = msg.kind
+        if kind == "order_seen":
+            order_id = msg.data.get("order_id")
+            if order_id:
+                self._known_order_ids.add(int(order_id))
+        elif kind == "completed_order":
+            if msg.data.get("order_id"):
+                self._known_order_ids.add(int(msg.data["order_id"]))
+        elif kind == "next_valid_id" and session is self.orders:
+            self.allocator.sync(int(msg.data["order_id"]))
+            self._replace_duplicates()
+        elif kind == "error":
+            self._on_error(session, msg)
+
+    def _on_error(self, session: IBSession, msg: Message) -> None:
+        code = int(msg.data["code"])
+        text = str(msg.data["message"])
+        now = _now()
+        if code == 326:
+            cmds.raise_alert(
+                self.redis,
+                "client_id_in_use",
+                f"client id {session.client_id} already in use; {session.name} will not trade",
+                now,
+                client_id=str(session.client_id),
+            )
+        elif code == 1100:
+            cmds.raise_alert(self.redis, "connectivity_lost", text, now, session=session.name)
+        elif code == 100:
+            cmds.raise_alert(self.redis, "pacing_violation", text, now, session=session.name)
+        elif code in (2103, 2105, 2157, 1300):
+            self.redis.hset(FARMS_KEY, _farm_name(text), "broken")
+        elif code in (2104, 2106, 2158):
+            self.redis.hset(FARMS_KEY, _farm_name(text), "ok")
+        elif code == 103 and session is self.orders:
+            order_id = int(msg.data["order_id"])
+            original = self._recent_places.pop(order_id, None)
+            if original is not None:
+                # NOTES: 103 = duplicate order id → resync ids, re-place under a fresh id.
+                self._replace_pending.append(original)
+                client = session.client
+                if client is not None:
+                    client.reqIds(-1)
+
+    def _replace_duplicates(self) -> None:
+        while self._replace_pending:
+            original = self._replace_pending.pop(0)
+            new_id = self.allocator.allocate()
+            replacement = original.model_copy(update={"order_id": new_id})
+            now = _now()
+            link = {
+                "old_order_id": original.order_id,
+                "new_order_id": new_id,
+                "client_order_id": original.client_order_id,
+                "client_id": self.settings.ib_client_id_orders,
+                "reason": "IB_103_DUPLICATE_ORDER_ID",
+                "at": now.isoformat(),
+            }
+            cmds.audit(
+                self.redis, "bridge", "order_replaced", now, **{k: str(v) for k, v in link.items()}
+            )
+            if self.config.send_extra_tasks:
+                self.celery_app.send_task(TASK_RECORD_ORDER_REPLACED, args=[link])
+            self.redis.xadd(cmds.COMMAND_STREAM, cmds.encode_command(replacement, now))
+            log.warning("order_replaced_after_103", **link)
+
+    # --- command intake ---------------------------------------------------------------------
+    def _reader_loop(self) -> None:
+        assert self.log is not None
+        # First our own unacknowledged entries (a previous run read them and died), page by page.
+        start: str | None = "0"
+        while not self.stop_event.is_set():
+            try:
+                entries = self.log.read(start=start)
+            except redis.RedisError as e:
+                log.warning("command_read_failed", error=repr(e))
+                self.stop_event.wait(0.5)
+                continue
+            if start is not None and not entries:
+                start = None
+                continue
+            for stream_id, fields in entries:
+                if start is not None:
+                    start = stream_id
+                    if not fields:
+                        # Deleted while pending (the kill switch purges queued placements).
+                        self.log.ack(stream_id)
+                        continue
+                self._intake(stream_id, fields)
+
+    def _intake(self, stream_id: str, fields: dict[str, str]) -> None:
+        assert self.log is not None
+        parsed = cmds.parse_entry(stream_id, fields)
+        if isinstance(parsed, cmds.BadCommand):
+            self._reject(stream_id, parsed.reason, parsed.message, None)
+            return
+        command = parsed.command
+        if isinstance(command, cmds.CancelOrder):
+            removed = self.orders.backlog.remove_if(
+                lambda env: (
+                    isinstance(env.command, cmds.PlaceOrder | cmds.ModifyOrder)
+                    and env.command.order_id == command.order_id
+                )
+            )
+            placed_removed = False
+            for env in removed:
+                self._reject(
+                    env.stream_id,
+                    cmds.BridgeRejectReason.CANCELED_BEFORE_SEND,
+                    f"cancel {stream_id} overtook it",
+                    env.command,
+                )
+                placed_removed = placed_removed or isinstance(env.command, cmds.PlaceOrder)
+            if placed_removed:
+                # The venue never saw the order: nothing to cancel there.
+                self.log.ack(stream_id)
+                return
+            self.orders.backlog.put(parsed, Priority.CANCEL)
+        elif isinstance(command, cmds.GlobalCancel):
+            self.orders.backlog.put(parsed, Priority.GLOBAL_CANCEL)
+        elif isinstance(command, cmds.ModifyOrder):
+            self.orders.backlog.put(parsed, Priority.MODIFY)
+        elif isinstance(command, cmds.PlaceOrder):
+            self.orders.backlog.put(parsed, Priority.PLACE)
+        elif isinstance(command, cmds.RequestExecutions):
+            self.orders.backlog.put(parsed, Priority.REQUEST)
+        else:
+            target = self.account or self.orders
+            target.backlog.put(parsed, Priority.REQUEST)
+
+    def _reject(
+        self,
+        stream_id: str,
+        reason: cmds.BridgeRejectReason,
+        message: str,
+        command: cmds.Command | None,
+    ) -> None:
+        assert self.log is not None
+        cmds.publish_reject(self.redis, stream_id, reason, message, command, _now())
+        self.log.ack(stream_id)
+        log.warning("command_refused", stream_id=stream_id, reason=str(reason), detail=message)
+
+    # --- sending ----------------------------------------------------------------------------
+    def _sender_loop(self, session: IBSession) -> None:
+        while not self.stop_event.is_set():
+            if not session.ready.wait(0.2):
+                continue
+            if not self.lease.held():
+                self.stop_event.wait(0.2)
+                continue
+            got = session.backlog.get(timeout=0.2)
+            if got is None:
+                continue
+            env, enqueued = got
+            try:
+                done = self._send(session, env)
+            except cmds.LeaseFencedError as e:
+                log.error("fenced", error=repr(e))
+                self._lease_lost()
+                return
+            except (redis.RedisError, OSError) as e:
+                log.warning("send_failed_requeue", stream_id=env.stream_id, error=repr(e))
+                done = False
+            if done:
+                SEND_WAIT.labels(session.name, str(env.command.type)).observe(
+                    time.monotonic() - enqueued
+                )
+            else:
+                session.backlog.put(env, _priority(env.command))
+                self.stop_event.wait(0.05)
+
+    def _send(self, session: IBSession, env: cmds.Envelope) -> bool:
+        """Send one command; True when it is done (sent, refused or known duplicate)."""
+        assert self.log is not None
+        command = env.command
+        client = session.client
+        if client is None or not session.ready.is_set():
+            return False
+        if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
+            reason = cmds.halt_reason(self.redis, command.contract.con_id, command.strategy)
+            if reason is not None:
+                self._reject(env.stream_id, reason, "halted at send time", command)
+                return True
+            if isinstance(command, cmds.PlaceOrder) and command.order_id > self.allocator.last():
+                self._reject(
+                    env.stream_id,
+                    cmds.BridgeRejectReason.ORDER_ID_NOT_ALLOCATED,
+                    f"order id {command.order_id} was never allocated from ib:order:last_id",
+                    command,
+                )
+                return True
+        if isinstance(command, cmds.SubscribeMarketData | cmds.UnsubscribeMarketData):
+            return self._market_data(client, env)
+        key = cmds.sent_key(session.client_id, command)
+        if key is not None:
+            existing = self.log.mark_pending(key, env.stream_id)
+            if existing is not None and existing.startswith("sent:"):
+                log.info("duplicate_command_skipped", stream_id=env.stream_id, marker=existing)
+                self.log.ack(env.stream_id)
+                return True
+            if existing is not None and self._venue_knows(command):
+                # A crash between the write and the marker: the venue has it, do not resend.
+                self.log.mark_sent_and_ack(key, env.stream_id)
+                return True
+        sent = client.sends(lambda: self._write(client, command))
+        if not sent:
+            return False
+        self.log.mark_sent_and_ack(key, env.stream_id)
+        if isinstance(command, cmds.PlaceOrder):
+            self._recent_places[command.order_id] = command
+            if len(self._recent_places) > 10_000:
+                self._recent_places.pop(next(iter(self._recent_places)))
+        return True
+
+    def _market_data(self, client: Any, env: cmds.Envelope) -> bool:
+        assert self.log is not None
+        command = env.command
+        if isinstance(command, cmds.SubscribeMarketData):
+            reason = self.md.subscribe(command, client)
+            if reason is not None:
+                self._reject(env.stream_id, reason, f"con_id {command.con_id}", command)
+                return True
+        elif isinstance(command, cmds.UnsubscribeMarketData):
+            self.md.unsubscribe(command, client)
+        self.log.ack(env.stream_id)
+        return True
+
+    def _venue_knows(self, command: cmds.Command) -> bool:
+        order_id = getattr(command, "order_id", None)
+        if isinstance(command, cmds.PlaceOrder):
+            return order_id in self._known_order_ids
+        # A modify or cancel left ambiguous is sent again: both are safe to repeat at the venue.
+        return False
+
+    def _write(self, client: Any, command: cmds.Command) -> None:
+        if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
+            client.placeOrder(
+                command.order_id, to_ib_contract(command.contract), to_ib_order(command)
+            )
+        elif isinstance(command, cmds.CancelOrder):
+            client.cancelOrder(command.order_id)
+        elif isinstance(command, cmds.GlobalCancel):
+            client.reqGlobalCancel()
+        elif isinstance(command, cmds.RequestExecutions):
+            flt = ExecutionFilter()
+            if command.since is not None:
+                flt.time = ib_filter_time(command.since)
+            client.reqExecutions(next(self._req_ids), flt)
+        elif isinstance(command, cmds.RequestPositions):
+            client.reqPositions()
+        elif isinstance(command, cmds.RequestContractDetails):
+            client.reqContractDetails(self.md.next_req_id(), to_ib_contract(command.contract))
+
+
+def _priority(command: cmds.Command) -> Priority:
+    if isinstance(command, cmds.GlobalCancel):
+        return Priority.GLOBAL_CANCEL
+    if isinstance(command, cmds.CancelOrder):
+        return Priority.CANCEL
+    if isinstance(command, cmds.ModifyOrder):
+        return Priority.MODIFY
+    if isinstance(command, cmds.PlaceOrder):
+        return Priority.PLACE
+    return Priority.REQUEST
+
+
+def _farm_name(text: str) -> str:
+    """ "Market data farm connection is OK:usfarm" → "usfarm"."""
+    return text.rsplit(":", 1)[-1].strip() or "unknown"
