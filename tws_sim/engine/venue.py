@@ -1180,7 +1180,7 @@ class Venue:
         comm = old_comm.commission if old_comm is not None else ZERO
         rec.superseded = True
         self._exec_index[new.exec_id] = len(self._execs)
-        new_rec = _ExecRec(new, None, rec.multiplier)
+        new_rec = _ExecRec(new, CommissionReport(new.exec_id, comm, "USD", None), rec.multiplier)
         self._execs.append(new_rec)
         self._rebook()
         realized = self._realized_of(new.exec_id)
