@@ -76,7 +76,7 @@ def test_scenario_default_start() -> None:
         ("extends: default\nregimes: [{at: '25:00'}]", "HH:MM"),
         ("extends: default\njumps: [{at: '14:00', after_s: 3, size: 0.1}]", "not both"),
         ("extends: default\nfaults: [{kind: meteor, after_s: 1}]", "faults.0"),
-        ("extends: default\nfaults: [{kind: reject_rule}]", "max_qty"),
+        ("extends: default\nfaults: [{kind: reject_rule}]", "max_qty or max_notional"),
         ("extends: nowhere\n", "cannot extend 'nowhere'"),
         ("instruments: [{symbol: SPY, price: 1}, {symbol: SPY, price: 2}]", "listed twice"),
     ],

@@ -226,13 +226,21 @@ class ExecutionCorrectionFault(_Timed):
 
 
 class RejectRuleFault(_Window):
-    """Reject (IB error `code`, 201 by default) orders for `symbol` ("" = any) above `max_qty`."""
+    """Reject (IB error `code`, 201 by default) orders for `symbol` ("" = any) above `max_qty`
+    shares/contracts or `max_notional` dollars (quantity × price × multiplier)."""
 
     kind: Literal["reject_rule"]
     symbol: str = ""
-    max_qty: Decimal = Field(gt=0)
+    max_qty: Decimal | None = Field(default=None, gt=0)
+    max_notional: Decimal | None = Field(default=None, gt=0)
     code: int = 201
     message: str = "Order rejected - reason: order size exceeds the account's size limit"
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> RejectRuleFault:
+        if self.max_qty is None and self.max_notional is None:
+            raise ValueError("a reject_rule needs max_qty or max_notional")
+        return self
 
 
 class ComboUnfillableFault(_Window):
@@ -267,6 +275,7 @@ class Scenario(_Model):
     start: time | None = None  # default ET start time when the command line gives none
     rate: float = Field(default=0.045, ge=-0.1, le=1)
     seed: int = 1
+    starting_cash: Decimal | None = Field(default=None, gt=0)  # None = the engine's default
     instruments: tuple[InstrumentSpec, ...] = ()
     regimes: tuple[Regime, ...] = ()
     jumps: tuple[Jump, ...] = ()
