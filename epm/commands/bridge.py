@@ -1,5 +1,15 @@
-"""`epm` commands: bridge."""
+"""`epm bridge`: the one process that holds the IB sockets (clients 1 and 2)."""
 
 from __future__ import annotations
 
-from epm.cli import app  # noqa: F401
+import typer
+
+from epm.cli import app
+
+
+@app.command("bridge")
+def bridge_command() -> None:
+    """Run the IB bridge until SIGTERM; refuses to start (exit 3) if another bridge runs."""
+    from ibgateway_bridge.__main__ import main
+
+    raise typer.Exit(main())

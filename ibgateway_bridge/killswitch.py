@@ -1,0 +1,188 @@
+"""The emergency kill switch and its release: independent of the bridge and of the workers.
+
+`kill_switch` works when the bridge is hung or frozen: it sets the global halt first (the bridge
+checks it before every placement), opens its own IB connection as client 99 and sends
+`reqGlobalCancel` (the venue cancels every working order of every client), then purges queued
+placements and modifications from the command stream (XDEL; each gets a reject event so its owner
+closes the order), and writes an audit entry. Cancels stay queued: they are still wanted.
+
+`resume` lifts the halt with an audit entry. Audit entries go to the `epm:audit` stream and, when a
+ledger database is configured and migrated, to its `audit_log` table.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+
+from epm.logging import get_logger
+from ibgateway_bridge import commands as cmds
+from ibgateway_bridge.connection import PacedClient
+from ibgateway_bridge.pacing import SlidingWindowLimiter
+from ibgateway_bridge.wrapper import BridgeWrapper, Message
+
+log = get_logger("ibgateway_bridge.killswitch")
+
+
+@dataclass(frozen=True, slots=True)
+class KillReport:
+    """What the kill switch did; `global_cancel_sent` False means IB was not reached."""
+
+    halted_at: datetime
+    global_cancel_sent: bool
+    ib_error: str | None
+    purged: int
+    elapsed_s: float
+
+
+def _connect_and_global_cancel(
+    host: str, port: int, client_id: int, timeout_s: float
+) -> tuple[bool, str | None]:
+    data: queue.Queue[Message] = queue.Queue()
+    control: queue.Queue[Message] = queue.Queue()
+    client = PacedClient(
+        BridgeWrapper(client_id, data, control), SlidingWindowLimiter(45, connection="kill")
+    )
+    try:
+        client.connect(host, port, client_id)
+    except OSError as e:
+        return False, f"connect failed: {e!r}"
+    if not client.isConnected():
+        return False, f"could not connect to {host}:{port} as client {client_id}"
+    decoder = threading.Thread(target=client.run, name="kill-decoder", daemon=True)
+    decoder.start()
+    deadline = time.monotonic() + timeout_s
+    error: str | None = None
+    ready = False
+    while time.monotonic() < deadline and not ready:
+        try:
+            msg = control.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if msg.kind == "next_valid_id":
+            ready = True
+        elif msg.kind == "error" and int(msg.data["code"]) == 326:
+            error = f"client id {client_id} in use"
+            break
+        elif msg.kind == "connection_closed":
+            error = "connection closed"
+            break
+    sent = False
+    if ready:
+        sent = client.sends(client.reqGlobalCancel)
+    elif error is None:
+        error = "no nextValidId before the timeout"
+    # Give the socket a moment to flush before closing (the bytes are in the kernel already).
+    time.sleep(0.05)
+    client.disconnect()
+    decoder.join(timeout=2)
+    return sent, error
+
+
+def purge_queued_orders(client: redis.Redis, now: datetime, orders_client_id: int = 1) -> int:
+    """XDEL every queued place/modify not yet sent; publish a reject for each; return the count."""
+    purged = 0
+    last = "-"
+    while True:
+        entries = client.xrange(cmds.COMMAND_STREAM, min=last, max="+", count=1000)
+        if last != "-":
+            entries = [e for e in entries if e[0] != last]
+        if not entries:
+            return purged
+        for stream_id, fields in entries:
+            last = stream_id
+            if fields.get("type") not in (cmds.CommandType.PLACE, cmds.CommandType.MODIFY):
+                continue
+            parsed = cmds.parse_entry(stream_id, fields)
+            command = parsed.command if isinstance(parsed, cmds.Envelope) else None
+            key = cmds.sent_key(orders_client_id, command) if command is not None else None
+            if key is not None and str(client.get(key) or "").startswith("sent:"):
+                continue
+            if client.xdel(cmds.COMMAND_STREAM, stream_id):
+                purged += 1
+                cmds.publish_reject(
+                    client,
+                    stream_id,
+                    cmds.BridgeRejectReason.HALTED_GLOBAL,
+                    "purged by the kill switch",
+                    command,
+                    now,
+                )
+
+
+def record_audit(
+    client: redis.Redis,
+    actor: str,
+    action: str,
+    now: datetime,
+    details: dict[str, str],
+    database_url: str | None,
+) -> None:
+    """Audit to the Redis stream always, and to the ledger's `audit_log` when one is configured."""
+    cmds.audit(client, actor, action, now, **details)
+    if not database_url:
+        return
+    try:
+        import sqlalchemy as sa
+
+        from store.db import make_engine, write_transaction
+        from store.schema import audit_log
+
+        engine = make_engine(database_url)
+        with write_transaction(engine) as conn:
+            conn.execute(
+                sa.insert(audit_log).values(
+                    ts=now, actor=actor, action=action, target="global", details=details
+                )
+            )
+    except Exception as e:  # the halt is already in force; the ledger copy is best effort
+        log.warning("audit_log_write_failed", error=repr(e))
+
+
+def kill_switch(
+    client: redis.Redis,
+    host: str,
+    port: int,
+    client_id: int = 99,
+    actor: str = "operator",
+    reason: str = "manual",
+    database_url: str | None = None,
+    timeout_s: float = 5.0,
+    orders_client_id: int = 1,
+) -> KillReport:
+    """Halt everything now; see the module docstring for the order of steps and why."""
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    client.set(
+        cmds.HALT_GLOBAL_KEY, json.dumps({"actor": actor, "reason": reason, "at": now.isoformat()})
+    )
+    sent, error = _connect_and_global_cancel(host, port, client_id, timeout_s)
+    purged = purge_queued_orders(client, now, orders_client_id)
+    elapsed = time.monotonic() - started
+    details = {
+        "reason": reason,
+        "global_cancel_sent": str(sent),
+        "ib_error": error or "",
+        "purged": str(purged),
+        "elapsed_s": f"{elapsed:.3f}",
+    }
+    record_audit(client, actor, "kill_switch", now, details, database_url)
+    if not sent:
+        cmds.raise_alert(client, "kill_switch_ib_unreachable", error or "unknown", now)
+    return KillReport(now, sent, error, purged, elapsed)
+
+
+def resume(client: redis.Redis, actor: str, reason: str, database_url: str | None = None) -> bool:
+    """Lift the global halt; returns whether one was in force."""
+    now = datetime.now(UTC)
+    previous = client.get(cmds.HALT_GLOBAL_KEY)
+    client.delete(cmds.HALT_GLOBAL_KEY)
+    details = {"reason": reason, "previous_halt": str(previous or "")}
+    record_audit(client, actor, "resume", now, details, database_url)
+    return previous is not None

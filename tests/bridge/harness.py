@@ -1,0 +1,185 @@
+"""Test harness: the simulator in a thread, the bridge in-process or as a real process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+from celery import Celery
+
+from epm.settings import Settings
+from ibgateway_bridge.runtime import Bridge, BridgeConfig
+from tws_sim.server.app import SimServerThread
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def poll(
+    condition: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> T:
+    """Return the first truthy value of `condition()`, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def celery_for(redis_url: str) -> Celery:
+    """A Celery app publishing to the test's Redis, with epm's routes (no celeryconfig import)."""
+    app = Celery("bridge-tests", broker=redis_url)
+    app.conf.task_routes = {"tasks.ledger.*": {"queue": "ledger"}, "tasks.pnl.*": {"queue": "pnl"}}
+    app.conf.task_serializer = "json"
+    return app
+
+
+def ledger_messages(r: redis.Redis, task: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(task name, payload) of every message waiting on the `ledger` queue (no worker running)."""
+    out = []
+    for raw in r.lrange("ledger", 0, -1):
+        msg = json.loads(raw)
+        name = msg["headers"]["task"]
+        if task is None or name == task:
+            body = json.loads(__import__("base64").b64decode(msg["body"]))
+            out.append((name, body[0][0]))
+    return out
+
+
+@contextmanager
+def sim_thread(**kwargs: Any) -> Iterator[SimServerThread]:
+    sim = SimServerThread(**kwargs)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def sim_orders(sim: SimServerThread, client_id: int = 1) -> dict[int, Any]:
+    """order_id → snapshot of every order (working or done) the venue knows for `client_id`."""
+
+    def collect(server: Any) -> dict[int, Any]:
+        venue = server.venue
+        snaps = venue.open_orders(client_id) + [
+            o for o in venue.completed_orders() if o.request.client_id == client_id
+        ]
+        return {s.request.order_id: s for s in snaps}
+
+    return sim.call(collect)
+
+
+def sim_status(sim: SimServerThread, order_id: int, client_id: int = 1) -> str | None:
+    """The venue's IB status string for one order ("Submitted", "Cancelled", …)."""
+    snap = sim_orders(sim, client_id).get(order_id)
+    if snap is None:
+        return None
+    return str(getattr(snap.status, "value", snap.status))
+
+
+def sim_exec_ids(sim: SimServerThread) -> set[str]:
+    return sim.call(lambda s: {e.exec_id for e, _c in s.venue.executions(None)})
+
+
+def settings_for(redis_url: str, port: int, **overrides: Any) -> Settings:
+    return Settings(redis_url=redis_url, ib_port=port, **overrides)
+
+
+@contextmanager
+def bridge_in_process(
+    redis_url: str, port: int, config: BridgeConfig | None = None, **settings: Any
+) -> Iterator[Bridge]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    bridge = Bridge(
+        settings_for(redis_url, port, **settings),
+        client,
+        celery_for(redis_url),
+        config or BridgeConfig(send_extra_tasks=False, reconnect_base_s=0.1, reconnect_cap_s=1.0),
+    )
+    bridge.start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+class BridgeProcess:
+    """`python -m ibgateway_bridge` as a child process; stopped by its PID."""
+
+    def __init__(self, redis_url: str, port: int, log_path: Path, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "EPM_REDIS_URL": redis_url,
+            "EPM_IB_PORT": str(port),
+            "EPM_DATA_DIR": str(log_path.parent / "epm-data"),
+            "EPM_BRIDGE_SEND_EXTRA_TASKS": "false",
+            "EPM_BRIDGE_RECONNECT_BASE_S": "0.1",
+            "EPM_BRIDGE_RECONNECT_CAP_S": "1.0",
+            "PYTHONPATH": str(REPO),
+            **env,
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BridgeProcess:
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ibgateway_bridge"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log_file,
+                stderr=log_file,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with _suppress():
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _suppress() -> contextlib.AbstractContextManager[None]:
+    return contextlib.suppress(ProcessLookupError)
+
+
+def wait_ready(r: redis.Redis, timeout: float = 30.0, client_id: int = 1) -> None:
+    poll(
+        lambda: r.hget("ib:bridge:state", f"client{client_id}") == "READY",
+        timeout,
+        what=f"bridge client {client_id} READY",
+    )

@@ -1,0 +1,209 @@
+"""The bridge against the simulator (threaded) and the real Redis: order path, dedupe, halts,
+pacing, 326 governance."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from ibgateway_bridge import client_api
+from ibgateway_bridge import commands as cmds
+from ibgateway_bridge.connection import PacedClient, SessionState
+from ibgateway_bridge.pacing import SlidingWindowLimiter
+from ibgateway_bridge.runtime import BridgeConfig
+from ibgateway_bridge.wrapper import BridgeWrapper
+from tests.bridge.harness import (
+    bridge_in_process,
+    ledger_messages,
+    poll,
+    sim_exec_ids,
+    sim_orders,
+    sim_thread,
+    wait_ready,
+)
+
+KIND_326 = "client_id_in_use"
+SPY = {"con_id": 756733, "symbol": "SPY", "sec_type": "STK"}
+MKT_BUY = {"action": "BUY", "quantity": "10", "order_type": "MKT"}
+
+
+def resting(action: str = "BUY") -> dict[str, str]:
+    """A limit far from the market: it works at the venue and never fills."""
+    price = "1.00" if action == "BUY" else "99999.00"
+    return {"action": action, "quantity": "1", "order_type": "LMT", "lmt_price": price}
+
+
+def test_place_command_reaches_sim_fills_published_once(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        oid = client_api.allocate_order_id(r)
+        client_api.enqueue_place(oid, "coid-fill-1", SPY, MKT_BUY, client=r)
+        poll(lambda: oid in sim_orders(sim), 10, what="order at the sim")
+        sim_ids = poll(lambda: sim_exec_ids(sim), 10, what="execution at the sim")
+        published = poll(
+            lambda: ledger_messages(r, "tasks.ledger.record_execution"), 10, what="exec task"
+        )
+        assert sorted(p["exec_id"] for _n, p in published) == sorted(sim_ids)
+        (_name, payload), *_ = published
+        assert payload["order_id"] == oid and payload["order_ref"] == "coid-fill-1"
+        assert payload["client_id"] == 1
+        poll(lambda: ledger_messages(r, "tasks.ledger.record_commission"), 10, what="commission")
+        assert r.get(f"ib:sent:1:{oid}").startswith("sent:")
+        assert r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
+
+
+def test_replayed_place_same_order_id_is_sent_once(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        oid = client_api.allocate_order_id(r)
+        client_api.enqueue_place(oid, "coid-dup", SPY, resting(), client=r)
+        client_api.enqueue_place(oid, "coid-dup", SPY, resting(), client=r)
+        poll(
+            lambda: (
+                r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
+                and r.xlen(cmds.COMMAND_STREAM) == 2
+                and oid in sim_orders(sim)
+            ),
+            10,
+            what="both entries acknowledged",
+        )
+        assert list(sim_orders(sim)) == [oid]
+        # A re-sent place of a working order would show up as a second openOrder from the sim.
+        opens = [p for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")]
+        assert len({p["order_id"] for p in opens}) == 1
+        assert not r.exists(cmds.REJECT_STREAM)
+
+
+def test_unallocated_order_id_refused(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        client_api.enqueue_place(10_000, "coid-wild", SPY, resting(), client=r)
+        ((_, fields),) = poll(lambda: r.xrange(cmds.REJECT_STREAM), 10, what="reject")
+        assert fields["reason"] == "ORDER_ID_NOT_ALLOCATED"
+        assert sim_orders(sim) == {}
+
+
+def test_global_halt_refuses_place_but_cancel_goes(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        working = client_api.allocate_order_id(r)
+        client_api.enqueue_place(working, "coid-w", SPY, resting(), client=r)
+        poll(lambda: working in sim_orders(sim), 10, what="working order")
+        r.set(cmds.HALT_GLOBAL_KEY, "test")
+        blocked = client_api.allocate_order_id(r)
+        client_api.enqueue_place(blocked, "coid-b", SPY, resting(), client=r)
+        client_api.enqueue_cancel(working, client=r)
+        poll(
+            lambda: (
+                str(sim_orders(sim)[working].status) in ("Cancelled", "OrderStatusName.CANCELLED")
+                or sim_orders(sim)[working].status.value == "Cancelled"
+            ),
+            10,
+            what="cancel at the sim",
+        )
+        ((_, fields),) = poll(lambda: r.xrange(cmds.REJECT_STREAM), 10, what="halt reject")
+        assert fields["reason"] == "HALTED_GLOBAL" and fields["order_id"] == str(blocked)
+        assert blocked not in sim_orders(sim)
+
+
+def test_instrument_halt_from_tick_49_key_refuses_place(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        r.set("epm:halt:instrument:756733", "1")
+        oid = client_api.allocate_order_id(r)
+        client_api.enqueue_place(oid, "coid-h", SPY, resting(), client=r)
+        ((_, fields),) = poll(lambda: r.xrange(cmds.REJECT_STREAM), 10, what="halt reject")
+        assert fields["reason"] == "HALTED_INSTRUMENT"
+        assert sim_orders(sim) == {}
+
+
+@pytest.mark.slow
+def test_pacing_1000_commands_never_exceed_limit_cancels_overtake(
+    r: redis.Redis, redis_url: str
+) -> None:
+    limit = 45
+    with (
+        sim_thread(pacing_limit=limit) as sim,
+        bridge_in_process(redis_url, sim.port, pacing_msgs_per_sec=limit) as bridge,
+    ):
+        wait_ready(r)
+        ids = [client_api.allocate_order_id(r) for _ in range(1000)]
+        pipe_r = r.pipeline(transaction=False)
+        for i, oid in enumerate(ids):
+            cmd = cmds.PlaceOrder(
+                order_id=oid,
+                client_order_id=f"p-{i}",
+                contract=cmds.ContractSpec(**SPY),
+                order=cmds.OrderSpec.model_validate(resting("BUY" if i % 2 else "SELL")),
+            )
+            pipe_r.xadd(
+                cmds.COMMAND_STREAM,
+                cmds.encode_command(
+                    cmd, __import__("datetime").datetime.now(__import__("datetime").UTC)
+                ),
+            )
+        pipe_r.execute()
+        early = ids[:5]
+        poll(lambda: all(o in sim_orders(sim) for o in early), 20, what="first orders working")
+        for oid in early + ids[-5:]:
+            client_api.enqueue_cancel(oid, client=r)
+
+        def early_cancelled() -> bool:
+            snaps = sim_orders(sim)
+            return all(str(snaps[o].status.value) == "Cancelled" for o in early)
+
+        poll(early_cancelled, 10, what="early orders cancelled")
+        # The cancels reached the venue while placements were still queued behind them.
+        assert len(bridge.orders.backlog) > 100
+        poll(
+            lambda: (
+                r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
+                and len(bridge.orders.backlog) == 0
+            ),
+            60,
+            interval=0.5,
+            what="backlog drained",
+        )
+        rejected = sim.call(lambda s: [x.pacing.rejected for x in s.sessions])
+        assert rejected and all(n == 0 for n in rejected)
+        assert not [f for _i, f in r.xrange(cmds.ALERT_STREAM) if f["kind"] == "pacing_violation"]
+        overtaken = [f for _i, f in r.xrange(cmds.REJECT_STREAM)]
+        assert {f["reason"] for f in overtaken} == {"CANCELED_BEFORE_SEND"}
+        assert {int(f["order_id"]) for f in overtaken} == set(ids[-5:])
+        assert len(sim_orders(sim)) == 995
+
+
+def test_client_id_in_use_326_halts_trading_and_alerts(r: redis.Redis, redis_url: str) -> None:
+    import queue
+
+    with sim_thread() as sim:
+        squatter = PacedClient(
+            BridgeWrapper(1, queue.Queue(), queue.Queue()),
+            SlidingWindowLimiter(45, connection="squat"),
+        )
+        squatter.connect("127.0.0.1", sim.port, 1)
+        assert squatter.isConnected()
+        config = BridgeConfig(
+            send_extra_tasks=False, id_in_use_retry_s=0.2, id_in_use_max_retries=0
+        )
+        try:
+            with bridge_in_process(redis_url, sim.port, config=config) as bridge:
+                alerts = poll(
+                    lambda: [
+                        f
+                        for _i, f in r.xrange(cmds.ALERT_STREAM)
+                        if f["kind"] == "client_id_in_use"
+                    ],
+                    15,
+                    what="326 alert",
+                )
+                assert alerts[0]["client_id"] == "1"
+                poll(lambda: bridge.orders.state == SessionState.ID_IN_USE, 10, what="ID_IN_USE")
+                oid = client_api.allocate_order_id(r)
+                client_api.enqueue_place(oid, "coid-326", SPY, resting(), client=r)
+                poll(lambda: len(bridge.orders.backlog) == 1, 5, what="place held back")
+                assert not bridge.orders.ready.is_set()
+                assert r.hget("ib:bridge:state", "client1") == "ID_IN_USE"
+                assert oid not in sim_orders(sim, 1)
+        finally:
+            squatter.disconnect()
