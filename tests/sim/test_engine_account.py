@@ -19,7 +19,6 @@ from tests.sim.test_engine_double import (
 )
 from tws_sim.engine import Venue, VenueRules
 from tws_sim.engine.account import Account
-from tws_sim.engine.fees import _interim_commission_for
 from tws_sim.types import Commissioned, Executed, PositionChanged, VenueEvent
 
 D = Decimal
@@ -89,13 +88,14 @@ def test_option_commission_per_contract_with_minimum() -> None:
     assert pos[CALL_600.con_id] == (D(4), (D("510") + D("1.00") + D("1530") + D("1.95")) / 4)
 
 
-def test_commissions_follow_the_interim_table_for_stocks_and_options() -> None:
-    # the venue resolves the market part's schedule; the interim one must agree on the basics
-    assert _interim_commission_for(SPY, D(100), D(500), D(0)) == D("0.35")
-    assert _interim_commission_for(SPY, D(1000), D(500), D(0)) == D("3.50")
-    assert _interim_commission_for(SPY, D(100), D("0.10"), D(0)) == D("0.10")  # 1 % cap
-    assert _interim_commission_for(CALL_600, D(10), D("0.04"), D(0)) == D("2.50")
-    assert _interim_commission_for(CALL_600, D(1), D("5"), D(0)) == D("1.00")
+def test_stock_commission_per_share_and_one_percent_cap() -> None:
+    v, m = make()
+    m.set_book(AAPL.con_id, T0, [("200.00", "5000")], [("200.02", "5000")])
+    ev = v.place(order(1, "BUY", "1000", "MKT", con_id=AAPL.con_id), T0)
+    assert reports(ev) == [(D("3.50"), None)]
+    m.set_book(AAPL.con_id, later(1), [("0.10", "5000")], [("0.11", "5000")])
+    ev = v.place(order(2, "SELL", "100", "MKT", con_id=AAPL.con_id), later(1))
+    assert reports(ev)[0][0] == D("0.10")  # 1 % of $10 caps the $0.35 minimum
 
 
 def test_position_events_and_unrealized_from_the_mid() -> None:

@@ -99,6 +99,7 @@ class BookMarket:
         self._halts: dict[int, HaltState] = {}
         self.open = True
         self.depth_calls = 0
+        self.watching: dict[int, int] = {}
 
     def set_book(
         self,
@@ -162,6 +163,16 @@ class BookMarket:
 
     def session_open(self, now: datetime) -> bool:
         return self.open
+
+    def watch(self, con_id: int) -> None:
+        self.watching[con_id] = self.watching.get(con_id, 0) + 1
+
+    def unwatch(self, con_id: int) -> None:
+        count = self.watching.get(con_id, 0)
+        if count <= 1:
+            self.watching.pop(con_id, None)
+        else:
+            self.watching[con_id] = count - 1
 
 
 def standard_market(now: datetime = T0) -> BookMarket:

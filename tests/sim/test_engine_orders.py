@@ -340,3 +340,14 @@ def test_open_and_completed_orders_and_routes() -> None:
     assert [s.request.order_id for s in v.completed_orders()] == [3]
     snap = v.completed_orders()[0]
     assert snap.completed_time == T0 and snap.commission is not None
+
+
+def test_the_venue_watches_con_ids_while_orders_work_on_them() -> None:
+    v, m = make()
+    v.place(order(1, "BUY", "100", "LMT", "499.00"), T0)
+    v.place(order(2, "BUY", "100", "LMT", "498.00"), T0)
+    assert m.watching == {SPY.con_id: 1}
+    v.cancel(1, 1, later(1))
+    assert m.watching == {SPY.con_id: 1}
+    v.cancel(1, 2, later(1))
+    assert m.watching == {}

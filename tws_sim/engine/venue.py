@@ -30,7 +30,7 @@ from typing import Any
 from tws_sim.engine.account import Account
 from tws_sim.engine.execids import ExecIdGenerator, PermIds, corrected_id
 from tws_sim.engine.execlog import ExecLog
-from tws_sim.engine.fees import CommissionFn, resolve_commission_fn
+from tws_sim.engine.fees import CommissionFn, default_commission_fn
 from tws_sim.engine.matching import (
     combo_prices,
     crosses,
@@ -159,7 +159,7 @@ class Venue:
         self._rules = rules
         self._corr_counts = [0] * len(rules.corrections)
         self._account_id = account
-        self._commission_fn = commission_fn or resolve_commission_fn()
+        self._commission_fn = commission_fn or default_commission_fn()
         self._state_dir = state_dir
         self._log = ExecLog(exec_log) if exec_log is not None else None
         self._orders: dict[Key, WorkingOrder] = {}
@@ -1243,8 +1243,14 @@ class Venue:
             cons = {leg.con_id for leg in order.req.combo_legs}
         else:
             cons = {order.req.con_id}
+        live = self._live
         for c in cons:
-            self._live.setdefault(c, {})[order.key] = order
+            book = live.get(c)
+            if book is None:
+                # the venue needs the con_id's quotes and prints while an order works on it
+                book = live[c] = {}
+                self._market.watch(c)
+            book[order.key] = order
         if order.req.tif == "GTD" and order.req.good_till is not None:
             self._gtd[order.key] = order
 
@@ -1264,6 +1270,7 @@ class Venue:
                 book.pop(order.key, None)
                 if not book:
                     del self._live[c]
+                    self._market.unwatch(c)
         self._gtd.pop(order.key, None)
 
     def _emit(
