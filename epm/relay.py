@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -132,7 +132,7 @@ class Relay:
         forwarded = 0
         start = "0-0"
         while not self.stopping and (limit is None or forwarded < limit):
-            reply = self.client.xautoclaim(
+            reply: Any = self.client.xautoclaim(
                 self.stream,
                 self.group,
                 self.consumer,
@@ -173,12 +173,15 @@ class Relay:
                 last_claim = time.monotonic()
                 continue
             count = self.batch if max_entries is None else min(self.batch, max_entries - forwarded)
-            reply = self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            reply = cast(
+                list[tuple[str, list[tuple[str, dict[str, str]]]]] | None,
+                self.client.xreadgroup(
+                    self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+                ),
             )
             if not reply and stop_when_idle:
                 break
-            for _stream, entries in reply or []:  # type: ignore[union-attr]
+            for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     forwarded += self._forward(str(entry_id), fields)
         return forwarded

@@ -9,6 +9,7 @@ string fields `signal_id` ("" when the payload had none usable), `reason` (a sta
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
 
@@ -47,5 +48,5 @@ def publish_reject(client: redis.Redis, reject: Reject, *, ts: datetime) -> str:
 
 def read_rejects(client: redis.Redis, *, count: int = 1000) -> list[dict[str, str]]:
     """The newest `count` reject entries, oldest first (for `epm demo` and operators)."""
-    entries = client.xrevrange(REJECT_STREAM, count=count)
-    return [dict(fields) for _entry_id, fields in reversed(entries)]  # type: ignore[union-attr]
+    entries = cast(list[tuple[str, dict[str, str]]], client.xrevrange(REJECT_STREAM, count=count))
+    return [dict(fields) for _entry_id, fields in reversed(entries)]

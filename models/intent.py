@@ -505,11 +505,12 @@ def parse_payload(payload: object) -> object | Reject:
             RejectReason.PAYLOAD_TOO_LARGE, f"payload longer than {MAX_PAYLOAD_CHARS} characters"
         )
     try:
-        return json.loads(
+        decoded: object = json.loads(
             payload, parse_float=Decimal, parse_int=Decimal, parse_constant=_parse_constant
         )
     except (ValueError, RecursionError) as e:
         return Reject(RejectReason.MALFORMED_JSON, f"payload is not valid JSON: {_short(e, 120)}")
+    return decoded
 
 
 def signal_id_of(data: object) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
 
@@ -231,11 +231,14 @@ def demo(
     now = datetime.now(UTC)
     run = f"{now:%H%M%S}-{uuid.uuid4().hex[:4]}"
     first, again = build_samples(run, now.date())
-    last = client.xrevrange(REJECT_STREAM, count=1)
+    last = cast(list[tuple[str, dict[str, str]]], client.xrevrange(REJECT_STREAM, count=1))
     reject_cursor = f"({last[0][0]}" if last else "-"
 
     def rejects() -> list[dict[str, str]]:
-        return [dict(f) for _id, f in client.xrange(REJECT_STREAM, min=reject_cursor)]
+        found = cast(
+            list[tuple[str, dict[str, str]]], client.xrange(REJECT_STREAM, min=reject_cursor)
+        )
+        return [dict(fields) for _id, fields in found]
 
     def decided(samples: list[Sample], expected_rejects: int) -> Callable[[], bool]:
         def check() -> bool:
@@ -292,9 +295,12 @@ def demo(
     reject_table = Table(title=f"{REJECT_STREAM} (this run)")
     for column in ("signal_id", "reason", "message", "ts"):
         reject_table.add_column(column)
-    for e in entries:
+    for entry in entries:
         reject_table.add_row(
-            e["signal_id"].removeprefix(prefix), e["reason"], e["message"][:80], e["ts"][:23]
+            entry["signal_id"].removeprefix(prefix),
+            entry["reason"],
+            entry["message"][:80],
+            entry["ts"][:23],
         )
     console.print(reject_table)
 
