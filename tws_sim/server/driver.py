@@ -24,6 +24,7 @@ from tws_sim.types import (
     HaltChanged,
     OrderChanged,
     OrderSnapshot,
+    OrderStatusName,
     PositionChanged,
     Quote,
     QuoteChanged,
@@ -38,6 +39,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tws_sim.server")
 
+DONE_STATUSES = frozenset(
+    {
+        OrderStatusName.FILLED,
+        OrderStatusName.CANCELLED,
+        OrderStatusName.API_CANCELLED,
+        OrderStatusName.INACTIVE,
+    }
+)
 PNL_EVERY = timedelta(seconds=1)  # TWS pushes pnl / pnlSingle about once a second, on change
 ACCOUNT_EVERY = timedelta(minutes=3)  # account values and summaries: every three minutes
 
@@ -72,6 +81,26 @@ class Driver:
         self.next_pnl: datetime | None = None
         self.next_account: datetime | None = None
         self.md_msgs = 0  # market-data messages written (benchmarks read it)
+        # The venue reacts only to market events, and the market emits events only for watched
+        # con_ids: keep every con_id with a working order watched (an adapter between the two).
+        self.order_watch: dict[tuple[int, int], tuple[int, ...]] = {}
+        for snap in server.venue.open_orders(None):
+            self._watch_order(snap)
+
+    def _watch_order(self, snap: OrderSnapshot) -> None:
+        req = snap.request
+        key = (req.client_id, req.order_id)
+        working = snap.status not in DONE_STATUSES
+        held = self.order_watch.get(key)
+        if working and held is None:
+            con_ids = tuple(leg.con_id for leg in req.combo_legs) or (req.con_id,)
+            for con_id in con_ids:
+                self.server.market.watch(con_id)
+            self.order_watch[key] = con_ids
+        elif not working and held is not None:
+            for con_id in held:
+                self.server.market.unwatch(con_id)
+            del self.order_watch[key]
 
     # ---------------------------------------------------------------------------------------------
 
@@ -191,6 +220,7 @@ class Driver:
             t = type(ev)
             if t is OrderChanged:
                 snap: OrderSnapshot = ev.snapshot
+                self._watch_order(snap)
                 inst = server.catalog.get(snap.request.con_id) if snap.request.con_id else None
                 for session in self._order_targets(snap.request.client_id):
                     v = session.version

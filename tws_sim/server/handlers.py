@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -358,8 +359,17 @@ class Handlers:
     # orders
 
     def place_order(self, session: Session, req: rq.PlaceOrder) -> None:
+        """Resolve the contract like TWS does (symbol/expiry/strike/right → conId), then hand
+        the order to the venue and route what it says at once."""
+        request = req.request
+        if request.sec_type is not SecType.BAG and not request.con_id:
+            inst = self.resolve(session, req.order_id, req.contract)
+            if inst is None:
+                return
+            req.contract.conId = inst.con_id  # openOrder echoes the resolved contract
+            request = replace(request, con_id=inst.con_id, symbol=inst.symbol)
         now = self.now()
-        events = self.server.venue.place(req.request, now)
+        events = self.server.venue.place(request, now)
         self.server.driver.route(events, now)
 
     def cancel_order(self, session: Session, req: rq.CancelOrder) -> None:
