@@ -1,0 +1,214 @@
+"""Fault drills: a second bridge, the kill switch with the bridge frozen, kill -9 mid-flow, and a
+gateway that drops the connection and refuses reconnects while fills happen."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+
+from ibgateway_bridge import client_api
+from ibgateway_bridge import commands as cmds
+from ibgateway_bridge.killswitch import kill_switch, resume
+from tests.bridge.harness import (
+    BridgeProcess,
+    bridge_in_process,
+    ledger_messages,
+    poll,
+    sim_exec_ids,
+    sim_orders,
+    sim_thread,
+    wait_ready,
+)
+
+SPY_CON = 756733
+SPY = cmds.ContractSpec(con_id=SPY_CON, symbol="SPY")
+
+pytestmark = pytest.mark.slow
+
+
+def enqueue_many(r: redis.Redis, orders: list[tuple[int, cmds.OrderSpec]]) -> None:
+    pipe = r.pipeline(transaction=False)
+    for oid, spec in orders:
+        cmd = cmds.PlaceOrder(order_id=oid, client_order_id=f"c-{oid}", contract=SPY, order=spec)
+        pipe.xadd(cmds.COMMAND_STREAM, cmds.encode_command(cmd, datetime.now(UTC)))
+    pipe.execute()
+
+
+def resting_buy() -> cmds.OrderSpec:
+    return cmds.OrderSpec(action="BUY", quantity=Decimal(1), lmt_price=Decimal("1.00"))
+
+
+def sent_markers(r: redis.Redis) -> int:
+    return sum(1 for k in r.scan_iter("ib:sent:1:*", count=1000) if r.get(k).startswith("sent:"))
+
+
+def test_second_bridge_process_refused(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    with sim_thread() as sim:
+        first = BridgeProcess(redis_url, sim.port, tmp_path / "first.log").start()
+        try:
+            wait_ready(r)
+            second = BridgeProcess(redis_url, sim.port, tmp_path / "second.log").start()
+            try:
+                assert second.wait(60) == 3
+            finally:
+                second.stop()
+            assert "refusing to start" in second.log_text()
+            assert first.proc is not None and first.proc.poll() is None
+            assert r.hget("ib:bridge:state", "client1") == "READY"
+        finally:
+            first.stop()
+
+
+def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    with sim_thread() as sim:
+        bridge = BridgeProcess(redis_url, sim.port, tmp_path / "bridge.log").start()
+        try:
+            wait_ready(r)
+            working = [client_api.allocate_order_id(r) for _ in range(20)]
+            enqueue_many(r, [(oid, resting_buy()) for oid in working])
+            poll(
+                lambda: all(sim_orders(sim).get(o) is not None for o in working),
+                20,
+                what="20 working orders",
+            )
+            bridge.signal(signal.SIGSTOP)
+            queued = [client_api.allocate_order_id(r) for _ in range(5)]
+            enqueue_many(r, [(oid, resting_buy()) for oid in queued])
+
+            started = time.monotonic()
+            report = kill_switch(r, "127.0.0.1", sim.port, client_id=99, reason="drill")
+            poll(
+                lambda: sim.call(lambda s: s.venue.open_orders(None)) == [],
+                1.0,
+                interval=0.01,
+                what="every working order cancelled",
+            )
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.0
+            assert report.global_cancel_sent and report.ib_error is None
+            assert report.purged == 5
+            assert r.get(cmds.HALT_GLOBAL_KEY) is not None
+            purged = {int(f["order_id"]) for _i, f in r.xrange(cmds.REJECT_STREAM)}
+            assert purged == set(queued)
+            audit = [f for _i, f in r.xrange(cmds.AUDIT_STREAM) if f["action"] == "kill_switch"]
+            assert audit and audit[0]["purged"] == "5"
+
+            bridge.signal(signal.SIGCONT)
+            # Thawed, the bridge must not send anything it had not sent: the queue was purged
+            # and the halt is in force.
+            time.sleep(2.0)
+            assert not any(o in sim_orders(sim) for o in queued)
+            assert resume(r, "tester", "drill over") is True
+            assert r.get(cmds.HALT_GLOBAL_KEY) is None
+            assert [f["action"] for _i, f in r.xrange(cmds.AUDIT_STREAM)][-1] == "resume"
+        finally:
+            bridge.stop()
+
+
+def test_kill9_during_200_orders_every_execution_once_no_id_reused(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    with sim_thread() as sim:
+        first = BridgeProcess(redis_url, sim.port, tmp_path / "b1.log").start()
+        try:
+            wait_ready(r)
+            ids = [client_api.allocate_order_id(r) for _ in range(200)]
+            spec = cmds.OrderSpec(action="BUY", quantity=Decimal(1), order_type="MKT")
+            enqueue_many(r, [(oid, spec) for oid in ids])
+            poll(lambda: sent_markers(r) >= 40, 30, what="40 orders sent")
+            first.signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            first.stop()
+        assert sent_markers(r) < 200
+        # The lease of the dead bridge expires on its own; a supervisor restarts the bridge.
+        poll(lambda: r.get("ib:bridge:lease") is None, 15, what="dead bridge's lease expiry")
+        second = BridgeProcess(redis_url, sim.port, tmp_path / "b2.log").start()
+        try:
+            poll(
+                lambda: (
+                    sent_markers(r) == 200
+                    and r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
+                ),
+                60,
+                interval=0.2,
+                what="all 200 sent after restart",
+            )
+            at_sim = sim_orders(sim)
+            assert sorted(at_sim) == ids  # every order once, under the id it was given
+            errors = [f for _i, f in r.xrange("epm:bridge:order_errors") if f["code"] == "103"]
+            assert errors == []
+            venue_execs = poll(
+                lambda: (e := sim_exec_ids(sim)) and len(e) >= 200 and e, 30, what="200 fills"
+            )
+
+            def published() -> set[str]:
+                return {
+                    p["exec_id"] for _n, p in ledger_messages(r, "tasks.ledger.record_execution")
+                }
+
+            poll(lambda: venue_execs <= published(), 30, what="every execution published")
+            assert client_api.allocate_order_id(r) > max(ids)
+        finally:
+            second.stop()
+
+
+def test_gateway_drop_and_refusal_fills_recovered_after_reconnect(
+    r: redis.Redis, redis_url: str
+) -> None:
+    with sim_thread(stepped=True) as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        quote = sim.call(lambda s: s.market.quote(SPY_CON))
+        tick = Decimal("0.01")
+        orders = []
+        for k in range(10):
+            oid = client_api.allocate_order_id(r)
+            orders.append(
+                (
+                    oid,
+                    cmds.OrderSpec(
+                        action="BUY", quantity=Decimal(1), lmt_price=quote.bid - k * tick
+                    ),
+                )
+            )
+            oid = client_api.allocate_order_id(r)
+            orders.append(
+                (
+                    oid,
+                    cmds.OrderSpec(
+                        action="SELL", quantity=Decimal(1), lmt_price=quote.ask + k * tick
+                    ),
+                )
+            )
+        enqueue_many(r, orders)
+        poll(lambda: len(sim_orders(sim)) == 20, 20, what="20 orders at the sim")
+        before = sim_exec_ids(sim)
+        refuse_s = 600
+        sim.call(lambda s: s.drop_all(refuse_s))
+        poll(lambda: r.hget("ib:bridge:state", "client1") != "READY", 10, what="bridge sees drop")
+        advanced = 0
+        while advanced < refuse_s - 20 and len(sim_exec_ids(sim) - before) == 0:
+            sim.advance(10)
+            advanced += 10
+        during = sim_exec_ids(sim) - before
+        assert during, "the market never reached a resting order during the outage"
+        assert r.hget("ib:bridge:state", "client1") != "READY"
+        sim.advance(refuse_s - advanced + 1)
+        wait_ready(r, 30)
+
+        def published() -> set[str]:
+            return {p["exec_id"] for _n, p in ledger_messages(r, "tasks.ledger.record_execution")}
+
+        poll(lambda: during <= published(), 20, what="fills made while away published")
+        recovered = [
+            p for _n, p in ledger_messages(r, "tasks.ledger.record_execution") if p["req_id"] != -1
+        ]
+        assert {p["exec_id"] for p in recovered} >= during
