@@ -78,11 +78,13 @@ class WorkingOrder:
     """Mutable engine-side state of one order (its `request` is replaced on modification)."""
 
     __slots__ = (
+        "buy",
         "commission",
         "completed_time",
         "filled",
         "held",
         "instrument_multiplier",
+        "is_combo",
         "key",
         "last_fill_price",
         "leg_fills",
@@ -116,6 +118,9 @@ class WorkingOrder:
         # combos: leg con_id -> [shares, notional, commission] for per-order commission minimums
         self.leg_fills: dict[int, list[Decimal]] = {}
         self.instrument_multiplier = multiplier
+        # fixed for the order's life (a modification may not change side or contract)
+        self.buy = req.action == "BUY"
+        self.is_combo = req.sec_type == SecType.BAG
 
     @property
     def remaining(self) -> Decimal:
@@ -124,14 +129,6 @@ class WorkingOrder:
     @property
     def done(self) -> bool:
         return self.status in DONE
-
-    @property
-    def buy(self) -> bool:
-        return self.req.action == "BUY"
-
-    @property
-    def is_combo(self) -> bool:
-        return self.req.sec_type == SecType.BAG
 
     @property
     def avg_price(self) -> Decimal:

@@ -27,6 +27,7 @@ class Window:
 
 
 ALWAYS = Window()
+COMBO_UNFILLABLE = "Order rejected - reason: combo order cannot be filled at this time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class ComboRule:
 
     symbols: tuple[str, ...] = ()
     code: int = 201
-    message: str = "Order rejected - reason: combo order cannot be filled at this time"
+    message: str = COMBO_UNFILLABLE
     window: Window = ALWAYS
 
 
@@ -122,7 +123,7 @@ class VenueRules:
                     ComboRule(
                         symbols=tuple(_get(fault, "symbols") or ()),
                         code=int(_get(fault, "code") or 201),
-                        message=str(message) if message else ComboRule.message,
+                        message=str(message) if message else COMBO_UNFILLABLE,
                         window=window,
                     )
                 )

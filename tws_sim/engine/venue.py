@@ -248,12 +248,24 @@ class Venue:
             if cls is QuoteChanged:
                 quote = ev.quote
                 book = live.get(quote.con_id)
-                if book:
-                    for order in list(book.values()):
-                        if order.is_combo:
-                            self._work_combo(order, now, out)
-                        else:
-                            self._work(order, now, out, quote)
+                if not book:
+                    continue
+                ask = quote.ask
+                bid = quote.bid
+                for order in list(book.values()):
+                    if order.is_combo:
+                        self._work_combo(order, now, out)
+                        continue
+                    req = order.req
+                    if req.order_type == "LMT" and req.tif != "OPG":
+                        # hot path: a resting limit the quote does not reach needs nothing
+                        lmt = req.lmt_price
+                        if order.buy:
+                            if ask <= 0 or ask > lmt:  # type: ignore[operator]
+                                continue
+                        elif bid <= 0 or bid < lmt:  # type: ignore[operator]
+                            continue
+                    self._work(order, now, out, quote)
             elif cls is TradePrinted:
                 book = live.get(ev.con_id)
                 if book:
