@@ -149,7 +149,21 @@ class Relay:
                 break
         if forwarded:
             log.info("relay.claimed", consumer=self.consumer, count=forwarded)
+        self._forget_idle_consumers()
         return forwarded
+
+    def _forget_idle_consumers(self) -> None:
+        # Every relay process is a new consumer name (host-pid); without this the group would
+        # list every relay that ever ran. Only consumers with nothing pending are removed, and a
+        # live one that was merely idle is re-created by its next read.
+        consumers: Any = self.client.xinfo_consumers(self.stream, self.group)
+        for consumer in consumers:
+            if (
+                consumer["name"] != self.consumer
+                and int(consumer["pending"]) == 0
+                and int(consumer["idle"]) > self.claim_idle_ms
+            ):
+                self.client.xgroup_delconsumer(self.stream, self.group, consumer["name"])
 
     def run(
         self,

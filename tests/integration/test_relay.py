@@ -172,6 +172,9 @@ def test_entries_a_dead_consumer_read_but_never_acked_are_claimed(
         )
         assert relay.run(max_entries=3, block_ms=100) == 3
     assert pending_count(rds) == 0
+    # The dead consumer, now owning nothing, is dropped from the group.
+    names = {c["name"] for c in rds.xinfo_consumers(INTENT_STREAM, RELAY_GROUP)}
+    assert "dead" not in names and "heir" in names
     ids = [p["signal_id"] for p in payloads]
     wait_for(lambda: len(stored(pg_relay_url, ids)) == 3, what="claimed intents stored")
 
