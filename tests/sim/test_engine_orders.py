@@ -19,6 +19,7 @@ from tws_sim.types import (
     Executed,
     OrderChanged,
     OrderStatusName,
+    SecType,
     VenueError,
     VenueEvent,
 )
@@ -351,3 +352,20 @@ def test_the_venue_watches_con_ids_while_orders_work_on_them() -> None:
     assert m.watching == {SPY.con_id: 1}
     v.cancel(1, 2, later(1))
     assert m.watching == {}
+
+
+def test_option_tick_size_depends_on_price_and_class() -> None:
+    from dataclasses import replace as dc_replace
+
+    from tests.sim.test_engine_double import CALL_600
+
+    aapl_call = dc_replace(CALL_600, con_id=910001, symbol="AAPL", trading_class="AAPL")
+    m = standard_market()
+    m.set_book(aapl_call.con_id, T0, [("3.00", "10")], [("3.20", "10")])
+    v = Venue(Catalog(SPY, aapl_call, CALL_600), m, None, rules=VenueRules())
+    kw = {"con_id": aapl_call.con_id, "symbol": "AAPL", "sec_type": SecType.OPT}
+    assert errors(v.place(order(1, "BUY", "1", "LMT", "3.02", **kw), T0)) == [110]
+    assert errors(v.place(order(2, "BUY", "1", "LMT", "3.05", **kw), T0)) == []
+    assert errors(v.place(order(3, "BUY", "1", "LMT", "2.99", **kw), T0)) == []
+    # SPY options trade in pennies at any price
+    assert errors(v.place(order(4, "BUY", "1", "LMT", "5.03", con_id=CALL_600.con_id), T0)) == []

@@ -83,6 +83,7 @@ from tws_sim.engine.persistence import (
     save_state,
 )
 from tws_sim.engine.rules import VenueRules
+from tws_sim.market.catalog import price_increment
 from tws_sim.types import (
     Commissioned,
     CommissionReport,
@@ -637,7 +638,6 @@ class Venue:
             or (req.trailing_percent is not None and req.trailing_percent > 0)
         ):
             return ERR_VALIDATION, msg_validation("Missing trailing amount or percent")
-        tick = inst.min_tick if inst is not None else ZERO
         prices: list[Decimal | None] = []
         if ot in LIMIT_PRICE_TYPES or (ot in PEG_TYPES and req.lmt_price):
             prices.append(req.lmt_price)
@@ -646,7 +646,7 @@ class Venue:
         if ot in ("TRAIL", "TRAIL LIMIT"):
             prices.append(req.trail_stop_price)
         for p in prices:
-            if p is not None and not on_tick(p, tick):
+            if p is not None and inst is not None and not on_tick(p, price_increment(inst, p)):
                 return ERR_BAD_TICK, MSG_BAD_TICK
         return None
 
@@ -711,7 +711,8 @@ class Venue:
             quote = self._market.quote(con)
         buy = order.buy
         inst = self._inst(con)
-        tick = inst.min_tick if inst is not None else ZERO
+        # IB's price-dependent increment (e.g. $0.05 for options >= $3 outside the penny classes)
+        tick = price_increment(inst, quote.mid) if inst is not None else ZERO
         if not order.triggered:
             ref = trade.price if trade is not None else reference_price(quote)
             if ot == "TRAIL" or ot == "TRAIL LIMIT":
