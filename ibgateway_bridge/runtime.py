@@ -437,14 +437,15 @@ class Bridge:
                 # A crash between the write and the marker: the venue has it, do not resend.
                 self.log.mark_sent_and_ack(key, env.stream_id)
                 return True
+        if isinstance(command, cmds.PlaceOrder):
+            # Recorded before the write: a 103 for this id can arrive before the write returns.
+            self._recent_places[command.order_id] = command
+            if len(self._recent_places) > 10_000:
+                self._recent_places.pop(next(iter(self._recent_places)))
         sent = client.sends(lambda: self._write(client, command))
         if not sent:
             return False
         self.log.mark_sent_and_ack(key, env.stream_id)
-        if isinstance(command, cmds.PlaceOrder):
-            self._recent_places[command.order_id] = command
-            if len(self._recent_places) > 10_000:
-                self._recent_places.pop(next(iter(self._recent_places)))
         return True
 
     def _market_data(self, client: Any, env: cmds.Envelope) -> bool:
