@@ -31,9 +31,18 @@ def keyed_uniform(seed: int, key: int, step: int, salt: int = 0) -> float:
     return (h >> 11) * (1.0 / (1 << 53))
 
 
+_CENTS: dict[int, Decimal] = {}
+
+
 def cents(n: int) -> Decimal:
-    """An integer number of cents as an exact Decimal with two places."""
-    return Decimal(n).scaleb(-2)
+    """An integer number of cents as an exact Decimal with two places (memoized: prices repeat
+    tick after tick and Decimals are immutable, so sharing them is safe)."""
+    d = _CENTS.get(n)
+    if d is None:
+        if len(_CENTS) > 200_000:
+            _CENTS.clear()
+        d = _CENTS[n] = Decimal(n).scaleb(-2)
+    return d
 
 
 def depth_levels(

@@ -45,7 +45,7 @@ from tws_sim.types import (
 
 HISTORY_WHATS = frozenset({"TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK", "ADJUSTED_LAST"})
 MAX_HISTORY_BARS = 10_000
-_OPTION_RECOMPUTE_STEPS = 4  # theta moves option quotes at least once a second
+_OPTION_RECOMPUTE_STEPS = 4  # time decay is applied in one-second buckets
 _OPTION_SIZE_STEPS = 8  # displayed option sizes change every 2 s
 _OPTION_PRINT_P = 0.01  # a watched option prints about every 25 s
 _Q4 = Decimal("0.0001")
@@ -71,7 +71,7 @@ class _OptionState:
     atm_base: float
     div_yield: float
     step: int = -1
-    und_version: int = -1
+    key: tuple[int, int, float, float] | None = None
     size_period: int = -1
     bid_c: int = 0
     ask_c: int = 1
@@ -438,23 +438,46 @@ class Market:
         return bsm(st.is_call, spot, st.strike, t_years, self.rate, st.div_yield, iv)[0]
 
     def _price_option(self, st: _OptionState, step: int) -> bool:
-        """Reprice an option at grid `step`; True when its displayed quote changed."""
+        """Bring an option to grid `step`; True when its displayed quote changed.
+
+        The model price is a pure function of (underlying mid, step // 4, regime): time decay
+        is applied in one-second buckets. So a watched option and one priced on demand show the
+        same numbers, and an option is only repriced when one of those inputs moved.
+        """
         p = st.und
-        t_us = self.start_us + step * GRID_US
-        old = (st.bid_c, st.ask_c, st.bid_size, st.ask_size, st.last_c)
-        spot = (p.bid_c + p.ask_c) / 200.0
-        t_years = max(st.expiry_us - t_us, 0) / 1e6 / SECONDS_PER_YEAR
-        iv = surface_vol(st.atm_base * p.iv_mult, spot, st.strike, t_years)
-        price, delta, gamma, vega, theta = bsm(
-            st.is_call, spot, st.strike, t_years, self.rate, st.div_yield, iv
-        )
-        theo_c = price * 100.0
-        tick = 1 if st.penny_all or theo_c < 300.0 else 5
-        width = max(1, round(theo_c * 0.01 * math.sqrt(p.vol_mult) / tick))
-        # floor(theo - w/2 + 1/2) keeps the theoretical price inside [bid, ask].
-        bid_t = math.floor(theo_c / tick - width * 0.5 + 0.5)
-        bid_c = max(0, bid_t * tick)
-        ask_c = max(bid_t * tick + width * tick, bid_c + tick)
+        key = (p.bid_c + p.ask_c, step // _OPTION_RECOMPUTE_STEPS, p.iv_mult, p.vol_mult)
+        old = (st.bid_c, st.ask_c, st.bid_size, st.ask_size)
+        if key != st.key:
+            st.key = key
+            t_us = self.start_us + key[1] * _OPTION_RECOMPUTE_STEPS * GRID_US
+            spot = key[0] / 200.0
+            rem = st.expiry_us - t_us
+            t_years = (rem if rem > 0 else 0) / 1e6 / SECONDS_PER_YEAR
+            iv = surface_vol(st.atm_base * p.iv_mult, spot, st.strike, t_years)
+            price, delta, gamma, vega, theta = bsm(
+                st.is_call, spot, st.strike, t_years, self.rate, st.div_yield, iv
+            )
+            theo_c = price * 100.0
+            tick = 1 if st.penny_all or theo_c < 300.0 else 5
+            width = round(theo_c * 0.01 * math.sqrt(p.vol_mult) / tick) or 1
+            # floor(theo - w/2 + 1/2) keeps the theoretical price inside [bid, ask].
+            bid_t = math.floor(theo_c / tick - width * 0.5 + 0.5)
+            if p.halt == HaltState.TRADING:
+                st.bid_c = bid_t * tick if bid_t > 0 else 0
+                st.ask_c = (bid_t + width) * tick
+                if st.ask_c <= st.bid_c:
+                    st.ask_c = st.bid_c + tick
+            st.theo_c = theo_c
+            st.greeks = Greeks(
+                implied_vol=iv,
+                delta=delta,
+                gamma=gamma,
+                vega=vega,
+                theta=theta,
+                opt_price=price,
+                pv_dividend=pv_dividend(spot, t_years, st.div_yield),
+                und_price=spot,
+            )
         period = step // _OPTION_SIZE_STEPS
         if period != st.size_period:
             damp = 1.0 / math.sqrt(p.vol_mult)
@@ -463,26 +486,11 @@ class Market:
             st.bid_size = 1 + int(u1 * 60 * damp)
             st.ask_size = 1 + int(u2 * 60 * damp)
             st.size_period = period
-        if p.halt == HaltState.TRADING:
-            st.bid_c = bid_c
-            st.ask_c = ask_c
-        st.theo_c = theo_c
         st.step = step
-        st.und_version = p.version
-        st.greeks = Greeks(
-            implied_vol=iv,
-            delta=delta,
-            gamma=gamma,
-            vega=vega,
-            theta=theta,
-            opt_price=price,
-            pv_dividend=pv_dividend(spot, t_years, st.div_yield),
-            und_price=spot,
-        )
-        changed = old != (st.bid_c, st.ask_c, st.bid_size, st.ask_size, st.last_c)
+        changed = old != (st.bid_c, st.ask_c, st.bid_size, st.ask_size)
         if changed or st.quote is None or st.halt != p.halt:
             st.halt = p.halt
-            st.quote = self._option_quote(st, from_epoch_us(t_us))
+            st.quote = self._option_quote(st, from_epoch_us(self.start_us + step * GRID_US))
         return changed
 
     def _option_quote(self, st: _OptionState, ts: datetime) -> Quote:
@@ -510,15 +518,7 @@ class Market:
         con_id = st.inst.con_id
         if p.halt_changed:
             events.append(HaltChanged(con_id, ts, p.halt))
-        changed = False
-        if (
-            p.version != st.und_version
-            or i % _OPTION_RECOMPUTE_STEPS == 0
-            or i // _OPTION_SIZE_STEPS != st.size_period
-        ):
-            changed = self._price_option(st, i)
-        else:
-            st.step = i
+        changed = self._price_option(st, i)
         trade: TradePrinted | None = None
         if (
             p.halt == HaltState.TRADING
