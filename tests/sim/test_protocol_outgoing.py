@@ -322,6 +322,15 @@ def test_contract_data(inst: Instrument) -> None:
     assert (cd.minSize, cd.sizeIncrement, cd.suggestedSizeIncrement) == (1, 1, 1)
 
 
+def test_contract_long_name_survives_unicode_escape() -> None:
+    name = "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale \\ Co"
+    inst = Instrument(
+        **{**{f: getattr(SPY, f) for f in SPY.__dataclass_fields__}, "long_name": name}
+    )
+    for _, cd in _both(lambda v: out.encode_contract_data(1, inst, v), "contractDetails"):
+        assert cd.longName == name
+
+
 def test_sec_def_opt_params() -> None:
     def fields(v: int) -> list[str]:
         return out.encode_sec_def_opt_params(

@@ -92,6 +92,13 @@ def _multiplier(inst: Instrument) -> str:
     return str(inst.multiplier) if inst.sec_type is SecType.OPT else ""
 
 
+def _ascii7(text: str) -> str:
+    """Text for fields clients read with `unicode-escape` (longName from v153): escaped ASCII."""
+    if text.isascii() and "\\" not in text:
+        return text
+    return text.encode("unicode-escape").decode("ascii")
+
+
 def ib_time(ts: datetime) -> str:
     """`yyyymmdd hh:mm:ss UTC` — the time format execDetails/bars carry (zone spelled out)."""
     return ts.astimezone(UTC).strftime("%Y%m%d %H:%M:%S") + " UTC"
@@ -530,7 +537,7 @@ def encode_contract_data(
         ",".join(inst.valid_exchanges),
         "1",  # priceMagnifier
         str(und_con_id),
-        inst.long_name,
+        _ascii7(inst.long_name),
         inst.primary_exchange,
         inst.expiry.strftime("%Y%m") if inst.expiry is not None else "",  # contractMonth
         inst.industry,
