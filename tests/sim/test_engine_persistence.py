@@ -21,7 +21,7 @@ from tests.sim.test_engine_double import (
     standard_market,
 )
 from tws_sim.engine import CorrectionRule, Venue, VenueRules
-from tws_sim.engine.persistence import STATE_FILE, StateError
+from tws_sim.engine.persistence import JOURNAL_FILE, STATE_FILE, StateError
 from tws_sim.types import Executed, OrderStatusName, VenueEvent
 
 D = Decimal
@@ -177,3 +177,24 @@ def test_same_market_path_and_order_flow_give_the_same_executions_and_ids() -> N
     assert len(prefix) == 1 and all(len(x.split(".")[1]) == 8 for x in exec_ids)
     perms = [p for p, _ in runs[0][1]]
     assert perms == sorted(perms)
+
+
+def test_journal_lines_past_the_snapshot_are_dropped_and_missing_ones_are_an_error(
+    tmp_path: Path,
+) -> None:
+    m = standard_market()
+    v1 = venue(m, tmp_path)
+    v1.place(order(1, "BUY", "150", "MKT"), T0)
+    v1.close()
+    journal = tmp_path / JOURNAL_FILE
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 2
+    # a crash between the journal append and the snapshot leaves an unreported execution
+    journal.write_text("\n".join([*lines, lines[-1].replace(".01.01", ".01.09")]) + "\n")
+    v2 = venue(m, tmp_path)
+    assert [e.exec_id for e, _ in v2.executions()] == [e.exec_id for e, _ in v1.executions()]
+    assert len(journal.read_text().splitlines()) == 2
+    v2.close()
+    journal.write_text(lines[0] + "\n")
+    with pytest.raises(StateError):
+        venue(m, tmp_path)

@@ -1,8 +1,12 @@
-"""The venue's state on disk: one JSON snapshot, written atomically (tmp file + rename).
+"""The venue's state on disk: a JSON snapshot written atomically (tmp file + rename), plus an
+append-only journal of executions.
 
 IB keeps the account on its servers, so a gateway restart loses nothing; `--state-dir` gives the
 simulator the same property. The snapshot holds orders (with the decoded wire objects the protocol
-layer echoes in openOrder), executions with their commissions, and the id counters. Decimals are
+layer echoes in openOrder) and the id counters, and says how many journal lines it covers; the
+journal holds executions with their commissions, one JSON line each, so a busy day does not
+rewrite every execution on each change. Lines past the snapshot's count were never reported to a
+client (the venue persists before it returns its events) and are dropped on restore. Decimals are
 strings, datetimes ISO-8601 UTC.
 """
 
@@ -15,7 +19,7 @@ from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tws_sim.types import (
     ComboLegSpec,
@@ -26,7 +30,8 @@ from tws_sim.types import (
 )
 
 STATE_FILE = "venue_state.json"
-STATE_VERSION = 1
+JOURNAL_FILE = "executions.jsonl"
+STATE_VERSION = 2
 # Only classes from these packages are rebuilt from a snapshot (the wire containers).
 _RAW_MODULES = ("ibapi.", "ib_async.")
 
@@ -41,10 +46,8 @@ def save_state(state_dir: Path, state: dict[str, Any]) -> None:
     final = state_dir / STATE_FILE
     tmp = state_dir / (STATE_FILE + ".tmp")
     data = json.dumps(state, separators=(",", ":"), default=_default)
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    # rename is atomic against a crash of this process (the restart case `--state-dir` serves)
+    tmp.write_text(data, encoding="utf-8")
     os.replace(tmp, final)
 
 
@@ -60,6 +63,41 @@ def load_state(state_dir: Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise StateError(f"{path}: unsupported state version")
     return state
+
+
+class ExecJournal:
+    """Append-only JSON lines of execution records in the state directory, flushed per line."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / JOURNAL_FILE
+        self._fh: TextIO | None = None
+
+    def read(self, keep: int) -> list[dict[str, Any]]:
+        """The first `keep` records; later lines are dropped from the file too."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        if len(lines) < keep:
+            raise StateError(f"{self.path}: {len(lines)} executions, the snapshot expects {keep}")
+        try:
+            records = [json.loads(line) for line in lines[:keep]]
+        except ValueError as e:
+            raise StateError(f"{self.path}: bad journal line: {e}") from e
+        if len(lines) > keep:
+            self.path.write_text("".join(line + "\n" for line in lines[:keep]), encoding="utf-8")
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(record, separators=(",", ":"), default=_default) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def _default(value: object) -> object:

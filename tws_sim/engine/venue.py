@@ -73,6 +73,7 @@ from tws_sim.engine.orders import (
 )
 from tws_sim.engine.persistence import (
     STATE_VERSION,
+    ExecJournal,
     decode_commission,
     decode_execution,
     decode_request,
@@ -183,8 +184,10 @@ class Venue:
         self._inst_cache: dict[int, Instrument] = {}
         self._realized_cache: dict[str, Decimal | None] = {}
         self._dirty = False
+        self._journal: ExecJournal | None = None
         if state_dir is not None:
-            self._restore(state_dir)
+            self._journal = ExecJournal(state_dir)
+            self._restore(state_dir, self._journal)
 
     # ---------------------------------------------------------------------------------------------
     # Orders in
@@ -427,9 +430,11 @@ class Venue:
         return self._max_id.get(client_id, 0) + 1
 
     def close(self) -> None:
-        """Flush and close the exec log."""
+        """Close the exec log and the execution journal (every line is already flushed)."""
         if self._log is not None:
             self._log.close()
+        if self._journal is not None:
+            self._journal.close()
 
     # ---------------------------------------------------------------------------------------------
     # New orders, modifications, cancels
@@ -999,9 +1004,7 @@ class Venue:
             realized = self._account.apply_fill(con_id, multiplier, buy, shares, price, commission)
             self._volume[sec_type] = self._volume.get(sec_type, ZERO) + shares
         report = CommissionReport(ex.exec_id, commission, "USD", realized)
-        self._exec_index[ex.exec_id] = len(self._execs)
-        self._execs.append(_ExecRec(ex, report, 0 if bag else multiplier))
-        self._dirty = True
+        self._add_exec(_ExecRec(ex, report, 0 if bag else multiplier))
         if self._log is not None:
             self._log.execution(ex)
             self._log.commission(ex, commission, realized)
@@ -1192,13 +1195,13 @@ class Venue:
         old_comm = rec.commission
         comm = old_comm.commission if old_comm is not None else ZERO
         rec.superseded = True
-        self._exec_index[new.exec_id] = len(self._execs)
         new_rec = _ExecRec(new, CommissionReport(new.exec_id, comm, "USD", None), rec.multiplier)
         self._execs.append(new_rec)
         self._rebook()
+        self._execs.pop()
         realized = self._realized_of(new.exec_id)
         new_rec.commission = CommissionReport(new.exec_id, comm, "USD", realized)
-        self._dirty = True
+        self._add_exec(new_rec)
         if self._log is not None:
             self._log.execution(new, kind="correction")
             self._log.commission(new, comm, realized)
@@ -1209,6 +1212,19 @@ class Venue:
             out.append(PositionChanged(self._account_id, new.con_id, pos.qty, pos.avg_cost))
         if order is not None:
             self._emit(order, now, out, open_order=False)
+
+    def _add_exec(self, rec: _ExecRec) -> None:
+        self._exec_index[rec.execution.exec_id] = len(self._execs)
+        self._execs.append(rec)
+        self._dirty = True
+        if self._journal is not None:
+            self._journal.append(
+                {
+                    "execution": encode_execution(rec.execution),
+                    "commission": encode_commission(rec.commission),
+                    "multiplier": rec.multiplier,
+                }
+            )
 
     def _rebook(self) -> None:
         """Rebuild the account from the effective executions (after a correction or a restart)."""
@@ -1336,21 +1352,14 @@ class Venue:
             "max_ids": {str(k): v for k, v in self._max_id.items()},
             "was_open": self._was_open,
             "orders": orders,
-            "executions": [
-                {
-                    "execution": encode_execution(r.execution),
-                    "commission": encode_commission(r.commission),
-                    "multiplier": r.multiplier,
-                    "superseded": r.superseded,
-                }
-                for r in self._execs
-            ],
+            "exec_count": len(self._execs),
         }
         save_state(self._state_dir, state)
 
-    def _restore(self, state_dir: Path) -> None:
+    def _restore(self, state_dir: Path, journal: ExecJournal) -> None:
         state = load_state(state_dir)
         if state is None:
+            journal.read(0)  # executions no snapshot covers were never reported: drop them
             return
         self._perm = PermIds(state["perm_last"])
         self._exec_ids = ExecIdGenerator(state["exec_prefix"], state["exec_counter"])
@@ -1360,13 +1369,15 @@ class Venue:
             self._corr_counts = list(counts)
         self._max_id = {int(k): v for k, v in state["max_ids"].items()}
         self._was_open = state["was_open"]
-        for d in state["executions"]:
+        for d in journal.read(state["exec_count"]):
             rec = _ExecRec(
                 decode_execution(d["execution"]),
                 decode_commission(d["commission"]),
                 d["multiplier"],
-                d["superseded"],
             )
+            corrects = rec.execution.is_correction_of
+            if corrects is not None and corrects in self._exec_index:
+                self._execs[self._exec_index[corrects]].superseded = True
             self._exec_index[rec.execution.exec_id] = len(self._execs)
             self._execs.append(rec)
         self._rebook()
