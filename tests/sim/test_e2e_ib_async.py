@@ -196,6 +196,7 @@ def test_positions_and_pnl_match_the_venue(
     pnl = ib.reqPnL(ACCOUNT)
     wait_until(ib, lambda: pnl.dailyPnL == pnl.dailyPnL and pnl.realizedPnL == pnl.realizedPnL)
     daily, unrealized, realized = sim.call(lambda s: s.venue.pnl(s.now()))
+    assert abs(dec(pnl.dailyPnL) - daily) < Decimal("0.01")
     assert abs(dec(pnl.unrealizedPnL) - unrealized) < Decimal("0.01")
     assert abs(dec(pnl.realizedPnL) - realized) < Decimal("0.01")
     single = ib.reqPnLSingle(ACCOUNT, "", tsla.conId)
