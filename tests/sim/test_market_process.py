@@ -255,6 +255,8 @@ def test_market_history_bad_requests(catalog: Catalog, scenario: Scenario) -> No
         m.history(SPY, START, 0, 5, "TRADES")
     with pytest.raises(HistoryError):
         m.history(SPY, START, 86400 * 365, 1, "TRADES")
+    with pytest.raises(HistoryError, match="that far before"):
+        m.history(SPY, START - timedelta(days=30), 60, 5, "TRADES")
     with pytest.raises(UnknownContractError):
         m.history(1, START, 60, 5, "TRADES")
     with pytest.raises(UnknownContractError):

@@ -45,6 +45,7 @@ from tws_sim.types import (
 
 HISTORY_WHATS = frozenset({"TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK", "ADJUSTED_LAST"})
 MAX_HISTORY_BARS = 10_000
+MAX_HISTORY_WALK = 200_000  # bars the synthetic path may be walked back from the start
 _OPTION_RECOMPUTE_STEPS = 4  # time decay is applied in one-second buckets
 _OPTION_SIZE_STEPS = 8  # displayed option sizes change every 2 s
 _OPTION_PRINT_P = 0.01  # a watched option prints about every 25 s
@@ -342,6 +343,8 @@ class Market:
             raise HistoryError(f"{len(starts)} bars requested; at most {MAX_HISTORY_BARS}")
         if not starts:
             return []
+        if (self.start_us // 1_000_000 - first) // bs > MAX_HISTORY_WALK:
+            raise HistoryError("historical data that far before the simulation start is not kept")
         proc = self._by_con[self.catalog.underlying_of(inst).con_id]
         und_bars = self._underlying_bars(proc, starts, bs)
         out: list[Bar] = []
