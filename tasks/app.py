@@ -6,7 +6,7 @@ from celery import Celery
 
 # Every task module is listed so a worker on any queue knows every task name; a deployed task is
 # never renamed, because in-flight messages carry the name.
-TASK_MODULES: list[str] = ["tasks.intake"]
+TASK_MODULES: list[str] = ["tasks.intake", "tasks.ledger"]
 
 celery_app = Celery("epm", include=TASK_MODULES)
 celery_app.config_from_object("celeryconfig")

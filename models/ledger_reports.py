@@ -1,0 +1,226 @@
+"""The payloads of the ledger tasks: IB callbacks as the bridge sends them (snake_case, exact).
+
+These validate what `ibgateway_bridge/payloads.py` builds: Decimal as `str` (a float is refused,
+it is already inexact), times as ISO-8601 with an offset (naive times are refused), IB's "unset"
+values as None. Unknown keys are ignored so the bridge can add raw fields without breaking
+running workers. A payload that fails validation becomes a `ReportError` with a reason code in
+the task, never a traceback.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from models.fills import IB_SIDES, Side
+
+# IB's UNSET_DOUBLE (1.7976931348623157e308) if the bridge let one through.
+_UNSET_FLOOR = Decimal("1e300")
+
+
+def _no_float(value: object) -> object:
+    if isinstance(value, bool | float):
+        raise ValueError("send decimals as strings, never as floats")
+    if isinstance(value, str) and value.strip() == "":
+        return None
+    return value
+
+
+def _finite(value: Decimal | None) -> Decimal | None:
+    if value is not None and not value.is_finite():
+        raise ValueError("decimal must be finite")
+    return value
+
+
+def _unset_to_none(value: Decimal | None) -> Decimal | None:
+    if value is not None and abs(value) >= _UNSET_FLOOR:
+        return None
+    return value
+
+
+def _multiplier(value: object) -> object:
+    # Contract.multiplier is a string; "" (stocks) means 1.
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    return _no_float(value)
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_no_float), AfterValidator(_finite)]
+OptionalDecimal = Annotated[
+    Decimal | None,
+    BeforeValidator(_no_float),
+    AfterValidator(_finite),
+    AfterValidator(_unset_to_none),
+]
+Multiplier = Annotated[Decimal | None, BeforeValidator(_multiplier), AfterValidator(_finite)]
+
+
+def _side(value: object) -> object:
+    if isinstance(value, str) and value.upper() in IB_SIDES:
+        return IB_SIDES[value.upper()]
+    return value
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+
+class ExecutionReport(_Report):
+    """execDetails (live, or a reqExecutions reply); idempotency key `exec_id`."""
+
+    exec_id: str = Field(min_length=1)
+    order_id: int | None = None
+    client_id: int | None = None
+    perm_id: int | None = None
+    order_ref: str | None = None
+    con_id: int | None = None
+    symbol: str | None = None
+    sec_type: str | None = None
+    local_symbol: str | None = None
+    multiplier: Multiplier = None
+    currency: str | None = None
+    side: Annotated[Side, BeforeValidator(_side)]
+    shares: ExactDecimal = Field(ge=0)
+    price: ExactDecimal
+    cum_qty: OptionalDecimal = None
+    avg_price: OptionalDecimal = None
+    exec_exchange: str | None = None
+    account: str | None = None
+    time: AwareDatetime | None = None
+    received_at: AwareDatetime
+
+
+class CommissionReport(_Report):
+    """commissionReport; joins its execution by `exec_id`, before or after it arrives."""
+
+    exec_id: str = Field(min_length=1)
+    commission: ExactDecimal
+    currency: str | None = None
+    realized_pnl: OptionalDecimal = None
+    received_at: AwareDatetime
+
+
+class OrderStatusReport(_Report):
+    """orderStatus; IB repeats these freely, the ledger makes repeats no-ops."""
+
+    order_id: int
+    client_id: int | None = None
+    perm_id: int | None = None
+    ib_status: str = Field(min_length=1)
+    filled: ExactDecimal = Field(ge=0)
+    remaining: ExactDecimal = Field(ge=0)
+    avg_fill_price: OptionalDecimal = None
+    parent_id: int | None = None
+    why_held: str | None = None
+    received_at: AwareDatetime
+
+
+class OpenOrderReport(_Report):
+    """openOrder: the venue's view of one order (also how orders are rebuilt after a restart)."""
+
+    order_id: int
+    client_id: int | None = None
+    perm_id: int | None = None
+    order_ref: str | None = None
+    con_id: int | None = None
+    symbol: str | None = None
+    sec_type: str | None = None
+    multiplier: Multiplier = None
+    action: str | None = None
+    total_quantity: OptionalDecimal = None
+    order_type: str | None = None
+    lmt_price: OptionalDecimal = None
+    aux_price: OptionalDecimal = None
+    tif: str | None = None
+    account: str | None = None
+    exchange: str | None = None
+    parent_id: int | None = None
+    filled_quantity: OptionalDecimal = None
+    ib_status: str | None = None
+    received_at: AwareDatetime
+
+
+class OrderErrorReport(_Report):
+    """error() for an order id: rejects, cancel confirmations and cancel failures."""
+
+    order_id: int
+    client_id: int | None = None
+    code: int
+    message: str = ""
+    error_time: AwareDatetime | None = None
+    received_at: AwareDatetime
+
+
+class OrderReplacedReport(_Report):
+    """The bridge re-placed an order under a fresh id after error 103 (duplicate order id)."""
+
+    old_order_id: int
+    new_order_id: int
+    client_order_id: str = Field(min_length=1)
+    client_id: int
+    reason: str = ""
+    at: AwareDatetime
+
+
+R = TypeVar("R", bound=_Report)
+
+
+class ReportError(ValueError):
+    """A ledger payload that cannot be recorded, with a stable reason code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def parse_report(model: type[R], payload: object) -> R:
+    """Validate `payload` as `model`.
+
+    Raises
+    ------
+    ReportError
+        `BAD_PAYLOAD` when it is not a JSON object, `INVALID_<MODEL>` when a field is wrong.
+    """
+    if not isinstance(payload, dict):
+        raise ReportError("BAD_PAYLOAD", f"expected a JSON object, got {type(payload).__name__}")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as e:
+        fields = ", ".join(".".join(str(p) for p in err["loc"]) or "payload" for err in e.errors())
+        code = "INVALID_" + model.__name__.removesuffix("Report").upper()
+        raise ReportError(code, f"invalid fields: {fields}") from e
+
+
+class ContractReport(_Report):
+    """contractDetails: one row of the contract cache (`contracts`)."""
+
+    con_id: int = Field(gt=0)
+    symbol: str = Field(min_length=1)
+    sec_type: str = Field(min_length=1)
+    local_symbol: str | None = None
+    expiry: str | None = None
+    strike: OptionalDecimal = None
+    right: str | None = None
+    multiplier: Multiplier = None
+    exchange: str | None = None
+    primary_exchange: str | None = None
+    currency: str | None = None
+    trading_class: str | None = None
+    long_name: str | None = None
+    min_tick: OptionalDecimal = None
+    time_zone_id: str | None = None
+    trading_hours: str | None = None
+    liquid_hours: str | None = None
+    under_con_id: int | None = None
+    received_at: AwareDatetime

@@ -1,0 +1,993 @@
+"""The ledger write path: IB callbacks → fills, commissions, orders, order events, positions.
+
+Every function here runs inside the caller's write transaction (`store.db.write_transaction`) and
+is idempotent on its callback's key, so a redelivered or duplicated task changes nothing:
+
+- executions on `fills.execution_id` (a duplicate is a no-op; a correction, same base with a
+  higher suffix, supersedes the earlier fill instead of adding to it);
+- commissions on `commissions.execution_id` (before or after the fill; an estimate stands in
+  until IB's report arrives);
+- order status / open order / error callbacks on a hash of the callback (`order_events.dedupe_key`);
+  IB's own repeats (same status, later receive time) are recorded with `applied = false`.
+
+The order's cumulative quantity is recomputed from its effective fills and the FSM
+(`models.orders.apply`) is advanced monotonically; the position of every (con_id, strategy)
+touched is recomputed from its effective fills in the same transaction. Because every figure is
+a function of the *set* of callbacks seen, any arrival order gives the same ledger.
+
+Locking (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): the order row is
+locked first (`FOR UPDATE`), then position rows in key order, so two tasks never wait on each
+other in a cycle. Reads of fills happen after the locks, so under READ COMMITTED they see every
+fill committed by a task that held the lock before.
+
+An order the ledger does not know (placed in TWS, or by a previous run whose row is gone) is
+created from whatever the callback says, keyed `ib:{client_id}:{order_id}` (or `ib:perm:{perm_id}`
+when IB gives no order id), so no execution is ever dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from models.fills import (
+    ONE,
+    ZERO,
+    ExecIdError,
+    FillRecord,
+    PositionState,
+    Side,
+    cumulative,
+    estimate_commission,
+    parse_exec_id,
+    position_from_fills,
+    supersession,
+)
+from models.ib_codes import classify
+from models.ledger_reports import (
+    CommissionReport,
+    ContractReport,
+    ExecutionReport,
+    OpenOrderReport,
+    OrderErrorReport,
+    OrderReplacedReport,
+    OrderStatusReport,
+    ReportError,
+)
+from models.orders import (
+    Order,
+    OrderEvent,
+    OrderState,
+    Transition,
+    UnknownIbStatus,
+    apply,
+    event_from_ib_error,
+    event_from_ib_status,
+    fill_event,
+)
+from store.schema import (
+    UNATTRIBUTED_STRATEGY,
+    commissions,
+    contracts,
+    execution_orders,
+    fills,
+    order_events,
+    positions_current,
+    positions_history,
+)
+
+orders_t = execution_orders
+
+
+class StaleOrderError(RuntimeError):
+    """The order row changed under us (version mismatch); the task retries."""
+
+    code = "STALE_ORDER_VERSION"
+
+
+class OrderNotFoundError(LookupError):
+    """An event of ours names an order the ledger does not have."""
+
+    code = "ORDER_NOT_FOUND"
+
+
+@dataclass(frozen=True)
+class LedgerResult:
+    """What one ledger write did; `order` is the mirror of the order row after it."""
+
+    outcome: str
+    applied: bool = False
+    client_order_id: str | None = None
+    state: str | None = None
+    note: str | None = None
+    order: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "outcome": self.outcome,
+            "applied": self.applied,
+            "client_order_id": self.client_order_id,
+            "state": self.state,
+            "note": self.note,
+        }
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """A dialect INSERT that supports ON CONFLICT (PostgreSQL and SQLite both do)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def _digest(prefix: str, payload: Mapping[str, object]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{prefix}:{hashlib.sha256(blob.encode()).hexdigest()[:32]}"
+
+
+def _positive(value: int | None) -> int | None:
+    return value if value is not None and value > 0 else None
+
+
+def synthetic_client_order_id(
+    client_id: int | None, ib_order_id: int | None, perm_id: int | None, fallback: str
+) -> str:
+    """The key of an order first seen in a callback; the same for every callback of it."""
+    if _positive(ib_order_id) is not None:
+        return f"ib:{client_id if client_id is not None else 0}:{ib_order_id}"
+    if _positive(perm_id) is not None:
+        return f"ib:perm:{perm_id}"
+    return f"ib:{fallback}"
+
+
+def _fsm_order(row: Row[Any]) -> Order:
+    return Order(
+        client_order_id=row.client_order_id,
+        quantity=row.quantity,
+        state=OrderState(row.state),
+        filled_qty=row.filled_qty,
+        avg_fill_price=row.avg_fill_price,
+        ib_filled_qty=row.ib_filled_qty if row.ib_filled_qty is not None else ZERO,
+        last_ib_status=row.last_ib_status,
+        reject_code=row.reject_code,
+        reject_reason=row.reject_reason,
+        updated_at=row.updated_at,
+    )
+
+
+def order_mirror(row: Row[Any]) -> dict[str, str]:
+    """The order row as flat strings, for the Redis hash `exec:order:{client_order_id}`."""
+    keys = (
+        "client_order_id",
+        "client_id",
+        "ib_order_id",
+        "perm_id",
+        "strategy",
+        "con_id",
+        "symbol",
+        "action",
+        "quantity",
+        "state",
+        "filled_qty",
+        "avg_fill_price",
+        "ib_filled_qty",
+        "last_ib_status",
+        "reject_code",
+        "reject_reason",
+        "version",
+    )
+    mirror = {k: "" if getattr(row, k) is None else str(getattr(row, k)) for k in keys}
+    mirror["updated_at"] = row.updated_at.isoformat()
+    return mirror
+
+
+def _select_order(conn: Connection, where: sa.ColumnElement[bool]) -> Row[Any] | None:
+    return conn.execute(sa.select(orders_t).where(where).with_for_update()).first()
+
+
+def find_order(
+    conn: Connection,
+    *,
+    order_ref: str | None = None,
+    client_id: int | None = None,
+    ib_order_id: int | None = None,
+    perm_id: int | None = None,
+) -> Row[Any] | None:
+    """Find (and lock) an order by our ref, then (client_id, IB order id), then permId."""
+    if order_ref:
+        row = _select_order(conn, orders_t.c.client_order_id == order_ref)
+        if row is not None:
+            return row
+    if _positive(ib_order_id) is not None and client_id is not None:
+        row = _select_order(
+            conn,
+            sa.and_(orders_t.c.client_id == client_id, orders_t.c.ib_order_id == ib_order_id),
+        )
+        if row is not None:
+            return row
+    if _positive(perm_id) is not None:
+        return _select_order(conn, orders_t.c.perm_id == perm_id)
+    return None
+
+
+def _id_taken(conn: Connection, where: sa.ColumnElement[bool], order_id: int) -> bool:
+    taken = conn.execute(sa.select(orders_t.c.id).where(where, orders_t.c.id != order_id)).first()
+    return taken is not None
+
+
+def _backfill(
+    conn: Connection,
+    row: Row[Any],
+    values: Mapping[str, object],
+    *,
+    overwrite: bool,
+    now: datetime,
+) -> Row[Any]:
+    """Set order columns the callback knows: only empty ones, or all of them (`overwrite`)."""
+    changes: dict[str, object] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        current = getattr(row, name)
+        if current == value or (current is not None and not overwrite):
+            continue
+        changes[name] = value
+    ib_order_id = changes.get("ib_order_id")
+    if isinstance(ib_order_id, int) and _id_taken(
+        conn,
+        sa.and_(orders_t.c.client_id == row.client_id, orders_t.c.ib_order_id == ib_order_id),
+        row.id,
+    ):
+        changes.pop("ib_order_id")
+    perm_id = changes.get("perm_id")
+    if isinstance(perm_id, int) and _id_taken(conn, orders_t.c.perm_id == perm_id, row.id):
+        changes.pop("perm_id")
+    if not changes:
+        return row
+    conn.execute(
+        orders_t.update()
+        .where(orders_t.c.id == row.id)
+        .values(**changes, updated_at=now, version=orders_t.c.version + 1)
+    )
+    refreshed = conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
+    return refreshed
+
+
+def _ensure_order(
+    conn: Connection,
+    *,
+    order_ref: str | None,
+    client_id: int | None,
+    ib_order_id: int | None,
+    perm_id: int | None,
+    fallback_key: str,
+    describe: Mapping[str, object],
+    overwrite: bool,
+    origin: str,
+    now: datetime,
+) -> Row[Any]:
+    """Find the order a callback speaks about, or create it; then record what it tells."""
+    ids = {"ib_order_id": _positive(ib_order_id), "perm_id": _positive(perm_id)}
+    row = find_order(
+        conn, order_ref=order_ref, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id
+    )
+    if row is None:
+        key = synthetic_client_order_id(client_id, ib_order_id, perm_id, fallback_key)
+        values = {
+            "client_order_id": key,
+            "client_id": client_id if client_id is not None else 0,
+            **ids,
+            **{k: v for k, v in describe.items() if v is not None},
+            "state": OrderState.PLACED.value,
+            "filled_qty": ZERO,
+            "details": {"origin": origin, "order_ref": order_ref},
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        # Another worker may be creating the same order right now: the unique keys decide.
+        conn.execute(_insert(conn, orders_t).values(**values).on_conflict_do_nothing())
+        row = _select_order(conn, orders_t.c.client_order_id == key)
+        if row is None:
+            row = find_order(conn, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id)
+        if row is None:
+            raise StaleOrderError(f"order {key} could not be created or found")
+        return row
+    return _backfill(conn, row, {**ids, **describe}, overwrite=overwrite, now=now)
+
+
+def _event_recorded(conn: Connection, dedupe_key: str) -> bool:
+    found = conn.execute(
+        sa.select(order_events.c.id).where(order_events.c.dedupe_key == dedupe_key)
+    ).first()
+    return found is not None
+
+
+def _record_event(
+    conn: Connection,
+    row: Row[Any],
+    *,
+    event_type: str,
+    applied: bool,
+    from_state: str | None,
+    to_state: str | None,
+    now: datetime,
+    ib_status: str | None = None,
+    reason: str | None = None,
+    payload: Mapping[str, object] | None = None,
+    dedupe_key: str | None = None,
+    ts_event: datetime | None = None,
+) -> None:
+    stmt = _insert(conn, order_events).values(
+        order_id=row.id,
+        event_type=event_type,
+        ib_status=ib_status,
+        from_state=from_state,
+        to_state=to_state,
+        applied=applied,
+        reason=reason,
+        payload=dict(payload) if payload is not None else None,
+        dedupe_key=dedupe_key,
+        ts_event=ts_event,
+        ts_init=now,
+    )
+    conn.execute(stmt.on_conflict_do_nothing())
+
+
+def _save_transition(
+    conn: Connection,
+    row: Row[Any],
+    transition: Transition,
+    *,
+    now: datetime,
+    payload: Mapping[str, object] | None,
+    dedupe_key: str | None,
+) -> Row[Any]:
+    new = transition.order
+    if transition.applied:
+        result = conn.execute(
+            orders_t.update()
+            .where(orders_t.c.id == row.id, orders_t.c.version == row.version)
+            .values(
+                state=new.state.value,
+                filled_qty=new.filled_qty,
+                avg_fill_price=new.avg_fill_price,
+                ib_filled_qty=new.ib_filled_qty,
+                last_ib_status=new.last_ib_status,
+                reject_code=new.reject_code,
+                reject_reason=new.reject_reason,
+                updated_at=now,
+                version=row.version + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise StaleOrderError(f"order {row.client_order_id} changed concurrently")
+    event = transition.event
+    _record_event(
+        conn,
+        row,
+        event_type=event.type.value,
+        applied=transition.applied,
+        from_state=transition.previous.state.value,
+        to_state=new.state.value,
+        now=now,
+        ib_status=event.ib_status,
+        reason=transition.note or None,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        ts_event=event.ts_event,
+    )
+    return conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
+
+
+def _result(outcome: str, row: Row[Any], applied: bool, note: str | None) -> LedgerResult:
+    return LedgerResult(
+        outcome=outcome,
+        applied=applied,
+        client_order_id=row.client_order_id,
+        state=row.state,
+        note=note,
+        order=order_mirror(row),
+    )
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+def _fill_records(conn: Connection, where: sa.ColumnElement[bool]) -> list[FillRecord]:
+    rows = conn.execute(
+        sa.select(
+            fills.c.execution_id,
+            fills.c.side,
+            fills.c.shares,
+            fills.c.price,
+            fills.c.executed_at,
+            fills.c.multiplier,
+            commissions.c.commission,
+        )
+        .select_from(
+            fills.outerjoin(commissions, commissions.c.execution_id == fills.c.execution_id)
+        )
+        .where(where)
+    ).all()
+    return [
+        FillRecord(
+            execution_id=r.execution_id,
+            side=Side(r.side),
+            shares=r.shares,
+            price=r.price,
+            executed_at=r.executed_at,
+            multiplier=r.multiplier if r.multiplier is not None else ONE,
+            commission=r.commission,
+        )
+        for r in rows
+    ]
+
+
+def _refresh_position(
+    conn: Connection, con_id: int, strategy: str, cause: str, now: datetime
+) -> None:
+    """Recompute one position from its fills (and their commissions) and store it."""
+    key = {"con_id": con_id, "strategy_id": strategy}
+    conn.execute(
+        _insert(conn, positions_current)
+        .values(
+            **key,
+            quantity=ZERO,
+            realized_pl=ZERO,
+            commissions=ZERO,
+            updated_at=now,
+            version=0,
+        )
+        .on_conflict_do_nothing(index_elements=["con_id", "strategy_id"])
+    )
+    current = conn.execute(
+        sa.select(positions_current)
+        .where(positions_current.c.con_id == con_id, positions_current.c.strategy_id == strategy)
+        .with_for_update()
+    ).one()
+    records = _fill_records(conn, sa.and_(fills.c.con_id == con_id, fills.c.strategy == strategy))
+    state = position_from_fills(records)
+    symbol = conn.execute(
+        sa.select(fills.c.symbol).where(fills.c.con_id == con_id, fills.c.symbol.is_not(None))
+    ).first()
+    account = conn.execute(
+        sa.select(fills.c.account).where(
+            fills.c.con_id == con_id, fills.c.strategy == strategy, fills.c.account.is_not(None)
+        )
+    ).first()
+    before = PositionState(
+        current.quantity,
+        current.avg_price,
+        current.realized_pl,
+        current.commissions,
+        current.multiplier if current.multiplier is not None else ONE,
+    )
+    if before == state and current.version > 0:
+        return
+    conn.execute(
+        positions_current.update()
+        .where(positions_current.c.con_id == con_id, positions_current.c.strategy_id == strategy)
+        .values(
+            quantity=state.quantity,
+            avg_price=state.avg_price,
+            multiplier=state.multiplier,
+            realized_pl=state.realized_pl,
+            commissions=state.commissions,
+            symbol=symbol[0] if symbol else None,
+            account=account[0] if account else None,
+            updated_at=now,
+            version=current.version + 1,
+        )
+    )
+    conn.execute(
+        positions_history.insert().values(
+            **key,
+            quantity=state.quantity,
+            avg_price=state.avg_price,
+            realized_pl=state.realized_pl,
+            commissions=state.commissions,
+            cause=cause,
+            recorded_at=now,
+        )
+    )
+
+
+def _refresh_positions(
+    conn: Connection, keys: Iterable[tuple[int | None, str]], cause: str, now: datetime
+) -> None:
+    for con_id, strategy in sorted({k for k in keys if k[0] is not None}):
+        if con_id is not None:
+            _refresh_position(conn, con_id, strategy, cause, now)
+
+
+# ----------------------------------------------------------------------------- executions
+
+
+def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -> LedgerResult:
+    """Record one execution exactly once and bring its order and position up to date.
+
+    Raises
+    ------
+    ReportError
+        `BAD_EXEC_ID` for an execId that identifies nothing.
+    """
+    try:
+        key = parse_exec_id(report.exec_id)
+    except ExecIdError as e:
+        raise ReportError(e.code, str(e)) from e
+    row = _ensure_order(
+        conn,
+        order_ref=report.order_ref,
+        client_id=report.client_id,
+        ib_order_id=report.order_id,
+        perm_id=report.perm_id,
+        fallback_key=f"exec:{key.base}",
+        describe={
+            "con_id": report.con_id,
+            "symbol": report.symbol,
+            "sec_type": report.sec_type,
+            "action": report.side.value,
+            "account": report.account,
+        },
+        overwrite=False,
+        origin="execution",
+        now=now,
+    )
+    strategy = row.strategy or UNATTRIBUTED_STRATEGY
+    con_id = report.con_id if report.con_id is not None else row.con_id
+    inserted = conn.execute(
+        _insert(conn, fills)
+        .values(
+            execution_id=report.exec_id,
+            exec_base=key.base,
+            exec_seq=key.seq,
+            order_id=row.id,
+            order_ref=report.order_ref,
+            ib_order_id=_positive(report.order_id),
+            client_id=report.client_id,
+            perm_id=_positive(report.perm_id),
+            con_id=con_id,
+            symbol=report.symbol,
+            sec_type=report.sec_type,
+            strategy=strategy,
+            side=report.side.value,
+            shares=report.shares,
+            price=report.price,
+            multiplier=report.multiplier,
+            cum_qty=report.cum_qty,
+            avg_price=report.avg_price,
+            exchange=report.exec_exchange,
+            account=report.account,
+            executed_at=report.time or report.received_at,
+            received_at=report.received_at,
+        )
+        .on_conflict_do_nothing(index_elements=["execution_id"])
+    )
+    if inserted.rowcount == 0:
+        return _result("duplicate", row, applied=False, note="execution already recorded")
+
+    # Corrections: the highest suffix of a base replaces every earlier one.
+    siblings = conn.execute(
+        sa.select(
+            fills.c.execution_id, fills.c.superseded_by, fills.c.con_id, fills.c.strategy
+        ).where(fills.c.exec_base == key.base)
+    ).all()
+    replaced_by = supersession(r.execution_id for r in siblings)
+    touched: set[tuple[int | None, str]] = {(con_id, strategy)}
+    for sibling in siblings:
+        touched.add((sibling.con_id, sibling.strategy))
+        target = replaced_by[sibling.execution_id]
+        if sibling.superseded_by != target:
+            conn.execute(
+                fills.update()
+                .where(fills.c.execution_id == sibling.execution_id)
+                .values(superseded_by=target)
+            )
+
+    # Until IB's commissionReport arrives, an estimate stands (NOTES.md).
+    estimate = estimate_commission(
+        report.sec_type, report.shares, report.price, report.multiplier or ONE
+    )
+    conn.execute(
+        _insert(conn, commissions)
+        .values(
+            execution_id=report.exec_id,
+            commission=estimate,
+            currency=report.currency,
+            realized_pnl=None,
+            estimated=True,
+            received_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["execution_id"])
+    )
+
+    quantity, avg = cumulative(_fill_records(conn, fills.c.order_id == row.id))
+    fsm = _fsm_order(row)
+    event = fill_event(fsm, quantity, avg, ts_init=now, ts_event=report.time)
+    transition = apply(fsm, event)
+    correction = len(siblings) > 1
+    row = _save_transition(
+        conn,
+        row,
+        transition,
+        now=now,
+        payload=report.model_dump(mode="json"),
+        dedupe_key=f"exec:{report.exec_id}",
+    )
+    _refresh_positions(conn, touched, f"exec:{report.exec_id}", now)
+    outcome = "corrected" if correction else "recorded"
+    return _result(outcome, row, applied=True, note=transition.note or None)
+
+
+# ----------------------------------------------------------------------------- commissions
+
+
+def record_commission(conn: Connection, report: CommissionReport, now: datetime) -> LedgerResult:
+    """Record IB's commission for an execution (replacing the estimate), fill or no fill yet."""
+    existing = conn.execute(
+        sa.select(commissions).where(commissions.c.execution_id == report.exec_id)
+    ).first()
+    if (
+        existing is not None
+        and not existing.estimated
+        and existing.commission == report.commission
+        and existing.realized_pnl == report.realized_pnl
+        and existing.currency == report.currency
+    ):
+        return LedgerResult(outcome="duplicate", note="commission already recorded")
+    values = {
+        "commission": report.commission,
+        "currency": report.currency,
+        "realized_pnl": report.realized_pnl,
+        "estimated": False,
+        "updated_at": now,
+    }
+    conn.execute(
+        _insert(conn, commissions)
+        .values(execution_id=report.exec_id, received_at=now, **values)
+        .on_conflict_do_update(index_elements=["execution_id"], set_=values)
+    )
+    fill = conn.execute(
+        sa.select(fills.c.con_id, fills.c.strategy).where(fills.c.execution_id == report.exec_id)
+    ).first()
+    if fill is None:
+        return LedgerResult(outcome="recorded", note="commission before its execution")
+    _refresh_positions(conn, [(fill.con_id, fill.strategy)], f"commission:{report.exec_id}", now)
+    return LedgerResult(outcome="recorded", applied=True)
+
+
+# ----------------------------------------------------------------------------- order callbacks
+
+
+def _apply_ib_event(
+    conn: Connection,
+    row: Row[Any],
+    event: OrderEvent,
+    *,
+    now: datetime,
+    payload: Mapping[str, object],
+    dedupe_key: str,
+) -> LedgerResult:
+    transition = apply(_fsm_order(row), event)
+    row = _save_transition(conn, row, transition, now=now, payload=payload, dedupe_key=dedupe_key)
+    outcome = "applied" if transition.applied else "recorded"
+    return _result(outcome, row, transition.applied, transition.note or None)
+
+
+def _record_unapplied(
+    conn: Connection,
+    row: Row[Any],
+    *,
+    event_type: str,
+    reason: str,
+    now: datetime,
+    payload: Mapping[str, object],
+    dedupe_key: str,
+    ib_status: str | None = None,
+) -> LedgerResult:
+    _record_event(
+        conn,
+        row,
+        event_type=event_type,
+        applied=False,
+        from_state=row.state,
+        to_state=row.state,
+        now=now,
+        ib_status=ib_status,
+        reason=reason,
+        payload=payload,
+        dedupe_key=dedupe_key,
+    )
+    return _result("recorded", row, applied=False, note=reason)
+
+
+def record_order_status(conn: Connection, report: OrderStatusReport, now: datetime) -> LedgerResult:
+    """Advance an order from an orderStatus callback (late and repeated ones are recorded only)."""
+    payload = report.model_dump(mode="json")
+    dedupe_key = _digest("status", payload)
+    row = _ensure_order(
+        conn,
+        order_ref=None,
+        client_id=report.client_id,
+        ib_order_id=report.order_id,
+        perm_id=report.perm_id,
+        fallback_key=f"status:{report.order_id}",
+        describe={},
+        overwrite=False,
+        origin="order_status",
+        now=now,
+    )
+    if _event_recorded(conn, dedupe_key):
+        return _result("duplicate", row, applied=False, note="callback already recorded")
+    try:
+        event = event_from_ib_status(report.ib_status, report.filled, report.remaining, now)
+    except UnknownIbStatus as e:
+        return _record_unapplied(
+            conn,
+            row,
+            event_type=e.code,
+            reason=str(e),
+            now=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            ib_status=report.ib_status,
+        )
+    return _apply_ib_event(conn, row, event, now=now, payload=payload, dedupe_key=dedupe_key)
+
+
+def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) -> LedgerResult:
+    """Take IB's view of an order (target, prices, status); creates orders placed elsewhere."""
+    payload = report.model_dump(mode="json")
+    dedupe_key = _digest("open", payload)
+    row = _ensure_order(
+        conn,
+        order_ref=report.order_ref,
+        client_id=report.client_id,
+        ib_order_id=report.order_id,
+        perm_id=report.perm_id,
+        fallback_key=f"open:{report.order_id}",
+        describe={
+            "con_id": report.con_id,
+            "symbol": report.symbol,
+            "sec_type": report.sec_type,
+            "action": report.action,
+            "quantity": report.total_quantity,
+            "order_type": report.order_type,
+            "limit_price": report.lmt_price,
+            "aux_price": report.aux_price,
+            "tif": report.tif,
+            "account": report.account,
+            "exchange": report.exchange,
+        },
+        # The venue's current view wins (a modification changes quantity and prices).
+        overwrite=True,
+        origin="open_order",
+        now=now,
+    )
+    if _event_recorded(conn, dedupe_key):
+        return _result("duplicate", row, applied=False, note="callback already recorded")
+    if report.ib_status is None:
+        return _record_unapplied(
+            conn,
+            row,
+            event_type="OPEN_ORDER",
+            reason="no order status",
+            now=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+        )
+    filled = report.filled_quantity or ZERO
+    total = report.total_quantity
+    remaining = ZERO if report.ib_status == "Filled" else max((total or filled) - filled, ZERO)
+    try:
+        event = event_from_ib_status(report.ib_status, filled, remaining, now)
+    except UnknownIbStatus as e:
+        return _record_unapplied(
+            conn,
+            row,
+            event_type=e.code,
+            reason=str(e),
+            now=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            ib_status=report.ib_status,
+        )
+    return _apply_ib_event(conn, row, event, now=now, payload=payload, dedupe_key=dedupe_key)
+
+
+def record_order_error(conn: Connection, report: OrderErrorReport, now: datetime) -> LedgerResult:
+    """Apply an error() about an order: rejects, cancel confirmations, failed cancels."""
+    payload = report.model_dump(mode="json")
+    dedupe_key = _digest("error", payload)
+    row = _ensure_order(
+        conn,
+        order_ref=None,
+        client_id=report.client_id,
+        ib_order_id=report.order_id,
+        perm_id=None,
+        fallback_key=f"error:{report.order_id}",
+        describe={},
+        overwrite=False,
+        origin="order_error",
+        now=now,
+    )
+    if _event_recorded(conn, dedupe_key):
+        return _result("duplicate", row, applied=False, note="callback already recorded")
+    event = event_from_ib_error(report.code, report.message, now, ts_event=report.error_time)
+    if event is None:
+        kind = classify(report.code).kind
+        return _record_unapplied(
+            conn,
+            row,
+            event_type=f"IB_{kind.value}",
+            reason=f"{report.code}: {report.message}",
+            now=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+        )
+    return _apply_ib_event(conn, row, event, now=now, payload=payload, dedupe_key=dedupe_key)
+
+
+def record_order_replaced(
+    conn: Connection, report: OrderReplacedReport, now: datetime
+) -> LedgerResult:
+    """After IB error 103 the bridge re-placed the order under a new id: follow it."""
+    payload = report.model_dump(mode="json")
+    dedupe_key = f"replaced:{report.client_id}:{report.old_order_id}:{report.new_order_id}"
+    row = find_order(conn, order_ref=report.client_order_id)
+    if row is None:
+        raise OrderNotFoundError(f"no order {report.client_order_id}")
+    if _event_recorded(conn, dedupe_key):
+        return _result("duplicate", row, applied=False, note="replacement already recorded")
+    if _id_taken(
+        conn,
+        sa.and_(
+            orders_t.c.client_id == report.client_id,
+            orders_t.c.ib_order_id == report.new_order_id,
+        ),
+        row.id,
+    ):
+        return _record_unapplied(
+            conn,
+            row,
+            event_type="ORDER_ID_REPLACED",
+            reason=f"id {report.new_order_id} already belongs to another order",
+            now=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+        )
+    conn.execute(
+        orders_t.update()
+        .where(orders_t.c.id == row.id)
+        .values(ib_order_id=report.new_order_id, updated_at=now, version=row.version + 1)
+    )
+    _record_event(
+        conn,
+        row,
+        event_type="ORDER_ID_REPLACED",
+        applied=True,
+        from_state=row.state,
+        to_state=row.state,
+        now=now,
+        reason=report.reason or None,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        ts_event=report.at,
+    )
+    row = conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
+    return _result("applied", row, applied=True, note=f"ib order id {report.new_order_id}")
+
+
+# ----------------------------------------------------------------------------- our own events
+
+
+def apply_order_event(
+    conn: Connection,
+    client_order_id: str,
+    event: OrderEvent,
+    *,
+    payload: Mapping[str, object] | None = None,
+    dedupe_key: str | None = None,
+) -> Transition:
+    """Apply one of our own events (SCHEDULED, PLACED, CANCEL_REQUESTED, CLOSED, a risk reject).
+
+    The order row is locked, the transition persisted and the event appended in the caller's
+    transaction. A `dedupe_key` makes a retried call a no-op.
+
+    Raises
+    ------
+    OrderNotFoundError
+        No order with this client_order_id.
+    InvalidTransition
+        The event cannot happen in the order's state (a bug in the caller).
+    """
+    row = find_order(conn, order_ref=client_order_id)
+    if row is None:
+        raise OrderNotFoundError(f"no order {client_order_id}")
+    fsm = _fsm_order(row)
+    if dedupe_key is not None and _event_recorded(conn, dedupe_key):
+        return Transition(fsm, fsm, event, applied=False, note="duplicate")
+    transition = apply(fsm, event)
+    _save_transition(
+        conn, row, transition, now=event.ts_init, payload=payload, dedupe_key=dedupe_key
+    )
+    return transition
+
+
+def create_order(conn: Connection, values: Mapping[str, object], now: datetime) -> int:
+    """Insert a new order of ours (state VALIDATED unless given); returns its row id.
+
+    `values` must hold `client_order_id` and `client_id`; `filled_qty`, `version` and the
+    timestamps get their defaults here so every writer creates rows the same way.
+    """
+    row: dict[str, object] = {
+        "state": OrderState.VALIDATED.value,
+        "filled_qty": ZERO,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+        **values,
+    }
+    result = conn.execute(orders_t.insert().values(**row))
+    return int(result.inserted_primary_key[0])
+
+
+def load_order(conn: Connection, client_order_id: str) -> Order | None:
+    """The FSM view of an order, or None."""
+    row = conn.execute(
+        sa.select(orders_t).where(orders_t.c.client_order_id == client_order_id)
+    ).first()
+    return None if row is None else _fsm_order(row)
+
+
+# ----------------------------------------------------------------------------- contracts
+
+
+def record_contract(conn: Connection, report: ContractReport, now: datetime) -> LedgerResult:
+    """Upsert the contract cache row for a contractDetails answer (newest answer wins)."""
+    details = report.model_dump(mode="json", exclude={"received_at"})
+    values: dict[str, object] = {
+        "symbol": report.symbol,
+        "sec_type": report.sec_type,
+        "expiry": report.expiry,
+        "strike": report.strike,
+        "right": report.right,
+        "multiplier": report.multiplier,
+        "exchange": report.exchange,
+        "primary_exchange": report.primary_exchange,
+        "currency": report.currency,
+        "local_symbol": report.local_symbol,
+        "trading_class": report.trading_class,
+        "min_tick": report.min_tick,
+        "trading_hours": report.trading_hours,
+        "liquid_hours": report.liquid_hours,
+        "time_zone_id": report.time_zone_id,
+        "details": details,
+        "fetched_at": report.received_at,
+    }
+    current = conn.execute(
+        sa.select(contracts.c.fetched_at).where(contracts.c.con_id == report.con_id)
+    ).first()
+    if current is not None and current.fetched_at >= report.received_at:
+        return LedgerResult(outcome="duplicate", note="a newer or equal answer is stored")
+    conn.execute(
+        _insert(conn, contracts)
+        .values(con_id=report.con_id, **values)
+        .on_conflict_do_update(index_elements=["con_id"], set_=values)
+    )
+    return LedgerResult(outcome="recorded", applied=True)
