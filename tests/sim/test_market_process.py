@@ -300,3 +300,18 @@ def test_market_steps_ten_underlyings_for_an_hour_quickly(
     spent = time.process_time() - began
     # ~1 s on this machine; the bound leaves room for a loaded CI box.
     assert spent < 6.0, spent
+
+
+def test_market_new_session_resets_volume_and_close(catalog: Catalog, scenario: Scenario) -> None:
+    start = datetime(2026, 11, 24, 14, 29, 50, tzinfo=UTC)  # 09:29:50 ET
+    m = Market(catalog, scenario, 8, start)
+    m.watch(SPY)
+    m.advance(start + timedelta(seconds=9.75))
+    before = m.quote(SPY)
+    assert before.volume > 0
+    events = m.advance(start + timedelta(seconds=20))
+    after = m.quote(SPY)
+    at_open = [e for e in events if isinstance(e, TradePrinted)]
+    assert after.close == before.last
+    assert after.volume == sum(p.size for p in at_open)
+    assert after.low <= after.open <= after.high

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
-from tws_sim.market.scenario import Halt, InstrumentSpec, Jump, Regime
+from tws_sim.market.scenario import ET, Halt, InstrumentSpec, Jump, Regime
 from tws_sim.types import HaltState, Instrument
 
 GRID_S = 0.25
@@ -50,6 +50,15 @@ def from_epoch_us(us: int) -> datetime:
     return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
+def _next_open_us(after_us: int) -> int:
+    """Epoch µs of the first 09:30 ET strictly after `after_us` (any day: the sim may be open)."""
+    et_now = from_epoch_us(after_us).astimezone(ET)
+    day = et_now.date()
+    if et_now.time() >= time(9, 30):
+        day += timedelta(days=1)
+    return epoch_us(datetime.combine(day, time(9, 30), tzinfo=ET))
+
+
 class UnderlyingProcess:
     """State of one underlying; `step(i)` moves it to grid index i (called with i = 1, 2, 3 …).
 
@@ -70,6 +79,7 @@ class UnderlyingProcess:
         "_n",
         "_regimes",
         "_rng",
+        "_roll_us",
         "_u",
         "ask_c",
         "ask_size",
@@ -186,6 +196,7 @@ class UnderlyingProcess:
         self._reset_bar()
         self.bars: list[tuple[int, int, int, int, int, int, int, int]] = []
         self.version = 0
+        self._roll_us = _next_open_us(start_us)
 
     def set_initial_volume(self, fraction_of_day: float) -> None:
         """Session volume at the start: the day's average volume × the fraction elapsed."""
@@ -264,6 +275,9 @@ class UnderlyingProcess:
             self._close_bar()
             self.bar_idx = bar_idx
 
+        if t_us >= self._roll_us:
+            self._roll_session(t_us)
+
         if self._halt_events and self._halt_events[0][0] <= t_us:
             state = self.halt
             while self._halt_events and self._halt_events[0][0] <= t_us:
@@ -323,6 +337,15 @@ class UnderlyingProcess:
             self.quote_changed = True
         if self.quote_changed:
             self.version += 1
+
+    def _roll_session(self, t_us: int) -> None:
+        # A new session at 09:30 ET: yesterday's last becomes the close, volume starts over.
+        self.close_c = self.last_c
+        self.open_c = max(1, (self.bid_c + self.ask_c) // 2)
+        self.high_c = self.low_c = self.open_c
+        self.volume = 0
+        self.quote_changed = True
+        self._roll_us = _next_open_us(t_us)
 
     def _close_bar(self) -> None:
         if self.bar_count:
