@@ -81,6 +81,11 @@ def test_restart_restores_orders_executions_positions_and_counters(tmp_path: Pat
         v2.next_order_id(2),
     )
     assert after == before
+    # the order journal was compacted into a new generation (one line per order)
+    orders_files = sorted(p.name for p in tmp_path.glob("orders.*.jsonl"))
+    assert orders_files == ["orders.1.jsonl"]
+    n_orders = len(before[0]) + len(before[1])
+    assert len((tmp_path / "orders.1.jsonl").read_text().splitlines()) == n_orders
     # the wire objects the protocol echoes in openOrder come back too
     snap = v2.order(1, 2)
     assert snap is not None and isinstance(snap.request.raw_contract, Contract)

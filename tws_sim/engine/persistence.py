@@ -3,11 +3,12 @@ append-only journal of executions.
 
 IB keeps the account on its servers, so a gateway restart loses nothing; `--state-dir` gives the
 simulator the same property. The snapshot holds orders (with the decoded wire objects the protocol
-layer echoes in openOrder) and the id counters, and says how many journal lines it covers; the
-journal holds executions with their commissions, one JSON line each, so a busy day does not
-rewrite every execution on each change. Lines past the snapshot's count were never reported to a
-client (the venue persists before it returns its events) and are dropped on restore. Decimals are
-strings, datetimes ISO-8601 UTC.
+layer echoes in openOrder) only through journals, and holds the id counters and how many lines of
+each journal it covers: the execution journal (one line per execution with its commission) and
+the order journal (the full state of an order each time it changes; the last line of an order
+wins). So a change costs a few appended lines, whatever the size of the day. Lines past the
+snapshot's count were never reported to a client (the venue persists before it returns its
+events) and are dropped on restore. Decimals are strings, datetimes ISO-8601 UTC.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tws_sim.types import (
 
 STATE_FILE = "venue_state.json"
 JOURNAL_FILE = "executions.jsonl"
+ORDERS_PREFIX = "orders."  # orders.<generation>.jsonl, compacted into a new generation on start
 STATE_VERSION = 2
 # Only classes from these packages are rebuilt from a snapshot (the wire containers).
 _RAW_MODULES = ("ibapi.", "ib_async.")
@@ -65,21 +67,29 @@ def load_state(state_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-class ExecJournal:
-    """Append-only JSON lines of execution records in the state directory, flushed per line."""
+class Journal:
+    """Append-only JSON lines in the state directory, flushed per line.
 
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / JOURNAL_FILE
+    The snapshot records how many lines it covers; `read(keep)` returns those and drops the rest
+    (written by a call that crashed before its snapshot, so never reported to a client).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.lines = 0
         self._fh: TextIO | None = None
 
     def read(self, keep: int) -> list[dict[str, Any]]:
         """The first `keep` records; later lines are dropped from the file too."""
+        self.lines = keep
         if not self.path.exists():
+            if keep:
+                raise StateError(f"{self.path}: missing, the snapshot expects {keep} lines")
             return []
         lines = self.path.read_text(encoding="utf-8").splitlines()
         if len(lines) < keep:
-            raise StateError(f"{self.path}: {len(lines)} executions, the snapshot expects {keep}")
+            raise StateError(f"{self.path}: {len(lines)} lines, the snapshot expects {keep}")
         try:
             records = [json.loads(line) for line in lines[:keep]]
         except ValueError as e:
@@ -93,6 +103,16 @@ class ExecJournal:
             self._fh = self.path.open("a", encoding="utf-8")
         self._fh.write(json.dumps(record, separators=(",", ":"), default=_default) + "\n")
         self._fh.flush()
+        self.lines += 1
+
+    def write_all(self, records: list[dict[str, Any]]) -> None:
+        """Write a fresh journal (compaction into a new file the next snapshot points at)."""
+        self.close()
+        data = "".join(
+            json.dumps(r, separators=(",", ":"), default=_default) + "\n" for r in records
+        )
+        self.path.write_text(data, encoding="utf-8")
+        self.lines = len(records)
 
     def close(self) -> None:
         if self._fh is not None:

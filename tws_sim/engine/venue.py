@@ -72,8 +72,10 @@ from tws_sim.engine.orders import (
     msg_validation,
 )
 from tws_sim.engine.persistence import (
+    JOURNAL_FILE,
+    ORDERS_PREFIX,
     STATE_VERSION,
-    ExecJournal,
+    Journal,
     decode_commission,
     decode_execution,
     decode_request,
@@ -184,9 +186,12 @@ class Venue:
         self._inst_cache: dict[int, Instrument] = {}
         self._realized_cache: dict[str, Decimal | None] = {}
         self._dirty = False
-        self._journal: ExecJournal | None = None
+        self._journal: Journal | None = None
+        self._order_journal: Journal | None = None
+        self._order_gen = 0
+        self._dirty_orders: dict[Key, WorkingOrder] = {}
         if state_dir is not None:
-            self._journal = ExecJournal(state_dir)
+            self._journal = Journal(state_dir / JOURNAL_FILE)
             self._restore(state_dir, self._journal)
 
     # ---------------------------------------------------------------------------------------------
@@ -433,8 +438,9 @@ class Venue:
         """Close the exec log and the execution journal (every line is already flushed)."""
         if self._log is not None:
             self._log.close()
-        if self._journal is not None:
-            self._journal.close()
+        for journal in (self._journal, self._order_journal):
+            if journal is not None:
+                journal.close()
 
     # ---------------------------------------------------------------------------------------------
     # New orders, modifications, cancels
@@ -462,6 +468,7 @@ class Venue:
         order = WorkingOrder(req, self._perm.next_id(), multiplier)
         self._orders[order.key] = order
         self._dirty = True
+        self._dirty_orders[order.key] = order
         problem = self._validate(req, inst)
         if problem is None and any(
             self._market.halt_state(c) != HaltState.TRADING for c in con_ids
@@ -560,6 +567,7 @@ class Venue:
             return
         order.req = req
         self._dirty = True
+        self._dirty_orders[order.key] = order
         if req.order_type != old.order_type:
             order.triggered = req.order_type not in STOP_TYPES
             order.trail_stop = None
@@ -728,6 +736,7 @@ class Venue:
                 return
             order.triggered = True
             self._dirty = True
+            self._dirty_orders[order.key] = order
             if ot == "TRAIL LIMIT":
                 off = req.lmt_price or ZERO
                 order.peg_price = stop + off if buy else stop - off
@@ -777,6 +786,7 @@ class Venue:
             if cur is None or (new_stop < cur if buy else new_stop > cur):
                 order.trail_stop = new_stop
                 self._dirty = True
+                self._dirty_orders[order.key] = order
         return order.trail_stop
 
     def _levels(
@@ -1068,6 +1078,7 @@ class Venue:
             return
         order.req = replace(order.req, total_qty=new_total)
         self._dirty = True
+        self._dirty_orders[order.key] = order
         self._emit(order, now, out)
 
     # ---------------------------------------------------------------------------------------------
@@ -1289,6 +1300,7 @@ class Venue:
         order.held = False
         order.waiting_parent = False
         self._dirty = True
+        self._dirty_orders[order.key] = order
         if order.is_combo:
             cons = {leg.con_id for leg in order.req.combo_legs}
         else:
@@ -1306,6 +1318,7 @@ class Venue:
         self, order: WorkingOrder, now: datetime, out: list[VenueEvent], open_order: bool = True
     ) -> None:
         snap = order.snapshot()
+        self._dirty_orders[order.key] = order
         out.append(OrderChanged(snap, open_order=open_order))
         if self._rules.duplicate_status and self._rules.duplicates_status(now):
             out.append(OrderChanged(snap, open_order=False))
@@ -1314,33 +1327,18 @@ class Venue:
     # Persistence
 
     def _persist(self) -> None:
+        """Append the changed orders to the order journal, then write the counters snapshot."""
         if not self._dirty:
             return
         self._dirty = False
         if self._state_dir is None:
+            self._dirty_orders.clear()
             return
-        orders = []
-        for o in self._orders.values():
-            orders.append(
-                {
-                    "req": encode_request(o.req),
-                    "perm_id": o.perm_id,
-                    "status": o.status.value,
-                    "filled": o.filled,
-                    "notional": o.notional,
-                    "last_fill_price": o.last_fill_price,
-                    "commission": o.commission,
-                    "triggered": o.triggered,
-                    "trail_stop": o.trail_stop,
-                    "trail_extreme": o.trail_extreme,
-                    "peg_price": o.peg_price,
-                    "held": o.held,
-                    "waiting_parent": o.waiting_parent,
-                    "completed_time": o.completed_time,
-                    "leg_fills": {str(c): v for c, v in o.leg_fills.items()},
-                    "multiplier": o.instrument_multiplier,
-                }
-            )
+        if self._order_journal is None:
+            self._order_journal = Journal(self._orders_path(self._order_gen))
+        for o in self._dirty_orders.values():
+            self._order_journal.append(_encode_order(o))
+        self._dirty_orders.clear()
         state = {
             "version": STATE_VERSION,
             "account": self._account_id,
@@ -1351,12 +1349,17 @@ class Venue:
             "corr_counts": self._corr_counts,
             "max_ids": {str(k): v for k, v in self._max_id.items()},
             "was_open": self._was_open,
-            "orders": orders,
             "exec_count": len(self._execs),
+            "order_gen": self._order_gen,
+            "order_lines": self._order_journal.lines,
         }
         save_state(self._state_dir, state)
 
-    def _restore(self, state_dir: Path, journal: ExecJournal) -> None:
+    def _orders_path(self, gen: int) -> Path:
+        assert self._state_dir is not None
+        return self._state_dir / f"{ORDERS_PREFIX}{gen}.jsonl"
+
+    def _restore(self, state_dir: Path, journal: Journal) -> None:
         state = load_state(state_dir)
         if state is None:
             journal.read(0)  # executions no snapshot covers were never reported: drop them
@@ -1381,35 +1384,75 @@ class Venue:
             self._exec_index[rec.execution.exec_id] = len(self._execs)
             self._execs.append(rec)
         self._rebook()
-        for d in state["orders"]:
-            req = decode_request(d["req"])
-            o = WorkingOrder(req, d["perm_id"], d["multiplier"])
-            o.status = OrderStatusName(d["status"])
-            o.filled = Decimal(d["filled"])
-            o.notional = Decimal(d["notional"])
-            o.last_fill_price = Decimal(d["last_fill_price"])
-            o.commission = Decimal(d["commission"])
-            o.triggered = d["triggered"]
-            o.trail_stop = _opt_dec(d["trail_stop"])
-            o.trail_extreme = _opt_dec(d["trail_extreme"])
-            o.peg_price = _opt_dec(d["peg_price"])
-            o.held = d["held"]
-            o.waiting_parent = d["waiting_parent"]
-            ct = d["completed_time"]
-            o.completed_time = datetime.fromisoformat(ct) if ct else None
-            o.leg_fills = {int(c): [Decimal(x) for x in v] for c, v in d["leg_fills"].items()}
-            self._orders[o.key] = o
-            if req.parent_id:
-                self._children.setdefault((req.client_id, req.parent_id), []).append(o.key)
-            if req.oca_group:
-                self._oca.setdefault(req.oca_group, []).append(o.key)
-            if o.done:
-                continue
-            if o.held:
-                root = (req.client_id, req.parent_id or req.order_id)
-                self._held.setdefault(root, []).append(o.key)
-            elif not o.waiting_parent:
-                self._index(o)
+        old_gen = state["order_gen"]
+        old = Journal(self._orders_path(old_gen))
+        latest: dict[tuple[int, int], dict[str, Any]] = {}
+        for d in old.read(state["order_lines"]):
+            latest[(d["req"]["client_id"], d["req"]["order_id"])] = d  # last line wins
+        for d in latest.values():
+            self._load_order(_decode_order(d))
+        # compact into a new generation; the snapshot switches to it atomically
+        self._order_gen = old_gen + 1
+        self._order_journal = Journal(self._orders_path(self._order_gen))
+        self._order_journal.write_all(list(latest.values()))
+        self._dirty = True
+        self._persist()
+        old.path.unlink(missing_ok=True)
+
+    def _load_order(self, o: WorkingOrder) -> None:
+        req = o.req
+        self._orders[o.key] = o
+        if req.parent_id:
+            self._children.setdefault((req.client_id, req.parent_id), []).append(o.key)
+        if req.oca_group:
+            self._oca.setdefault(req.oca_group, []).append(o.key)
+        if o.done:
+            return
+        if o.held:
+            root = (req.client_id, req.parent_id or req.order_id)
+            self._held.setdefault(root, []).append(o.key)
+        elif not o.waiting_parent:
+            self._index(o)
+
+
+def _encode_order(o: WorkingOrder) -> dict[str, Any]:
+    return {
+        "req": encode_request(o.req),
+        "perm_id": o.perm_id,
+        "status": o.status.value,
+        "filled": o.filled,
+        "notional": o.notional,
+        "last_fill_price": o.last_fill_price,
+        "commission": o.commission,
+        "triggered": o.triggered,
+        "trail_stop": o.trail_stop,
+        "trail_extreme": o.trail_extreme,
+        "peg_price": o.peg_price,
+        "held": o.held,
+        "waiting_parent": o.waiting_parent,
+        "completed_time": o.completed_time,
+        "leg_fills": {str(c): v for c, v in o.leg_fills.items()},
+        "multiplier": o.instrument_multiplier,
+    }
+
+
+def _decode_order(d: dict[str, Any]) -> WorkingOrder:
+    o = WorkingOrder(decode_request(d["req"]), d["perm_id"], d["multiplier"])
+    o.status = OrderStatusName(d["status"])
+    o.filled = Decimal(d["filled"])
+    o.notional = Decimal(d["notional"])
+    o.last_fill_price = Decimal(d["last_fill_price"])
+    o.commission = Decimal(d["commission"])
+    o.triggered = d["triggered"]
+    o.trail_stop = _opt_dec(d["trail_stop"])
+    o.trail_extreme = _opt_dec(d["trail_extreme"])
+    o.peg_price = _opt_dec(d["peg_price"])
+    o.held = d["held"]
+    o.waiting_parent = d["waiting_parent"]
+    ct = d["completed_time"]
+    o.completed_time = datetime.fromisoformat(ct) if ct else None
+    o.leg_fills = {int(c): [Decimal(x) for x in v] for c, v in d["leg_fills"].items()}
+    return o
 
 
 def _opt_dec(v: str | None) -> Decimal | None:
