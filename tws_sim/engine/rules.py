@@ -92,14 +92,15 @@ class VenueRules:
 
         Faults are the scenario's models (`kind` plus fields, `begins(start)` / `ends(start)`)
         or plain mappings with the same keys and optional aware `start` / `end` datetimes. Kinds
-        for other parts (disconnect, md_farm_drop) are ignored here.
+        for other parts are ignored here: disconnect, md_farm_drop, and duplicate_order_status,
+        which the server applies on the wire to every orderStatus it writes (`duplicate_status`
+        stays available for an explicit `VenueRules`, e.g. a venue driven without the server).
         """
         if scenario is None:
             return cls()
         rejects: list[RejectRule] = []
         combos: list[ComboRule] = []
         delays: list[CommissionDelay] = []
-        dupes: list[Window] = []
         corrections: list[CorrectionRule] = []
         for fault in _get(scenario, "faults") or ():
             kind = str(_get(fault, "kind") or "")
@@ -129,8 +130,6 @@ class VenueRules:
                 )
             elif kind == "delayed_commissions":
                 delays.append(CommissionDelay(float(_get(fault, "delay_s") or 5.0), window))
-            elif kind == "duplicate_order_status":
-                dupes.append(window)
             elif kind == "execution_correction":
                 shares = _get(fault, "shares")
                 corrections.append(
@@ -150,7 +149,6 @@ class VenueRules:
             rejects=tuple(rejects),
             combos=tuple(combos),
             commission_delays=tuple(delays),
-            duplicate_status=tuple(dupes),
             corrections=tuple(corrections),
             **kwargs,
         )
