@@ -369,3 +369,13 @@ def test_option_tick_size_depends_on_price_and_class() -> None:
     assert errors(v.place(order(3, "BUY", "1", "LMT", "2.99", **kw), T0)) == []
     # SPY options trade in pennies at any price
     assert errors(v.place(order(4, "BUY", "1", "LMT", "5.03", con_id=CALL_600.con_id), T0)) == []
+
+
+def test_direct_route_must_be_a_valid_exchange_of_the_contract() -> None:
+    v, _ = make()
+    assert errors(v.place(order(1, "BUY", "10", "MKT", route="BOX"), T0)) == [200]
+    assert v.order(1, 1) is None
+    ev = v.place(order(2, "BUY", "10", "MKT", route="ARCA"), T0)
+    assert errors(ev) == [] and [e.execution.exchange for e in ev if isinstance(e, Executed)] == [
+        "ARCA"
+    ]

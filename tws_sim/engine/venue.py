@@ -458,7 +458,9 @@ class Venue:
             inst = None
         else:
             inst = self._inst(req.con_id)
-            if inst is None:
+            route = req.route
+            if inst is None or (route and route != "SMART" and route not in inst.valid_exchanges):
+                # IB answers an unknown contract, or one not listed on the chosen route, with 200
                 out.append(
                     VenueError(req.client_id, req.order_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
                 )
