@@ -1,15 +1,19 @@
-"""`python -m tws_sim [options]`: the same as `epm sim [options]`."""
+"""`python -m tws_sim [options]`: the same as `epm sim [options]`, without loading the rest of
+epm's commands (a drill or a test can start the simulator with nothing else imported)."""
 
 from __future__ import annotations
 
 import sys
 
+import typer
+
 
 def main() -> None:
-    from epm.cli import app
-    from epm.commands import sim  # noqa: F401  (registers the command)
+    from epm.commands.sim import sim_command
 
-    app(args=["sim", *sys.argv[1:]], prog_name="python -m tws_sim")
+    app = typer.Typer(add_completion=False)
+    app.command()(sim_command)
+    app(args=sys.argv[1:], prog_name="python -m tws_sim")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ class Handlers:
 
     def __init__(self, server: SimServer) -> None:
         self.server = server
+        self._match_cache: dict[tuple[Any, ...], list[Instrument]] = {}
         self.table: dict[type, Callable[[Session, Any], None]] = {
             rq.ReqCurrentTime: self.req_current_time,
             rq.ReqIds: self.req_ids,
@@ -154,9 +155,11 @@ class Handlers:
     def now(self) -> datetime:
         return self.server.now()
 
-    def resolve(self, session: Session, req_id: int, c: Any) -> Instrument | None:
-        """One instrument for a request's contract, or an error 200 to the session and None."""
-        matches = self.server.catalog.match(
+    def match(self, c: Any) -> list[Instrument]:
+        """Catalog lookup for a wire contract, memoised: the catalog is fixed for the session,
+        and a strategy sends the same few contracts over and over (option chains make an
+        uncached lookup scan thousands of instruments)."""
+        key = (
             c.symbol or "",
             c.secType or "",
             c.lastTradeDateOrContractMonth or "",
@@ -167,6 +170,17 @@ class Handlers:
             c.localSymbol or "",
             int(c.conId or 0),
         )
+        found = self._match_cache.get(key)
+        if found is None:
+            found = self.server.catalog.match(*key)
+            if len(self._match_cache) > 100_000:
+                self._match_cache.clear()
+            self._match_cache[key] = found
+        return found
+
+    def resolve(self, session: Session, req_id: int, c: Any) -> Instrument | None:
+        """One instrument for a request's contract, or an error 200 to the session and None."""
+        matches = self.match(c)
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -200,17 +214,7 @@ class Handlers:
 
     def req_contract_details(self, session: Session, req: rq.ReqContractDetails) -> None:
         c = req.contract
-        matches = self.server.catalog.match(
-            c.symbol or "",
-            c.secType or "",
-            c.lastTradeDateOrContractMonth or "",
-            _strike(c.strike),
-            c.right or "",
-            "" if (c.exchange or "").upper() == "SMART" else (c.exchange or ""),
-            c.currency or "",
-            c.localSymbol or "",
-            int(c.conId or 0),
-        )
+        matches = self.match(c)
         if not matches:
             session.send_error(req.req_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
             return

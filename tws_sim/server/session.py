@@ -9,6 +9,7 @@ that client's connection (or earns it an error) and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime
@@ -20,8 +21,6 @@ from tws_sim.server import wire
 from tws_sim.server.faults import PacingMeter
 
 if TYPE_CHECKING:
-    import asyncio
-
     from tws_sim.server.app import SimServer
 
 log = logging.getLogger("tws_sim.server")
@@ -48,6 +47,9 @@ class Session:
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()  # handshake bytes only; frames go through `reader`
         self.reader = framing.FrameReader()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
         self.phase = Phase.PREFIX
         self.version = 0
         self.client_id: int | None = None
@@ -150,18 +152,29 @@ class Session:
     # ---------------------------------------------------------------------------------------------
 
     def send(self, fields: list[str]) -> None:
-        """Write one message; silently nothing once the session is closed."""
-        if self.phase is Phase.CLOSED or self.transport is None:
-            return
-        self.msgs_out += 1
-        self.transport.write(framing.frame(fields))
+        """Queue one message; silently nothing once the session is closed.
 
-    def send_raw(self, data: bytes) -> None:
-        """Write pre-framed bytes (fan-out encodes once per message, frames per subscriber)."""
-        if self.phase is Phase.CLOSED or self.transport is None:
+        Messages are written in one batch per event-loop turn (`flush`): a placeOrder answered
+        with openOrder + orderStatus, or a market step fanned out to many subscriptions, costs one
+        socket write instead of one per message.
+        """
+        if self.phase is Phase.CLOSED:
             return
         self.msgs_out += 1
-        self.transport.write(data)
+        self._out.append(framing.frame(fields))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write everything queued (called by the loop; also before a close)."""
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        if self.transport is not None and self.phase is not Phase.CLOSED:
+            self.transport.write(data)
 
     def send_error(self, req_id: int, code: int, message: str) -> None:
         self.send(wire.error_fields(req_id, code, message, self.version or wire.MIN_SERVER_VERSION))
@@ -174,6 +187,9 @@ class Session:
         """Close this connection after what was already written (bytes are flushed first)."""
         if self.phase is Phase.CLOSED:
             return
+        if self._out and self.transport is not None:
+            self.transport.write(b"".join(self._out))
+            self._out.clear()
         self.phase = Phase.CLOSED
         self.close_reason = reason
         log.info("closing session %s (client %s): %s", self.peer, self.client_id, reason)
@@ -187,6 +203,7 @@ class Session:
             return
         self.phase = Phase.CLOSED
         self.close_reason = reason
+        self._out.clear()
         if self.transport is not None:
             self.transport.abort()
         self.server.on_disconnect(self)
