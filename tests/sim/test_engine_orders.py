@@ -16,6 +16,7 @@ from tests.sim.test_engine_double import (
 )
 from tws_sim.engine import Venue, VenueRules
 from tws_sim.types import (
+    Commissioned,
     Executed,
     OrderChanged,
     OrderStatusName,
@@ -379,3 +380,20 @@ def test_direct_route_must_be_a_valid_exchange_of_the_contract() -> None:
     assert errors(ev) == [] and [e.execution.exchange for e in ev if isinstance(e, Executed)] == [
         "ARCA"
     ]
+
+
+def test_event_order_of_a_fill_is_exec_status_commission_position() -> None:
+    v, _ = make()
+    ev = v.place(order(1, "BUY", "100", "MKT"), T0)
+    assert [type(e).__name__ for e in ev] == [
+        "OrderChanged",  # openOrder + orderStatus Submitted
+        "Executed",
+        "OrderChanged",  # Filled
+        "Commissioned",
+        "PositionChanged",
+    ]
+    commissioned = ev[3]
+    executed = ev[1]
+    assert isinstance(commissioned, Commissioned) and isinstance(executed, Executed)
+    assert commissioned.report.exec_id == executed.execution.exec_id
+    assert commissioned.client_id == 1

@@ -866,6 +866,8 @@ class Venue:
         net, leg_fills = priced
         req = order.req
         qty = order.remaining
+        tail: list[VenueEvent] = []
+        leg_execs: list[Execution] = []
         for leg, (leg_buys, price) in zip(req.combo_legs, leg_fills, strict=True):
             inst = self._inst(leg.con_id)
             assert inst is not None  # checked when the order was accepted
@@ -878,7 +880,7 @@ class Venue:
             comm = max(cum - acc[2], ZERO)
             acc[2] += comm
             order.commission += comm
-            self._book(
+            ex = self._book(
                 order,
                 inst.con_id,
                 inst.symbol,
@@ -892,9 +894,11 @@ class Venue:
                 comm,
                 now,
                 out,
+                tail,
                 2,
                 leg.exchange or "SMART",
             )
+            leg_execs.append(ex)
         order.filled += qty
         order.notional += qty * net
         order.last_fill_price = net
@@ -913,11 +917,15 @@ class Venue:
             ZERO,
             now,
             out,
+            tail,
             2,
             req.route or "SMART",
             bag=True,
         )
         self._emit(order, now, out)
+        out.extend(tail)
+        for ex in leg_execs:
+            self._scheduled_corrections(ex, now, out)
         self._after_fill(order, qty, now, out)
 
     def _fill(
@@ -951,7 +959,8 @@ class Venue:
             venue = _EXEC_EXCHANGE.get(exchange, exchange)
         else:
             venue = inst.primary_exchange
-        self._book(
+        tail: list[VenueEvent] = []
+        ex = self._book(
             order,
             inst.con_id,
             inst.symbol,
@@ -965,10 +974,13 @@ class Venue:
             comm,
             now,
             out,
+            tail,
             liquidity,
             venue or "SMART",
         )
         self._emit(order, now, out, open_order=order.status == _FILLED)
+        out.extend(tail)
+        self._scheduled_corrections(ex, now, out)
         self._after_fill(order, qty, now, out)
 
     def _book(
@@ -986,11 +998,13 @@ class Venue:
         commission: Decimal,
         now: datetime,
         out: list[VenueEvent],
+        tail: list[VenueEvent],
         liquidity: int,
         exchange: str,
         bag: bool = False,
-    ) -> None:
-        """Create, book, log and report one execution with its commission."""
+    ) -> Execution:
+        """Create, book and log one execution: execDetails goes to `out`, its commission and
+        position to `tail`, which the caller appends after the orderStatus (IB's order)."""
         req = order.req
         ex = Execution(
             exec_id=self._exec_ids.next_id(self._account_id, now),
@@ -1021,16 +1035,17 @@ class Venue:
             self._log.execution(ex)
             self._log.commission(ex, commission, realized)
         out.append(Executed(ex))
-        out.append(Commissioned(req.client_id, report, self._commission_time(now)))
+        tail.append(Commissioned(req.client_id, report, self._commission_time(now)))
         if not bag:
             pos = self._account.positions[con_id]
-            out.append(PositionChanged(self._account_id, con_id, pos.qty, pos.avg_cost))
+            tail.append(PositionChanged(self._account_id, con_id, pos.qty, pos.avg_cost))
         self._exec_seq += 1
-        if self._rules.corrections and not bag:
-            self._scheduled_corrections(ex, now, out)
+        return ex
 
     def _scheduled_corrections(self, ex: Execution, now: datetime, out: list[VenueEvent]) -> None:
         """Scenario corrections: count matching executions per rule, correct the nth."""
+        if not self._rules.corrections:
+            return
         for i, rule in enumerate(self._rules.corrections):
             if rule.symbol and rule.symbol != ex.symbol:
                 continue
@@ -1219,12 +1234,12 @@ class Venue:
             self._log.execution(new, kind="correction")
             self._log.commission(new, comm, realized)
         out.append(Executed(new))
+        if order is not None:
+            self._emit(order, now, out, open_order=False)
         out.append(Commissioned(old.client_id, new_rec.commission, self._commission_time(now)))
         if rec.multiplier:
             pos = self._account.positions[new.con_id]
             out.append(PositionChanged(self._account_id, new.con_id, pos.qty, pos.avg_cost))
-        if order is not None:
-            self._emit(order, now, out, open_order=False)
 
     def _add_exec(self, rec: _ExecRec) -> None:
         self._exec_index[rec.execution.exec_id] = len(self._execs)
