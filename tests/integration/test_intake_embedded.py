@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ import sqlalchemy as sa
 
 from store.db import make_engine
 from store.schema import intents
-from tests.integration.intake_procs import process_env, running, wait_for, worker_argv
+from tests.integration.intake_procs import (
+    process_env,
+    running,
+    shutdown_embedded_redis,
+    wait_for,
+    worker_argv,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +58,16 @@ def statuses(data_dir: Path) -> dict[str, tuple[str, str | None]]:
         return {s: (status, reason) for s, status, reason in conn.execute(query)}
 
 
-def test_submit_inline_and_through_a_worker_on_the_embedded_stores(tmp_path: Path) -> None:
-    data_dir = tmp_path / "epm-data"
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "epm-data"
+    yield path
+    shutdown_embedded_redis(path)
+
+
+def test_submit_inline_and_through_a_worker_on_the_embedded_stores(
+    tmp_path: Path, data_dir: Path
+) -> None:
     env = process_env(EPM_DATA_DIR=str(data_dir))
     assert epm(env, tmp_path, "db", "upgrade").returncode == 0
 
@@ -95,7 +110,7 @@ def test_submit_inline_and_through_a_worker_on_the_embedded_stores(tmp_path: Pat
     assert found["emb-q2"] == ("REJECTED", "UNKNOWN_SIDE")
 
 
-def test_submit_reports_a_missing_file(tmp_path: Path) -> None:
-    env = process_env(EPM_DATA_DIR=str(tmp_path / "epm-data"))
+def test_submit_reports_a_missing_file(tmp_path: Path, data_dir: Path) -> None:
+    env = process_env(EPM_DATA_DIR=str(data_dir))
     result = epm(env, tmp_path, "submit", str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2 and "no such file" in result.stderr
