@@ -61,6 +61,17 @@ class PacedClient(EClient):
         with self._count_lock:
             self.sent_count += 1
 
+    def sendMsgProtoBuf(self, *args: Any) -> None:
+        # 10.x at server versions >= 201 frames many requests as protobuf: paced the same way.
+        if self.conn is None or not self.conn.isConnected():
+            return
+        self.limiter.acquire()
+        if self.conn is None or not self.conn.isConnected():
+            return
+        super().sendMsgProtoBuf(*args)  # type: ignore[misc]
+        with self._count_lock:
+            self.sent_count += 1
+
     def sends(self, action: Callable[[], None]) -> bool:
         """Run an EClient request; True when at least one message reached the socket."""
         before = self.sent_count

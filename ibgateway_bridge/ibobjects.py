@@ -6,6 +6,9 @@ reaches the socket as "101.25" exactly (a float could not promise that).
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from ibapi.contract import Contract
 from ibapi.order import Order
 
@@ -56,3 +59,26 @@ def to_ib_order(command: PlaceOrder | ModifyOrder) -> Order:
     order.eTradeOnly = False
     order.firmQuoteOnly = False
     return order
+
+
+def _cancel_extra(method: Any) -> list[Any]:
+    """The extra argument a cancel takes in this ibapi: none (9.81), a manual-cancel time string
+    (10.1x-10.2x) or an `OrderCancel` (10.3x and later)."""
+    params = list(inspect.signature(method).parameters)
+    if not params or params[-1] in ("orderId",):
+        return []
+    if params[-1] == "orderCancel":
+        from ibapi.order_cancel import OrderCancel  # only in 10.3x+
+
+        return [OrderCancel()]
+    return [""]
+
+
+def cancel_order(client: Any, order_id: int) -> None:
+    """`cancelOrder` across ibapi versions."""
+    client.cancelOrder(order_id, *_cancel_extra(client.cancelOrder))
+
+
+def global_cancel(client: Any) -> None:
+    """`reqGlobalCancel` across ibapi versions."""
+    client.reqGlobalCancel(*_cancel_extra(client.reqGlobalCancel))

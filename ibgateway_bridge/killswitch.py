@@ -24,6 +24,7 @@ import redis
 from epm.logging import get_logger
 from ibgateway_bridge import commands as cmds
 from ibgateway_bridge.connection import PacedClient
+from ibgateway_bridge.ibobjects import global_cancel
 from ibgateway_bridge.pacing import SlidingWindowLimiter
 from ibgateway_bridge.wrapper import BridgeWrapper, Message
 
@@ -75,7 +76,7 @@ def _connect_and_global_cancel(
             break
     sent = False
     if ready:
-        sent = client.sends(client.reqGlobalCancel)
+        sent = client.sends(lambda: global_cancel(client))
     elif error is None:
         error = "no nextValidId before the timeout"
     # Give the socket a moment to flush before closing (the bytes are in the kernel already).

@@ -24,7 +24,7 @@ from epm.logging import get_logger
 from epm.settings import Settings
 from ibgateway_bridge import commands as cmds
 from ibgateway_bridge.connection import IBSession, SessionState
-from ibgateway_bridge.ibobjects import to_ib_contract, to_ib_order
+from ibgateway_bridge.ibobjects import cancel_order, global_cancel, to_ib_contract, to_ib_order
 from ibgateway_bridge.ids import OrderIdAllocator
 from ibgateway_bridge.lease import BridgeLease
 from ibgateway_bridge.marketdata import MarketDataLines
@@ -474,9 +474,9 @@ class Bridge:
                 command.order_id, to_ib_contract(command.contract), to_ib_order(command)
             )
         elif isinstance(command, cmds.CancelOrder):
-            client.cancelOrder(command.order_id)
+            cancel_order(client, command.order_id)
         elif isinstance(command, cmds.GlobalCancel):
-            client.reqGlobalCancel()
+            global_cancel(client)
         elif isinstance(command, cmds.RequestExecutions):
             flt = ExecutionFilter()
             if command.since is not None:
