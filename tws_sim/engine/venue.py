@@ -266,13 +266,13 @@ class Venue:
                         self._work_combo(order, now, out)
                         continue
                     req = order.req
-                    if req.order_type == "LMT" and req.tif != "OPG":
+                    lmt = req.lmt_price
+                    if lmt is not None and req.order_type == "LMT" and req.tif != "OPG":
                         # hot path: a resting limit the quote does not reach needs nothing
-                        lmt = req.lmt_price
                         if order.buy:
-                            if ask <= 0 or ask > lmt:  # type: ignore[operator]
+                            if ask <= 0 or ask > lmt:
                                 continue
-                        elif bid <= 0 or bid < lmt:  # type: ignore[operator]
+                        elif bid <= 0 or bid < lmt:
                             continue
                     self._work(order, now, out, quote)
             elif cls is TradePrinted:
@@ -280,9 +280,20 @@ class Venue:
                 if book:
                     quote = self._market.quote(ev.con_id)
                     budget = [ev.size]
+                    px = ev.price
                     for order in list(book.values()):
-                        if not order.is_combo:
-                            self._work(order, now, out, quote, ev, budget)
+                        if order.is_combo:
+                            continue
+                        req = order.req
+                        lmt = req.lmt_price
+                        if lmt is not None and req.order_type == "LMT" and req.tif != "OPG":
+                            # hot path: neither the print nor the quote reaches the limit
+                            if order.buy:
+                                if px > lmt and (quote.ask <= 0 or quote.ask > lmt):
+                                    continue
+                            elif px < lmt and (quote.bid <= 0 or quote.bid < lmt):
+                                continue
+                        self._work(order, now, out, quote, ev, budget)
         self._persist()
         return out
 
@@ -297,7 +308,7 @@ class Venue:
 
         The correction replaces the original: the account is rebooked from the corrected
         executions, the order's average price follows, and the original drops out of
-        `executions()`.
+        `executions()`. Raises `KeyError` for an id that is unknown or already corrected.
         """
         out: list[VenueEvent] = []
         self._correct(exec_id, now, price, shares, out)
