@@ -397,3 +397,22 @@ def test_event_order_of_a_fill_is_exec_status_commission_position() -> None:
     assert isinstance(commissioned, Commissioned) and isinstance(executed, Executed)
     assert commissioned.report.exec_id == executed.execution.exec_id
     assert commissioned.client_id == 1
+
+
+def test_modifying_a_trail_amount_moves_the_stop_at_once() -> None:
+    v, m = make()
+    v.place(order(1, "SELL", "100", "TRAIL", aux="2.00"), T0)  # last 500.00 -> stop 498.00
+    assert v._orders[(1, 1)].trail_stop == D("498.00")
+    ev = v.place(order(1, "SELL", "100", "TRAIL", aux="0.50"), later(1))
+    assert statuses(ev) == ["PreSubmitted"]
+    assert v._orders[(1, 1)].trail_stop == D("499.50")
+    qc = m.set_book(SPY.con_id, later(2), [("499.48", "100")], [("499.52", "100")], last="499.50")
+    assert fills(v.on_market([qc], later(2))) == [(D(100), D("499.48"))]
+
+
+def test_modifying_a_stop_into_a_limit_makes_it_submitted() -> None:
+    v, _ = make()
+    v.place(order(1, "BUY", "100", "STP", aux="510.00"), T0)
+    assert v.order(1, 1).status == OrderStatusName.PRE_SUBMITTED  # type: ignore[union-attr]
+    ev = v.place(order(1, "BUY", "100", "LMT", "499.00"), later(1))
+    assert statuses(ev) == ["Submitted"]

@@ -535,13 +535,7 @@ class Venue:
                 self._emit(order, now, out)
                 return
         order.waiting_parent = False
-        waits = (
-            not order.triggered
-            or req.tif == "OPG"
-            or req.order_type in AUCTION_CLOSE_TYPES
-            or (not req.outside_rth and not self._open(now))
-        )
-        order.status = _PRE if waits else _SUBMITTED
+        order.status = _PRE if self._waits(order, now) else _SUBMITTED
         self._index(order)
         self._emit(order, now, out)
         if req.tif == "FOK" and not self._fok_fillable(order, now):
@@ -553,6 +547,17 @@ class Venue:
             self._work(order, now, out)
         if req.tif in ("IOC", "FOK") and not order.done:
             self._expire(order, now, out)
+
+    def _waits(self, order: WorkingOrder, now: datetime) -> bool:
+        """PreSubmitted (held by the venue) rather than Submitted: an untriggered stop, an
+        auction order, or a regular-hours order outside regular hours."""
+        req = order.req
+        return (
+            not order.triggered
+            or req.tif == "OPG"
+            or req.order_type in AUCTION_CLOSE_TYPES
+            or (not req.outside_rth and not self._open(now))
+        )
 
     def _modify(
         self, order: WorkingOrder, req: OrderRequest, now: datetime, out: list[VenueEvent]
@@ -604,6 +609,8 @@ class Venue:
             self._emit(order, now, out)
             self._release((req.client_id, req.parent_id or req.order_id), order, now, out)
             return
+        if not order.held and not order.waiting_parent:
+            order.status = _PRE if self._waits(order, now) else _SUBMITTED
         self._emit(order, now, out)
         if not order.held and not order.waiting_parent:
             if order.is_combo:
@@ -785,22 +792,27 @@ class Venue:
                 self._fill(order, qty, limit, now, out, 1, trade.exchange)
 
     def _update_trail(self, order: WorkingOrder, ref: Decimal, tick: Decimal) -> Decimal | None:
+        """Move a trailing stop with a new extreme (never against the order); return the stop."""
         req = order.req
         buy = order.buy
-        if ref <= 0:
-            return order.trail_stop
         ext = order.trail_extreme
-        if ext is None or (ref < ext if buy else ref > ext):
-            order.trail_extreme = ref
-            new_stop = trail_stop(buy, ref, req.aux_price, req.trailing_percent, tick)
-            if order.trail_stop is None and req.trail_stop_price:
-                order.trail_stop = req.trail_stop_price
-            cur = order.trail_stop
-            if cur is None or (new_stop < cur if buy else new_stop > cur):
-                order.trail_stop = new_stop
-                self._dirty = True
-                self._dirty_orders[order.key] = order
-        return order.trail_stop
+        moved = False
+        if ref > 0 and (ext is None or (ref < ext if buy else ref > ext)):
+            order.trail_extreme = ext = ref
+            moved = True
+        if ext is None or not (moved or order.trail_stop is None):
+            return order.trail_stop
+        new_stop = trail_stop(buy, ext, req.aux_price, req.trailing_percent, tick)
+        cur = order.trail_stop
+        if cur is None and req.trail_stop_price:
+            cur = req.trail_stop_price
+        if cur is None or (new_stop < cur if buy else new_stop > cur):
+            cur = new_stop
+        if cur != order.trail_stop:
+            order.trail_stop = cur
+            self._dirty = True
+            self._dirty_orders[order.key] = order
+        return cur
 
     def _levels(
         self, con: int, quote: Quote, buy: bool
