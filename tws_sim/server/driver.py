@@ -81,6 +81,8 @@ class Driver:
         self.next_pnl: datetime | None = None
         self.next_account: datetime | None = None
         self.md_msgs = 0  # market-data messages written (benchmarks read it)
+        # The L2 book last sent per con_id (shared by its depth subscribers; see depth_changes).
+        self.depth_book: dict[int, dict[tuple[int, int], Any]] = {}
         # The venue reacts only to market events, and the market emits events only for watched
         # con_ids: keep every con_id with a working order watched (an adapter between the two).
         self.order_watch: dict[tuple[int, int], tuple[int, ...]] = {}
@@ -176,7 +178,7 @@ class Driver:
             or q.bid_size != prev.bid_size
             or q.ask_size != prev.ask_size
         )
-        depth_rows: list[Any] | None = None
+        changes: list[tuple[Any, int]] | None = None
         greeks: Any = None
         greeks_done = False
         for sub in subs:
@@ -195,9 +197,12 @@ class Driver:
                     session.send(out.tbt_bid_ask(sub.req_id, q, session.version))
                     self.md_msgs += 1
             elif kind is MdKind.DEPTH:
-                if depth_rows is None:
-                    depth_rows = self.server.market.depth(q.con_id, 10)
-                self.md_msgs += send_depth(session, sub, depth_rows)
+                if changes is None:
+                    rows = self.server.market.depth(q.con_id, DEPTH_ROWS)
+                    book, changes = depth_changes(self.depth_book.get(q.con_id, {}), rows)
+                    self.depth_book[q.con_id] = book
+                if changes:
+                    self.md_msgs += send_depth(session, sub, changes)
 
     def _trade_printed(self, ev: TradePrinted, subs: list[MdSub]) -> None:
         for sub in subs:
@@ -427,27 +432,43 @@ def send_option_ticks(session: Session, req_id: int, q: Quote, greeks: Any) -> i
     return 3
 
 
-def send_depth(session: Session, sub: MdSub, rows: list[Any]) -> int:
-    """updateMktDepthL2 for the rows of this subscription that changed (insert new positions,
-    update changed ones, delete positions that disappeared)."""
-    v = session.version
-    sent = 0
-    wanted = [r for r in rows if r.position < sub.rows]
-    old = {(r.side, r.position): r for r in sub.depth_sent}
-    new = {(r.side, r.position): r for r in wanted}
+DEPTH_ROWS = 10  # rows the driver tracks per side; a subscription sees its first `rows`
+
+
+def depth_changes(
+    old: dict[tuple[int, int], Any], rows: list[Any]
+) -> tuple[dict[tuple[int, int], Any], list[tuple[Any, int]]]:
+    """(new book by (side, position), [(row, operation)]) — operation 0 insert, 1 update,
+    2 delete, as updateMktDepthL2 carries it. Computed once per con_id and book change, then
+    sent to every depth subscriber (each filtered to its own row count)."""
+    new = {(r.side, r.position): r for r in rows}
+    changes: list[tuple[Any, int]] = []
     for key, row in new.items():
         prev = old.get(key)
         if prev is None:
-            session.send(out.depth_l2(sub.req_id, row, 0, v))
-            sent += 1
-        elif prev != row:
-            session.send(out.depth_l2(sub.req_id, row, 1, v))
-            sent += 1
+            changes.append((row, 0))
+        elif (
+            prev.price != row.price
+            or prev.size != row.size
+            or prev.market_maker != row.market_maker
+        ):
+            changes.append((row, 1))
     for key, row in old.items():
         if key not in new:
-            session.send(out.depth_l2(sub.req_id, row, 2, v))
+            changes.append((row, 2))
+    return new, changes
+
+
+def send_depth(session: Session, sub: MdSub, changes: list[tuple[Any, int]]) -> int:
+    """updateMktDepthL2 for the changed rows within this subscription's row count."""
+    v = session.version
+    req_id = sub.req_id
+    limit = sub.rows
+    sent = 0
+    for row, op in changes:
+        if row.position < limit:
+            session.send(out.depth_l2(req_id, row, op, v))
             sent += 1
-    sub.depth_sent = wanted
     return sent
 
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from tws_sim.protocol import incoming as rq
 from tws_sim.server import out, wire
 from tws_sim.server.driver import (
+    DEPTH_ROWS,
+    depth_changes,
     is_option,
     portfolio_rows,
     quote_ticks,
@@ -319,7 +321,14 @@ class Handlers:
         rows = max(1, min(int(req.num_rows or 5), 10))
         sub = MdSub(session, req.req_id, MdKind.DEPTH, inst.con_id, is_option(inst), rows=rows)
         self.server.subs.add_md(sub)
-        send_depth(session, sub, self.server.market.depth(inst.con_id, 10))
+        # Start the subscriber from the book the other subscribers of this con_id last got, so
+        # the shared diffs that follow apply to what it holds.
+        driver = self.server.driver
+        book = driver.depth_book.get(inst.con_id)
+        if book is None:
+            book, _ = depth_changes({}, self.server.market.depth(inst.con_id, DEPTH_ROWS))
+            driver.depth_book[inst.con_id] = book
+        send_depth(session, sub, [(row, 0) for row in book.values()])
 
     def cancel_mkt_depth(self, session: Session, req: rq.CancelMktDepth) -> None:
         self.server.subs.remove_md(session, req.req_id, MdKind.DEPTH)

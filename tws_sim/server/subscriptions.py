@@ -9,7 +9,7 @@ summary, positions, P&L) hold the last values sent, so pushes go out only on cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,6 @@ class MdSub:
     generic_ticks: frozenset[int] = frozenset()
     rows: int = 0  # depth rows
     what: str = "TRADES"  # real-time bars: TRADES / MIDPOINT / BID / ASK
-    depth_sent: list[Any] = field(default_factory=list)  # DepthLevel rows last sent (by position)
 
 
 @dataclass(slots=True, eq=False)
@@ -101,6 +100,10 @@ class Subscriptions:
             subs.remove(sub)
             if not subs:
                 del self.md_by_con[sub.con_id]
+        if sub.kind is MdKind.DEPTH and not any(
+            s.kind is MdKind.DEPTH for s in self.md_by_con.get(sub.con_id, ())
+        ):
+            self.server.driver.depth_book.pop(sub.con_id, None)  # nobody holds that book now
         self.server.market.unwatch(sub.con_id)
 
     def md_subscribers(self, con_id: int) -> list[MdSub]:
