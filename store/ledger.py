@@ -298,14 +298,14 @@ def _ensure_order(
             "updated_at": now,
             "version": 1,
         }
-        # Another worker may be creating the same order right now: the unique keys decide.
+        # Another worker may be creating the same order right now: the unique keys decide, and
+        # whichever callback created it, this one's facts are added below.
         conn.execute(_insert(conn, orders_t).values(**values).on_conflict_do_nothing())
         row = _select_order(conn, orders_t.c.client_order_id == key)
         if row is None:
             row = find_order(conn, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id)
         if row is None:
             raise StaleOrderError(f"order {key} could not be created or found")
-        return row
     return _backfill(conn, row, {**ids, **describe}, overwrite=overwrite, now=now)
 
 
@@ -943,8 +943,10 @@ def create_order(conn: Connection, values: Mapping[str, object], now: datetime) 
         "version": 1,
         **values,
     }
-    result = conn.execute(orders_t.insert().values(**row))
-    return int(result.inserted_primary_key[0])
+    key = conn.execute(orders_t.insert().values(**row)).inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database returned no id for the new order")
+    return int(key[0])
 
 
 def load_order(conn: Connection, client_order_id: str) -> Order | None:

@@ -12,6 +12,7 @@ see `ibgateway_bridge/payloads.py`) and running one write transaction (`store.le
 | `tasks.ledger.record_order_error` | hash of the callback |
 | `tasks.ledger.record_order_replaced` | (client_id, old id, new id) |
 | `tasks.ledger.record_contract` | con_id (newest answer wins) |
+| `tasks.ledger.record_batch` | each item's own key (a burst in one message) |
 
 A payload that cannot be recorded becomes a `risk_events` row (kind `LEDGER_PAYLOAD_REJECTED`,
 with its reason code) and the task returns normally: bad input never loops through redeliveries.
@@ -234,6 +235,32 @@ def record_order_replaced(payload: object) -> Outcome:
 def record_contract(payload: object) -> Outcome:
     """contractDetails → the `contracts` cache row (newest answer wins); key con_id."""
     return _run("contract", payload)
+
+
+@celery_app.task(name="tasks.ledger.record_batch", **_TASK_OPTIONS)
+def record_batch(items: object) -> list[Outcome]:
+    """Several callbacks in one message (`[{"kind": "execution", "payload": {...}}, ...]`).
+
+    For bursts: one broker round trip instead of N. Each item still runs in its own transaction,
+    in the order given, so one bad item is rejected alone; a retry after a transient failure
+    repeats the items already recorded, which their own idempotency keys turn into no-ops.
+    """
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url())
+    client = get_redis(settings)
+    now = datetime.now(UTC)
+    if not isinstance(items, list):
+        return [_reject(engine, "batch", "BAD_PAYLOAD", "expected a JSON list", items, now)]
+    outcomes: list[Outcome] = []
+    for item in items:
+        kind = item.get("kind") if isinstance(item, dict) else None
+        if not isinstance(kind, str) or kind not in KINDS:
+            outcomes.append(_reject(engine, "batch", "UNKNOWN_KIND", f"kind {kind!r}", item, now))
+            continue
+        outcomes.append(
+            process_callback(kind, item.get("payload"), engine=engine, redis_client=client, now=now)
+        )
+    return outcomes
 
 
 @worker_process_init.connect

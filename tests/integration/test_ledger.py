@@ -497,3 +497,26 @@ def test_process_callback_mirrors_after_commit(engine: Engine, redis_url: str) -
     assert mirrored["state"] == "FILLED"
     assert mirrored["filled_qty"] == "100"
     client.delete("exec:order:MIR-1")
+
+
+def test_record_batch_task_records_each_item_and_rejects_bad_ones(
+    engine: Engine, epm_env: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    from tasks.ledger import record_batch
+
+    epm_env.setenv("EPM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    epm_env.setenv("EPM_REDIS_URL", redis_url)
+    our_order(engine)
+    items = [
+        {"kind": "execution", "payload": execution("bt.01.01", "100", "190")},
+        {"kind": "nonsense", "payload": {}},
+        {"kind": "commission", "payload": commission("bt.01.01", "0.5")},
+        {"kind": "execution", "payload": execution("bt.01.01", "100", "190")},
+    ]
+    outcomes = record_batch.run(items)
+    assert [o["outcome"] for o in outcomes] == ["recorded", "rejected", "recorded", "duplicate"]
+    assert outcomes[1]["reason"] == "UNKNOWN_KIND"
+    assert order_row(engine).state == "FILLED"
+    assert position(engine).commissions == D("0.5")
+    assert record_batch.run("not a list")[0]["reason"] == "BAD_PAYLOAD"
+    redis.Redis.from_url(redis_url).delete("exec:order:A-1")
