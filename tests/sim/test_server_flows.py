@@ -1,0 +1,194 @@
+"""Server routing and subscriptions through the real stack: client-0 auto-open listeners,
+account/position/P&L pushes, bars, history, halts, delayed commissions, duplicate statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from ibapi.contract import Contract
+from ibapi.order import Order
+
+from tws_sim.market.scenario import Scenario
+from tws_sim.server import SimServerThread
+from tws_sim.server.testing import RecordingClient
+
+START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+def stock(symbol: str) -> Contract:
+    c = Contract()
+    c.symbol, c.secType, c.exchange, c.currency = symbol, "STK", "SMART", "USD"
+    return c
+
+
+def lmt(action: str, qty: int, price: float) -> Order:
+    o = Order()
+    o.action, o.orderType, o.totalQuantity, o.lmtPrice, o.tif = (
+        action,
+        "LMT",
+        Decimal(qty),
+        price,
+        "DAY",
+    )
+    return o
+
+
+def ask_of(app: RecordingClient, req_id: int, symbol: str) -> float:
+    app.reqMktData(req_id, stock(symbol), "", True, False, [])
+    app.wait_for(lambda: [a for a in app.of("tickSnapshotEnd") if a[0] == req_id])
+    return [a[2] for a in app.of("tickPrice") if a[0] == req_id and a[1] == 2][-1]
+
+
+@pytest.fixture
+def clients() -> Iterator[Any]:
+    made: list[RecordingClient] = []
+
+    def make(port: int, client_id: int) -> RecordingClient:
+        app = RecordingClient()
+        app.start(port, client_id)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.stop()
+
+
+def test_client_zero_auto_open_orders_sees_other_clients_orders(clients: Any) -> None:
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        master = clients(sim.port, 0)
+        master.reqAutoOpenOrders(True)
+        master.wait_for(lambda: master.of("openOrderEnd"))
+        owner = clients(sim.port, 1)
+        other = clients(sim.port, 2)
+        other.reqAutoOpenOrders(True)  # only client 0 may: an error, no binding
+        other.wait_for(lambda: other.errors(321))
+        ask = ask_of(owner, 1, "SPY")
+        oid = owner.of("nextValidId")[-1][0]
+        owner.placeOrder(oid, stock("SPY"), lmt("BUY", 100, ask + 1))
+        owner.wait_for(lambda: [s for s in owner.of("orderStatus") if s[1] == "Filled"])
+        master.wait_for(lambda: [s for s in master.of("orderStatus") if s[1] == "Filled"])
+        master.wait_for(lambda: master.of("execDetails"))
+        assert master.of("openOrder")[-1][2].clientId == 1
+        assert not other.of("orderStatus") and not other.of("execDetails")
+        # reqAllOpenOrders / reqOpenOrders / reqCompletedOrders answer with their End.
+        owner.placeOrder(oid + 1, stock("SPY"), lmt("BUY", 100, round(ask - 30, 2)))
+        owner.wait_for(lambda: [s for s in owner.of("orderStatus") if s[0] == oid + 1])
+        other.reqAllOpenOrders()
+        other.wait_for(lambda: other.of("openOrderEnd"))
+        assert [a[0] for a in other.of("openOrder")] == [oid + 1]
+        other.reqOpenOrders()
+        other.wait_for(lambda: len(other.of("openOrderEnd")) == 2)
+        assert len(other.of("openOrder")) == 1  # its own: none
+        owner.reqCompletedOrders(True)
+        owner.wait_for(lambda: owner.of("completedOrdersEnd"))
+        assert [a[1].permId for a in owner.of("completedOrder")] == [
+            owner.of("openOrder")[0][2].permId
+        ]
+
+
+def test_account_positions_and_pnl_are_pushed_on_change(clients: Any) -> None:
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        app = clients(sim.port, 1)
+        app.reqAccountUpdates(True, "DU1234567")
+        app.wait_for(lambda: app.of("accountDownloadEnd"))
+        tags = {a[0] for a in app.of("updateAccountValue")}
+        assert {"NetLiquidation", "TotalCashValue", "BuyingPower"} <= tags
+        app.reqAccountSummary(9, "All", "NetLiquidation,TotalCashValue")
+        app.wait_for(lambda: app.of("accountSummaryEnd"))
+        assert {a[2] for a in app.of("accountSummary")} == {"NetLiquidation", "TotalCashValue"}
+        app.reqPositions()
+        app.wait_for(lambda: app.of("positionEnd"))
+        assert app.of("position") == []
+        app.reqPnL(10, "DU1234567", "")
+        app.wait_for(lambda: app.of("pnl"))
+        ask = ask_of(app, 1, "AAPL")
+        oid = app.of("nextValidId")[-1][0]
+        app.placeOrder(oid, stock("AAPL"), lmt("BUY", 100, ask + 1))
+        app.wait_for(lambda: [s for s in app.of("orderStatus") if s[1] == "Filled"])
+        # position, updatePortfolio: pushed by the change itself.
+        app.wait_for(lambda: [a for a in app.of("position") if a[1].symbol == "AAPL"])
+        sim.advance(1)
+        app.wait_for(lambda: [a for a in app.of("updatePortfolio") if a[0].symbol == "AAPL"])
+        # pnl: about once a second while it changes; a summary refresh after three minutes.
+        n_pnl = len(app.of("pnl"))
+        n_summary = len(app.of("accountSummary"))
+        for _ in range(200):
+            sim.advance(1)
+        app.wait_for(lambda: len(app.of("pnl")) > n_pnl)
+        app.wait_for(lambda: len(app.of("accountSummary")) > n_summary)
+        pushes = len(app.of("pnl")) - n_pnl
+        assert pushes <= 200  # never more than one a second
+
+
+def test_real_time_bars_and_history(clients: Any) -> None:
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        app = clients(sim.port, 3)
+        app.reqRealTimeBars(30, stock("QQQ"), 5, "TRADES", False, [])
+        for _ in range(16):
+            sim.advance(1)
+        bars = app.wait_for(lambda: len(app.of("realtimeBar")) >= 3 and app.of("realtimeBar"))
+        times = [b[1] for b in bars]
+        assert all(t % 5 == 0 for t in times) and times == sorted(times)
+        assert all(b[3] >= b[4] for b in bars)  # high >= low
+        app.reqHistoricalData(31, stock("QQQ"), "", "1800 S", "1 min", "TRADES", 1, 1, False, [])
+        app.wait_for(lambda: app.of("historicalDataEnd"))
+        assert len(app.of("historicalData")) >= 25
+        app.reqHistoricalData(32, stock("QQQ"), "", "bogus", "1 min", "TRADES", 1, 1, False, [])
+        app.wait_for(lambda: app.errors(162))
+
+
+def test_halt_tick_and_order_rejection_during_a_halt(clients: Any) -> None:
+    scenario = Scenario.from_text(
+        """
+name: halt
+always_open: true
+instruments: [{symbol: TSLA, price: 300}]
+halts: [{symbol: TSLA, after_s: 10, duration_s: 30, state: 2}]
+"""
+    )
+    with SimServerThread(stepped=True, scenario=scenario, start=START) as sim:
+        app = clients(sim.port, 1)
+        app.reqMktData(1, stock("TSLA"), "", False, False, [])
+        app.wait_for(lambda: [a for a in app.of("tickGeneric") if a[1] == 49])
+        for _ in range(12):
+            sim.advance(1)
+        app.wait_for(lambda: [a for a in app.of("tickGeneric") if a[1] == 49 and a[2] == 2])
+        oid = app.of("nextValidId")[-1][0]
+        app.placeOrder(oid, stock("TSLA"), lmt("BUY", 10, 300))
+        app.wait_for(lambda: [e for e in app.errors(154) if e[0] == oid])
+        for _ in range(30):
+            sim.advance(1)
+        app.wait_for(lambda: app.of("tickGeneric")[-1][2] == 0)
+
+
+def test_delayed_commissions_and_duplicate_statuses(clients: Any) -> None:
+    scenario = Scenario.from_text(
+        """
+name: quirks
+always_open: true
+instruments: [{symbol: SPY, price: 600}]
+faults:
+  - {kind: delayed_commissions, after_s: 0, duration_s: 600, delay_s: 20}
+  - {kind: duplicate_order_status, after_s: 0, duration_s: 600}
+"""
+    )
+    with SimServerThread(stepped=True, scenario=scenario, start=START) as sim:
+        sim.advance(1)  # the duplicate-status window opens
+        app = clients(sim.port, 1)
+        ask = ask_of(app, 1, "SPY")
+        oid = app.of("nextValidId")[-1][0]
+        app.placeOrder(oid, stock("SPY"), lmt("BUY", 100, ask + 1))
+        app.wait_for(lambda: app.of("execDetails"))
+        filled = app.wait_for(lambda: [s for s in app.of("orderStatus") if s[1] == "Filled"])
+        assert len(filled) == 2  # sent twice, as IB sometimes does
+        sim.advance(5)
+        assert app.of("commissionReport") == []  # not yet: delayed 20 s
+        for _ in range(20):
+            sim.advance(1)
+        reports = app.wait_for(lambda: app.of("commissionReport"))
+        assert {r[0].execId for r in reports} == {e[2].execId for e in app.of("execDetails")}
