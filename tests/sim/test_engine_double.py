@@ -209,7 +209,7 @@ def order(
     return OrderRequest(
         client_id=client_id,
         order_id=order_id,
-        account="",
+        account=kw.pop("account", ""),  # type: ignore[arg-type]
         con_id=con_id,
         symbol=kw.pop("symbol", inst.symbol if inst else "SPY"),  # type: ignore[arg-type]
         sec_type=kw.pop("sec_type", inst.sec_type if inst else SecType.STK),  # type: ignore[arg-type]

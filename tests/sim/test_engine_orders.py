@@ -416,3 +416,9 @@ def test_modifying_a_stop_into_a_limit_makes_it_submitted() -> None:
     assert v.order(1, 1).status == OrderStatusName.PRE_SUBMITTED  # type: ignore[union-attr]
     ev = v.place(order(1, "BUY", "100", "LMT", "499.00"), later(1))
     assert statuses(ev) == ["Submitted"]
+
+
+def test_an_order_for_another_account_is_refused() -> None:
+    v, _ = make()
+    assert errors(v.place(order(1, "BUY", "1", "MKT", account="U999"), T0)) == [321]
+    assert errors(v.place(order(2, "BUY", "1", "MKT", account="DU1234567"), T0)) == []

@@ -483,6 +483,8 @@ class Venue:
         self._dirty = True
         self._dirty_orders[order.key] = order
         problem = self._validate(req, inst)
+        if problem is None and req.account and req.account != self._account_id:
+            problem = (ERR_VALIDATION, msg_validation(f"Invalid account code {req.account!r}"))
         if problem is None and any(
             self._market.halt_state(c) != HaltState.TRADING for c in con_ids
         ):
