@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.sim.test_engine_double import (
     AAPL,
@@ -164,3 +166,34 @@ def test_execution_fields_are_complete(qty: str) -> None:
     assert (ex.order_id, ex.client_id, ex.account, ex.con_id) == (4, 1, "DU1234567", SPY.con_id)
     assert (ex.side, ex.shares, ex.price, ex.order_ref) == ("SLD", D(qty), D("500.00"), "ref-1")
     assert ex.time == T0 and ex.exchange == "MM0"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.integers(min_value=1, max_value=500),
+            st.integers(min_value=100, max_value=100_000),
+            st.integers(min_value=0, max_value=500),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_account_conserves_value_through_any_fill_sequence(
+    fills: list[tuple[bool, int, int, int]],
+) -> None:
+    """cash + cost basis moves only by realized P&L, and qty is the signed sum of fills."""
+    acct = Account(D(1_000_000))
+    qty = D(0)
+    for buy, shares, cents, comm_cents in fills:
+        acct.apply_fill(1, 100, buy, D(shares), D(cents) / 100, D(comm_cents) / 100)
+        qty += shares if buy else -shares
+    pos = acct.positions[1]
+    assert pos.qty == qty
+    assert acct.cash + pos.cost == D(1_000_000) + acct.realized
+    if pos.qty == 0:
+        assert pos.cost == 0
+    else:
+        assert (pos.cost > 0) == (pos.qty > 0)

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 ZERO = Decimal(0)
+# Pro-rata shares of a cost basis or a commission are rounded here, so that every other step is an
+# exact Decimal addition and cash + cost basis moves by exactly the realized P&L.
+_PRORATA = Decimal("1e-12")
 
 
 @dataclass(slots=True)
@@ -66,11 +69,17 @@ class Account:
             return None
         closing = min(shares, abs(pos.qty))
         opening = shares - closing
-        close_comm = commission * closing / shares
-        avg = pos.avg_cost
+        close_comm = (
+            commission if not opening else (commission * closing / shares).quantize(_PRORATA)
+        )
+        removed = (
+            pos.cost
+            if closing == abs(pos.qty)
+            else (pos.cost * closing / abs(pos.qty)).quantize(_PRORATA)
+        )
         pos_sign = 1 if pos.qty > 0 else -1
-        realized = (unit - avg) * closing * pos_sign - close_comm
-        pos.cost -= avg * closing * pos_sign
+        realized = pos_sign * unit * closing - removed - close_comm
+        pos.cost -= removed
         pos.qty += closing if buy else -closing
         if pos.qty == 0:
             pos.cost = ZERO
