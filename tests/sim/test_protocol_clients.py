@@ -20,6 +20,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import ibapi
 from ib_async.client import Client
 from ib_async.decoder import Decoder as AsyncDecoder
 from ibapi.client import EClient
@@ -30,6 +31,39 @@ from tws_sim.protocol.framing import FrameReader
 
 VERSIONS = (157, 176, 178)
 ASYNC_VERSIONS = (157, 176, 178)
+# Which generation of the official client is installed: 9.81 (PyPI `ibapi`) or a 10.x build such
+# as nautilus-ibapi (the compatibility venv). Several callbacks differ (error gains errorTime).
+IBAPI_10 = ibapi.__version__.startswith("10.")
+# 9.81 knows layouts up to v157 only; a 10.x decoder/encoder handles every text-protocol version.
+IBAPI_VERSIONS = VERSIONS if IBAPI_10 else (157,)
+# callbacks renamed in 10.x
+_IBAPI_RENAMED = {"commissionReport": "commissionAndFeesReport"} if IBAPI_10 else {}
+
+
+def ibapi_name(name: str) -> str:
+    """The installed ibapi's name for callback `name` (9.81 spelling)."""
+    return _IBAPI_RENAMED.get(name, name)
+
+
+def ibapi_error(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(reqId, code, text) of an ibapi `error` call of either generation: 10.x inserts errorTime
+    after reqId (0 when the server version carries none) and always passes
+    advancedOrderRejectJson ("" when absent)."""
+    if IBAPI_10:
+        assert args[1] == 0, f"errorTime at a text-protocol version must be 0: {args!r}"
+        assert len(args) == 5, args
+        return (args[0], args[2], args[3])
+    assert len(args) == 3, args
+    return args
+
+
+def cancel_extra() -> list[Any]:
+    """Trailing arguments of cancelOrder / reqGlobalCancel: 10.x requires an `OrderCancel`."""
+    if IBAPI_10:
+        from ibapi.order_cancel import OrderCancel
+
+        return [OrderCancel()]
+    return []
 
 
 class Recorder:
@@ -112,7 +146,13 @@ def async_client(version: int) -> CapturedAsync:
 def ibapi_decode(fields: list[str], version: int = 157) -> list[tuple[str, tuple[Any, ...]]]:
     """Feed one message to ibapi's Decoder (it takes bytes fields, as its reader produces)."""
     rec = Recorder()
-    IbapiDecoder(rec, version).interpret(tuple(f.encode() for f in fields))
+    raw = tuple(f.encode() for f in fields)
+    decoder = IbapiDecoder(rec, version)
+    if IBAPI_10:
+        # 10.x's reader strips the message id before decoding and passes it separately
+        decoder.interpret(raw[1:], int(fields[0]))
+    else:
+        decoder.interpret(raw)
     return rec.calls
 
 

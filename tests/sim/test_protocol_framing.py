@@ -23,7 +23,7 @@ from ibapi import comm
 from ibapi.client import EClient
 from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER
 
-from tests.sim.test_protocol_clients import AsyncRecorder, Recorder
+from tests.sim.test_protocol_clients import IBAPI_10, AsyncRecorder, Recorder, ibapi_error
 from tws_sim.protocol import incoming as inc
 from tws_sim.protocol import outgoing as out
 from tws_sim.protocol.framing import (
@@ -46,7 +46,9 @@ def _ibapi_handshake(options: str = "") -> bytes:
     version = f"v{MIN_CLIENT_VER}..{MAX_CLIENT_VER}"
     if options:
         version += " " + options
-    return b"API\0" + comm.make_msg(version)
+    # 10.x renamed the length-prefix helper (its make_msg now takes a message id)
+    prefix = comm.make_initial_msg if IBAPI_10 else comm.make_msg
+    return b"API\0" + prefix(version)
 
 
 def _async_handshake(options: bytes = b"") -> bytes:
@@ -62,10 +64,13 @@ def _async_handshake(options: bytes = b"") -> bytes:
 
 
 def test_handshakes_of_real_clients() -> None:
-    assert parse_handshake(_ibapi_handshake()) == (100, 157, "")
+    # 9.81 asks v100..157; 10.46 asks v100..2xx (past the text protocol; we answer 178 at most)
+    assert parse_handshake(_ibapi_handshake()) == (100, MAX_CLIENT_VER, "")
+    assert MAX_CLIENT_VER > 200 if IBAPI_10 else MAX_CLIENT_VER == 157
+    assert negotiate(100, MAX_CLIENT_VER) == min(MAX_CLIENT_VER, 178)
     assert parse_handshake(_async_handshake()) == (157, 178, "")
     assert parse_handshake(_async_handshake(b"+PACEAPI")) == (157, 178, "+PACEAPI")
-    assert parse_handshake(_ibapi_handshake("+PACEAPI")) == (100, 157, "+PACEAPI")
+    assert parse_handshake(_ibapi_handshake("+PACEAPI")) == (100, MAX_CLIENT_VER, "+PACEAPI")
 
 
 def test_handshake_incremental_and_trailing_bytes() -> None:
@@ -250,7 +255,8 @@ def test_ibapi_client_connects(mini_server: MiniServer) -> None:
     runner = threading.Thread(target=client.run, daemon=True)
     runner.start()
     try:
-        assert client.serverVersion() == 157
+        assert client.serverVersion() == min(MAX_CLIENT_VER, 178)
+        assert mini_server.version == client.serverVersion()
         assert client.twsConnectionTime() == b"20260105 14:30:00 UTC"  # ibapi keeps bytes
         _wait_for(lambda: any(n == "error" for n, _ in wrapper.calls))
         client.reqCurrentTime()
@@ -261,7 +267,8 @@ def test_ibapi_client_connects(mini_server: MiniServer) -> None:
     names = [n for n, _ in wrapper.calls]
     assert ("nextValidId", (1,)) in wrapper.calls
     assert ("managedAccounts", ("DU1234567",)) in wrapper.calls
-    assert ("error", (-1, 2104, "Market data farm OK:usfarm")) in wrapper.calls
+    farm = [ibapi_error(args) for n, args in wrapper.calls if n == "error"]
+    assert farm == [(-1, 2104, "Market data farm OK:usfarm")]
     assert ("currentTime", (int(T0.timestamp()),)) in wrapper.calls
     assert "connectAck" in names
     assert mini_server.requests[0] == inc.StartApi(7, "")

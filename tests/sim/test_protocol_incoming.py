@@ -1,7 +1,8 @@
 """Request decoding, checked against the bytes the real clients produce.
 
-Every request is produced by the installed `ibapi` EClient (v157) and ib_async's Client (v157, v176,
-v178) with their send paths captured, then decoded by `tws_sim.protocol.incoming.decode`; every
+Every request is produced by the installed `ibapi` EClient (9.81: v157; a 10.x build in the
+compatibility venv: v157, v176, v178) and ib_async's Client (v157, v176, v178) with their send
+paths captured, then decoded by `tws_sim.protocol.incoming.decode`; every
 field the client put on the wire must come back.
 """
 
@@ -21,9 +22,12 @@ import pytest
 from ibapi.tag_value import TagValue as IbapiTagValue
 
 from tests.sim.test_protocol_clients import (
+    IBAPI_10,
+    IBAPI_VERSIONS,
     CapturedAsync,
     CapturedIbapi,
     async_client,
+    cancel_extra,
     ibapi_client,
     norm,
 )
@@ -33,8 +37,8 @@ from tws_sim.types import ComboLegSpec, SecType
 
 Captured = CapturedIbapi | CapturedAsync
 
-# (library, version) pairs: ibapi speaks only v157; ib_async all three layouts
-CLIENTS = [("ibapi", 157), ("ib_async", 157), ("ib_async", 176), ("ib_async", 178)]
+# (library, version) pairs: ibapi 9.81 speaks only v157, a 10.x ibapi and ib_async all three layouts
+CLIENTS = [("ibapi", v) for v in IBAPI_VERSIONS] + [("ib_async", v) for v in (157, 176, 178)]
 
 
 def _cap(lib: str, v: int) -> Captured:
@@ -127,7 +131,7 @@ def test_simple_requests(lib: str, v: int) -> None:
     assert _one(cap, v) == inc.ReqAutoOpenOrders(True)
     c.reqManagedAccts()
     assert isinstance(_one(cap, v), inc.ReqManagedAccts)
-    c.reqGlobalCancel()
+    c.reqGlobalCancel(*(cancel_extra() if lib == "ibapi" else []))
     assert isinstance(_one(cap, v), inc.ReqGlobalCancel)
     c.reqMarketDataType(3)
     assert _one(cap, v) == inc.ReqMarketDataType(3)
@@ -187,7 +191,12 @@ def test_start_api_and_cancel_order(lib: str, v: int) -> None:
     cap.client.optCapab = "+PACEAPI"
     cap.client.startApi()
     assert _one(cap, v) == inc.StartApi(42, "+PACEAPI")
-    if lib == "ibapi":
+    if lib == "ibapi" and IBAPI_10:
+        extra = cancel_extra()
+        extra[0].manualOrderCancelTime = "20260105 10:00:00" if v >= 169 else ""
+        cap.client.cancelOrder(77, *extra)
+        assert _one(cap, v) == inc.CancelOrder(77, extra[0].manualOrderCancelTime)
+    elif lib == "ibapi":
         cap.client.cancelOrder(77)
         assert _one(cap, v) == inc.CancelOrder(77, "")
     else:

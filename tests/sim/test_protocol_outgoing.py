@@ -1,4 +1,5 @@
-"""Every encoder's output decoded by the real clients: ibapi 9.81 at v157, ib_async at v157/176/178.
+"""Every encoder's output decoded by the real clients: the installed ibapi (9.81 at v157; a 10.x
+build, in the compatibility venv, at v157/176/178) and ib_async at v157/176/178.
 
 A message that a client decodes into the wrong callback, with shifted fields, or not at all fails
 here; ib_async's decoder logs (instead of raising) its errors, which the harness turns into
@@ -19,10 +20,14 @@ import pytest
 from ibapi.tag_value import TagValue as IbapiTagValue
 
 from tests.sim.test_protocol_clients import (
+    IBAPI_10,
+    IBAPI_VERSIONS,
     async_client,
     async_decode,
     ibapi_client,
     ibapi_decode,
+    ibapi_error,
+    ibapi_name,
     norm,
     one_call,
 )
@@ -81,12 +86,12 @@ T0 = datetime(2026, 1, 5, 15, 30, 1, tzinfo=UTC)
 
 
 def _both(fields_for: Any, name: str, versions: tuple[int, ...] = ALL) -> list[tuple[Any, ...]]:
-    """Decode `fields_for(v)` with ibapi (v157) and ib_async (each version); the `name` call args,
-    ibapi's first."""
+    """Decode `fields_for(v)` with ibapi (the versions it knows) and ib_async (each version); the
+    `name` call args, ibapi's first."""
     results = []
     for v in versions:
-        if v == 157:
-            results.append(one_call(ibapi_decode(fields_for(v), v), name))
+        if v in IBAPI_VERSIONS:
+            results.append(one_call(ibapi_decode(fields_for(v), v), ibapi_name(name)))
         results.append(one_call(async_decode(fields_for(v), v), name))
     return results
 
@@ -116,7 +121,11 @@ def test_error_message_per_version() -> None:
     ibapi_args = one_call(
         ibapi_decode(out.encode_error(-1, 2104, "Market data farm OK", 157)), "error"
     )
-    assert ibapi_args == (-1, 2104, "Market data farm OK")
+    assert ibapi_error(ibapi_args) == (-1, 2104, "Market data farm OK")
+    for v in IBAPI_VERSIONS:
+        # advancedOrderRejectJson from v166: 10.x passes it always ("" when absent)
+        args = one_call(ibapi_decode(out.encode_error(12, 201, "Order rejected", v), v), "error")
+        assert ibapi_error(args)[:3] == (12, 201, "Order rejected")
     for v in ALL:
         args = one_call(async_decode(out.encode_error(12, 201, "Order rejected", v), v), "error")
         assert args == (12, 201, "Order rejected", "")
@@ -137,6 +146,13 @@ def test_tick_price_with_size_and_without() -> None:
     assert one_call(calls, "tickSize") == (3, 0, 300)
     for v in ALL:
         assert one_call(async_decode(fields(v), v), "priceSizeTick") == (3, 1, 450.25, 300.0)
+    for v in IBAPI_VERSIONS:
+        calls = ibapi_decode(fields(v), v)
+        assert one_call(calls, "tickPrice")[:3] == (3, 1, 450.25)
+        size = one_call(calls, "tickSize")
+        assert size == (3, 0, 300)
+        if IBAPI_10:
+            assert isinstance(size[2], Decimal)  # 10.x sizes are Decimal
     close = out.encode_tick_price(3, 9, Decimal("449.00"), None, 157)
     calls = ibapi_decode(close)
     assert one_call(calls, "tickPrice")[:3] == (3, 9, 449.0)
@@ -154,6 +170,9 @@ def test_tick_size_fractional_only_from_163() -> None:
             8,
             12.5,
         )
+        if v in IBAPI_VERSIONS:
+            got = one_call(ibapi_decode(out.encode_tick_size(3, 8, size, v), v), "tickSize")
+            assert got == (3, 8, Decimal("12.5"))
 
 
 def test_tick_string_and_generic_halt() -> None:
@@ -230,7 +249,9 @@ BAR = Bar(
 
 def test_realtime_bar() -> None:
     for args in _both(lambda v: out.encode_realtime_bar(9, BAR, v), "realtimeBar"):
-        assert args == (9, int(T0.timestamp()), 450.0, 450.5, 449.75, 450.25, 12000, 450.1, 42)
+        # 10.x decodes volume and wap as Decimal
+        got = tuple(norm(a) for a in args)
+        assert got == (9, int(T0.timestamp()), 450.0, 450.5, 449.75, 450.25, 12000, 450.1, 42)
 
 
 def test_historical_data_and_update() -> None:
@@ -238,7 +259,7 @@ def test_historical_data_and_update() -> None:
     start, end = T0.replace(hour=14), T0.replace(hour=21)
     for v in ALL:
         fields = out.encode_historical_data(10, start, end, bars, v)
-        decoders = [(ibapi_decode, "ibapi")] if v == 157 else []
+        decoders = [(ibapi_decode, "ibapi")] if v in IBAPI_VERSIONS else []
         decoders.append((async_decode, "ib_async"))
         for decode_fn, _ in decoders:
             calls = decode_fn(fields, v)
@@ -262,7 +283,7 @@ def test_historical_data_and_update() -> None:
         lambda v: out.encode_historical_data_update(10, BAR, v), "historicalDataUpdate"
     ):
         b = args[1]
-        assert (b.open, b.high, b.low, b.close, b.volume, b.average, b.barCount) == (
+        assert (b.open, b.high, b.low, b.close, b.volume, _bar_wap(b), b.barCount) == (
             450.0,
             450.5,
             449.75,
@@ -271,6 +292,22 @@ def test_historical_data_and_update() -> None:
             450.1,
             42,
         )
+
+
+def _bar_wap(bar: Any) -> Any:
+    """BarData's average price: `average` in ibapi 9.81 and ib_async, `wap` in ibapi 10.x."""
+    return norm(bar.wap if hasattr(bar, "wap") else bar.average)
+
+
+def _commission(obj: Any) -> Any:
+    """Commission on an OrderState / CommissionReport: 10.x renamed it `commissionAndFees`."""
+    return obj.commissionAndFees if hasattr(obj, "commissionAndFees") else obj.commission
+
+
+def _commission_currency(state: Any) -> Any:
+    if hasattr(state, "commissionAndFeesCurrency"):
+        return state.commissionAndFeesCurrency
+    return state.commissionCurrency
 
 
 # --------------------------------------------------------------------------------------------------
@@ -597,10 +634,10 @@ def _make(lib: str, attrs: dict[str, Any], inst: Instrument) -> tuple[Any, Any]:
 @pytest.mark.parametrize("v", ALL)
 def test_open_order_round_trip(case: str, v: int) -> None:
     attrs, inst = ORDER_CASES[case]
-    decoders = [("ibapi", ibapi_decode)] if v == 157 else []
+    decoders = [("ibapi", ibapi_decode)] if v in IBAPI_VERSIONS else []
     decoders.append(("ib_async", async_decode))
     for lib, decode_fn in decoders:
-        sender = "ibapi" if v == 157 and lib == "ibapi" else "ib_async"
+        sender = "ibapi" if v in IBAPI_VERSIONS and lib == "ibapi" else "ib_async"
         c, o = _make(sender, attrs, inst)
         placed = _placed(sender, v, 41, c, o)
         snap = _snapshot(placed, commission=Decimal("1.05"))
@@ -617,8 +654,8 @@ def test_open_order_round_trip(case: str, v: int) -> None:
         )
         assert contract.localSymbol == inst.local_symbol
         assert state.status == "Submitted"
-        assert state.commission == 1.05
-        assert state.commissionCurrency == "USD"
+        assert _commission(state) == 1.05
+        assert _commission_currency(state) == "USD"
         bad = _compare_orders(order, o, _echo_skip(v, lib))
         assert not bad, (lib, bad)
         sent_algo = [(t.tag, t.value) for t in (o.algoParams or [])]
@@ -627,7 +664,7 @@ def test_open_order_round_trip(case: str, v: int) -> None:
 
 @pytest.mark.parametrize("v", ALL)
 def test_open_order_bag_round_trip(v: int) -> None:
-    sender = "ibapi" if v == 157 else "ib_async"
+    sender = "ibapi" if v in IBAPI_VERSIONS else "ib_async"
     c = ic.Contract() if sender == "ibapi" else ac.Contract()
     c.symbol, c.secType, c.exchange, c.currency = "SPY", "BAG", "SMART", "USD"
     legs = []
@@ -643,7 +680,7 @@ def test_open_order_bag_round_trip(v: int) -> None:
     o.orderComboLegs = [leg_price]
     placed = _placed(sender, v, 50, c, o)
     snap = _snapshot(placed, status=OrderStatusName.PRE_SUBMITTED, filled=Decimal(0))
-    decoders = [ibapi_decode] if v == 157 else []
+    decoders = [ibapi_decode] if v in IBAPI_VERSIONS else []
     decoders.append(async_decode)
     for decode_fn in decoders:
         _, contract, order, state = one_call(
@@ -657,7 +694,7 @@ def test_open_order_bag_round_trip(v: int) -> None:
         assert [x.price for x in order.orderComboLegs] == [1.1]
         assert (order.totalQuantity, order.lmtPrice) == (3, 1.25)
         assert state.status == "PreSubmitted"
-        assert state.commission == UNSET_DOUBLE
+        assert _commission(state) == UNSET_DOUBLE
 
 
 def test_open_order_without_wire_objects() -> None:
@@ -688,7 +725,7 @@ def test_open_order_without_wire_objects() -> None:
 def test_order_status(v: int) -> None:
     placed = _placed("ib_async", v, 42, *_make("ib_async", ORDER_CASES["child"][0], SPY))
     snap = _snapshot(placed, why_held="locate")
-    decoders = [ibapi_decode] if v == 157 else []
+    decoders = [ibapi_decode] if v in IBAPI_VERSIONS else []
     decoders.append(async_decode)
     for decode_fn in decoders:
         args = one_call(decode_fn(out.encode_order_status(snap, v), v), "orderStatus")
@@ -699,7 +736,7 @@ def test_order_status(v: int) -> None:
 
 @pytest.mark.parametrize("v", ALL)
 def test_completed_order(v: int) -> None:
-    sender = "ibapi" if v == 157 else "ib_async"
+    sender = "ibapi" if v in IBAPI_VERSIONS else "ib_async"
     c, o = _make(sender, ORDER_CASES["STP LMT"][0], SPY)
     placed = _placed(sender, v, 43, c, o)
     done = T0.replace(hour=20)
@@ -710,7 +747,7 @@ def test_completed_order(v: int) -> None:
         remaining=Decimal(0),
         completed_time=done,
     )
-    decoders = [("ibapi", ibapi_decode)] if v == 157 else []
+    decoders = [("ibapi", ibapi_decode)] if v in IBAPI_VERSIONS else []
     decoders.append(("ib_async", async_decode))
     for lib, decode_fn in decoders:
         contract, order, state = one_call(
@@ -770,7 +807,7 @@ EXEC = Execution(
 @pytest.mark.parametrize("v", ALL)
 def test_exec_details(v: int) -> None:
     fields = out.encode_exec_details(70, EXEC, v, instrument=SPY)
-    if v == 157:
+    if v in IBAPI_VERSIONS:
         req_id, contract, ex = one_call(ibapi_decode(fields, v), "execDetails")
         assert ex.time == "20260105 15:30:01 UTC"
         _check_exec(req_id, contract, ex)
@@ -813,7 +850,7 @@ def test_exec_details_option_without_instrument() -> None:
 def test_commission_report() -> None:
     rep = CommissionReport(EXEC.exec_id, Decimal("1.0025"), "USD", None)
     for (r,) in _both(lambda v: out.encode_commission_report(rep, v), "commissionReport"):
-        assert (r.execId, r.commission, r.currency) == (EXEC.exec_id, 1.0025, "USD")
+        assert (r.execId, _commission(r), r.currency) == (EXEC.exec_id, 1.0025, "USD")
         assert r.realizedPNL == UNSET_DOUBLE
     rep = CommissionReport(EXEC.exec_id, Decimal("1"), "USD", Decimal("-12.5"))
     for (r,) in _both(lambda v: out.encode_commission_report(rep, v), "commissionReport"):

@@ -810,7 +810,7 @@ def encode_open_order(
         o.faPercentage,
     ]
     if v < 177:
-        f.append(o.faProfile)
+        f.append(getattr(o, "faProfile", ""))  # not on a 10.x Order
     f += [
         o.modelCode,
         o.goodTillDate,
@@ -832,9 +832,10 @@ def encode_open_order(
         fmt_bool(o.allOrNone),
         fmt_any(o.minQty),
         str(o.ocaType),
-        fmt_bool(o.eTradeOnly),
-        fmt_bool(o.firmQuoteOnly),
-        fmt_any(o.nbboPriceCap),
+        # gone from 10.x clients' Order (still on the wire at these versions): read them softly
+        fmt_bool(getattr(o, "eTradeOnly", False)),
+        fmt_bool(getattr(o, "firmQuoteOnly", False)),
+        _g(o, "nbboPriceCap", UNSET_DOUBLE),
         str(o.parentId),
         str(o.triggerMethod),
         fmt_any(o.volatility),
@@ -951,7 +952,7 @@ def encode_completed_order(
         o.faPercentage,
     ]
     if v < 177:
-        f.append(o.faProfile)
+        f.append(getattr(o, "faProfile", ""))  # not on a 10.x Order
     f += [
         o.modelCode,
         o.goodTillDate,
