@@ -43,6 +43,7 @@ def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
     eng = make_engine(url)
     wipe(eng)
     yield eng
+    wipe(eng)
     dispose_engines()
 
 

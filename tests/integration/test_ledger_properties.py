@@ -31,14 +31,21 @@ def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
     url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
     upgrade(url)
     yield make_engine(url)
+    _wipe(make_engine(url))
     dispose_engines()
+
+
+def _wipe(engine: Engine) -> None:
+    """Delete every row (children first); the session's PostgreSQL database is shared."""
+    with write_transaction(engine) as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 def _reset(engine: Engine) -> None:
     """Empty the ledger and create the two orders epm itself placed."""
+    _wipe(engine)
     with write_transaction(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
         for coid, ib_id, action, qty in (("A-1", 11, "BUY", "100"), ("A-2", 12, "SELL", "30")):
             ledger.create_order(
                 conn,

@@ -32,6 +32,7 @@ from tests.integration.test_ledger_properties import (
     _open,
     _reset,
     _status,
+    _wipe,
     replay,
     snapshot,
 )
@@ -80,6 +81,7 @@ def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
     url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
     upgrade(url)
     yield make_engine(url)
+    _wipe(make_engine(url))
     dispose_engines()
 
 

@@ -21,13 +21,22 @@ from store.types import MoneyValueError, NaiveDatetimeError
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
-    """A database on each dialect, migrated to head; PostgreSQL is emptied again afterwards."""
+    """An empty database on each dialect, migrated to head; PostgreSQL (shared by the session)
+    is emptied and migrated back down afterwards, which exercises every downgrade."""
     url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
     upgrade(url)
+    _wipe(url)
     yield url
     if request.param == "postgresql":
+        _wipe(url)
         downgrade(url, "base")
     dispose_engines()
+
+
+def _wipe(url: str) -> None:
+    with write_transaction(make_engine(url)) as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 def _now() -> datetime:
