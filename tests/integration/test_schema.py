@@ -17,13 +17,22 @@ from store import schema
 from store.db import dispose_engines, make_engine, write_transaction
 from store.migrate import current, downgrade, head_revision, upgrade
 from store.types import MoneyValueError, NaiveDatetimeError
+from tests.services import postgres_database
+
+
+@pytest.fixture(scope="module")
+def schema_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this module's own: its tests migrate it up and down."""
+    with postgres_database() as url:
+        yield url
+    dispose_engines()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
-    """An empty database on each dialect, migrated to head; PostgreSQL (shared by the session)
-    is emptied and migrated back down afterwards, which exercises every downgrade."""
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    """An empty database on each dialect, migrated to head; PostgreSQL is emptied and migrated
+    back down afterwards, which exercises every downgrade."""
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("schema_pg_url")
     upgrade(url)
     _wipe(url)
     yield url
