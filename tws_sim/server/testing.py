@@ -3,6 +3,11 @@
 `RecordingClient` is an `EClient` + `EWrapper` whose every callback is recorded as
 `(name, args)`; `wait_for(predicate, timeout)` polls the record under a deadline (no fixed
 sleeps). It runs ibapi's reader loop in a daemon thread, like any ibapi application.
+
+It works with ibapi 9.81 and with 10.x clients (the compatibility venv): callbacks are recorded
+under their 9.81 names (10.x's `commissionAndFeesReport` as "commissionReport"), `errors()` returns
+(reqId, code, text) whichever `error` signature the installed client calls, and `cancelOrder` /
+`reqGlobalCancel` accept the 9.81 call forms (10.x requires an `OrderCancel`, filled in here).
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import ibapi
 from ibapi.client import EClient
 from ibapi.wrapper import EWrapper
+
+# 10.x: error(reqId, errorTime, errorCode, errorString, advancedOrderRejectJson)
+_IBAPI_10 = ibapi.__version__.startswith("10.")
 
 
 class RecordingClient(EWrapper, EClient):  # type: ignore[misc]
@@ -53,7 +62,16 @@ class RecordingClient(EWrapper, EClient):  # type: ignore[misc]
 
     def errors(self, code: int | None = None) -> list[tuple[Any, ...]]:
         """(reqId, code, text) of every error callback, optionally of one code."""
-        return [a[:3] for a in self.of("error") if code is None or a[1] == code]
+        found = [(a[0], a[2], a[3]) if _IBAPI_10 else a[:3] for a in self.of("error")]
+        return [a for a in found if code is None or a[1] == code]
+
+    def cancelOrder(self, orderId: int, *args: Any) -> None:
+        """ibapi's cancelOrder; the 10.x `OrderCancel` argument defaults to an empty one."""
+        EClient.cancelOrder(self, orderId, *(args or _cancel_default()))
+
+    def reqGlobalCancel(self, *args: Any) -> None:
+        """ibapi's reqGlobalCancel; the 10.x `OrderCancel` argument defaults to an empty one."""
+        EClient.reqGlobalCancel(self, *(args or _cancel_default()))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         """Poll `predicate` until it returns something truthy; TimeoutError at the deadline."""
@@ -69,6 +87,14 @@ class RecordingClient(EWrapper, EClient):  # type: ignore[misc]
             time.sleep(0.01)
 
 
+def _cancel_default() -> tuple[Any, ...]:
+    if not _IBAPI_10:
+        return ()
+    from ibapi.order_cancel import OrderCancel  # only in 10.x
+
+    return (OrderCancel(),)
+
+
 def _recorder(name: str) -> Callable[..., None]:
     def method(self: RecordingClient, *args: Any) -> None:
         self._record(name, args)
@@ -77,7 +103,10 @@ def _recorder(name: str) -> Callable[..., None]:
     return method
 
 
+# callbacks 10.x renamed, recorded under the 9.81 name so tests read one vocabulary
+_RENAMED = {"commissionAndFeesReport": "commissionReport"}
+
 # Every public EWrapper callback becomes a recorder (ibapi calls them positionally).
 for _name, _fn in list(vars(EWrapper).items()):
     if callable(_fn) and not _name.startswith("_") and _name not in {"logAnswer"}:
-        setattr(RecordingClient, _name, _recorder(_name))
+        setattr(RecordingClient, _name, _recorder(_RENAMED.get(_name, _name)))
