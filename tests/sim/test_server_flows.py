@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from ibapi.contract import Contract
+from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 
 from tws_sim.market.scenario import Scenario
@@ -192,3 +193,31 @@ faults:
             sim.advance(1)
         reports = app.wait_for(lambda: app.of("commissionReport"))
         assert {r[0].execId for r in reports} == {e[2].execId for e in app.of("execDetails")}
+
+
+def test_execution_correction_reaches_the_client_with_the_next_suffix(clients: Any) -> None:
+    scenario = Scenario.from_text(
+        """
+name: correction
+always_open: true
+instruments: [{symbol: SPY, price: 600}]
+faults:
+  - {kind: execution_correction, after_s: 0, nth: 1, price_delta: "0.05"}
+"""
+    )
+    with SimServerThread(stepped=True, scenario=scenario, start=START) as sim:
+        app = clients(sim.port, 1)
+        ask = ask_of(app, 1, "SPY")
+        oid = app.of("nextValidId")[-1][0]
+        app.placeOrder(oid, stock("SPY"), lmt("BUY", 100, ask + 1))
+        app.wait_for(lambda: app.of("execDetails"))
+        for _ in range(5):
+            sim.advance(1)
+        execs = app.wait_for(lambda: len(app.of("execDetails")) >= 2 and app.of("execDetails"))
+        first, second = execs[0][2], execs[1][2]
+        assert first.execId.endswith(".01") and second.execId == first.execId[:-2] + "02"
+        assert Decimal(str(second.price)) - Decimal(str(first.price)) == Decimal("0.05")
+        # reqExecutions now reports only the corrected one.
+        app.reqExecutions(77, ExecutionFilter())
+        app.wait_for(lambda: app.of("execDetailsEnd"))
+        assert [a[2].execId for a in app.of("execDetails") if a[0] == 77] == [second.execId]
