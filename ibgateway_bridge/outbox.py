@@ -57,6 +57,16 @@ _LEDGER_TASKS = {
     "open_order": payloads.TASK_RECORD_OPEN_ORDER,
 }
 
+_KIND_OF = {
+    payloads.TASK_RECORD_EXECUTION: "execution",
+    payloads.TASK_RECORD_COMMISSION: "commission",
+    payloads.TASK_RECORD_ORDER_STATUS: "order_status",
+    payloads.TASK_RECORD_OPEN_ORDER: "open_order",
+    payloads.TASK_RECORD_ORDER_ERROR: "order_error",
+    payloads.TASK_RECORD_ORDER_REPLACED: "order_replaced",
+    payloads.TASK_RECORD_CONTRACT: "contract",
+}
+
 
 class Outbox:
     """Drain the data queue into Celery tasks and Redis updates, in arrival order."""
@@ -70,6 +80,7 @@ class Outbox:
         orders_client_id: int,
         batch_max: int = 200,
         send_extra_tasks: bool = True,
+        batch_items: int = 50,
     ) -> None:
         self._data = data
         self._redis = client
@@ -78,6 +89,7 @@ class Outbox:
         self._orders_client_id = orders_client_id
         self._batch_max = batch_max
         self._send_extra = send_extra_tasks
+        self._batch_items = batch_items
         self._stop = threading.Event()
         self._pnl_req_account: dict[int, tuple[str, int | None]] = {}
         self.published = 0
@@ -124,11 +136,26 @@ class Outbox:
                 log.error("outbox_bad_message", kind=msg.kind, error=repr(e))
         pipe.execute()
         if tasks:
-            with self._celery.producer_or_acquire() as producer:
-                for name, payload, received in tasks:
-                    self._celery.send_task(name, args=[payload], producer=producer)
-                    PUBLISH_LATENCY.observe(max(time.time() - received, 0.0))
+            self._publish(tasks)
             self.published += len(tasks)
+
+    def _publish(self, tasks: list[tuple[str, dict[str, Any], float]]) -> None:
+        # A lone callback goes as its own task at once; a burst goes as `record_batch` messages
+        # (in order, at most `batch_items` callbacks each): one broker round trip instead of N.
+        with self._celery.producer_or_acquire() as producer:
+            if len(tasks) == 1 or self._batch_items <= 1:
+                for name, payload, _received in tasks:
+                    self._celery.send_task(name, args=[payload], producer=producer)
+            else:
+                for start in range(0, len(tasks), self._batch_items):
+                    chunk = tasks[start : start + self._batch_items]
+                    items = [{"kind": _KIND_OF[name], "payload": p} for name, p, _r in chunk]
+                    self._celery.send_task(
+                        payloads.TASK_RECORD_BATCH, args=[items], producer=producer
+                    )
+        sent_at = time.time()
+        for _name, _payload, received in tasks:
+            PUBLISH_LATENCY.observe(max(sent_at - received, 0.0))
 
     def _route(
         self, msg: Message, pipe: Any, tasks: list[tuple[str, dict[str, Any], float]]

@@ -33,6 +33,8 @@ TASK_RECORD_ORDER_ERROR = "tasks.ledger.record_order_error"
 TASK_RECORD_ORDER_REPLACED = "tasks.ledger.record_order_replaced"
 TASK_RECORD_BRIDGE_REJECT = "tasks.ledger.record_bridge_reject"
 TASK_RECORD_CONTRACT = "tasks.ledger.record_contract"
+# Several callbacks in one message: `[{"kind": "execution", "payload": {...}}, ...]`.
+TASK_RECORD_BATCH = "tasks.ledger.record_batch"
 
 
 def _attr(obj: object, name: str, default: object = None) -> Any:

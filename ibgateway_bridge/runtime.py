@@ -59,6 +59,8 @@ class BridgeConfig(BaseSettings):
     account_session: bool = True
     send_extra_tasks: bool = True
     batch_max: int = Field(default=200, ge=1)
+    # Callbacks per `record_batch` message for bursts; 1 = one task per callback always.
+    batch_items: int = Field(default=50, ge=1)
 
 
 def _now() -> datetime:
@@ -92,6 +94,7 @@ class Bridge:
             settings.ib_client_id_orders,
             batch_max=self.config.batch_max,
             send_extra_tasks=self.config.send_extra_tasks,
+            batch_items=self.config.batch_items,
         )
         self.log: cmds.CommandLog | None = None
         self.orders = self._session("orders", settings.ib_client_id_orders)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -48,15 +49,27 @@ def celery_for(redis_url: str) -> Celery:
 
 
 def ledger_messages(r: redis.Redis, task: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(task name, payload) of every message waiting on the `ledger` queue (no worker running)."""
+    """(task name, payload) of every callback waiting on the `ledger` queue (no worker running).
+
+    A `record_batch` message is expanded into its items, named by the task each kind stands for.
+    """
     out = []
-    for raw in r.lrange("ledger", 0, -1):
+    # kombu LPUSHes and workers BRPOP: the oldest message is at the right end.
+    for raw in reversed(r.lrange("ledger", 0, -1)):
         msg = json.loads(raw)
         name = msg["headers"]["task"]
-        if task is None or name == task:
-            body = json.loads(__import__("base64").b64decode(msg["body"]))
-            out.append((name, body[0][0]))
+        arg = json.loads(base64.b64decode(msg["body"]))[0][0]
+        items = (
+            [(f"tasks.ledger.record_{i['kind']}", i["payload"]) for i in arg]
+            if name == "tasks.ledger.record_batch"
+            else [(name, arg)]
+        )
+        out.extend((n, p) for n, p in items if task is None or n == task)
     return out
+
+
+def ledger_message_count(r: redis.Redis) -> int:
+    return int(r.llen("ledger"))
 
 
 @contextmanager

@@ -1,0 +1,175 @@
+"""Acceptance against the real ledger: bridge → simulator → callbacks → Celery ledger worker →
+PostgreSQL `fills`, exactly once, also through a kill -9 and restart of the bridge."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from ibgateway_bridge import client_api
+from ibgateway_bridge import commands as cmds
+from store.migrate import upgrade
+from tests.bridge.harness import (
+    REPO,
+    BridgeProcess,
+    poll,
+    sim_exec_ids,
+    sim_orders,
+    sim_thread,
+    wait_ready,
+)
+from tests.bridge.test_bridge_faults import enqueue_many, sent_markers
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SPY = {"con_id": 756733, "symbol": "SPY", "sec_type": "STK"}
+
+
+@pytest.fixture(scope="module")
+def ledger_db(pg_url: str) -> str:
+    upgrade(pg_url)
+    return pg_url
+
+
+@contextmanager
+def ledger_worker(redis_url: str, db_url: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker -Q ledger` on the test's broker and database; stopped by PID."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EPM_")},
+        "EPM_REDIS_URL": redis_url,
+        "EPM_DATABASE_URL": db_url,
+        "EPM_DATA_DIR": str(log_path.parent / "worker-data"),
+        "PYTHONPATH": str(REPO),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks.app",
+        "worker",
+        "-Q",
+        "ledger",
+        "-c",
+        "2",
+        "--pool",
+        "prefork",
+        "-n",
+        f"bridge-e2e-{uuid.uuid4().hex[:8]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def fill_rows(db_url: str, exec_ids: set[str]) -> list[str]:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT execution_id FROM fills WHERE execution_id = ANY(:ids)"),
+                {"ids": sorted(exec_ids)},
+            )
+            return [r[0] for r in rows]
+    finally:
+        engine.dispose()
+
+
+def order_state(db_url: str, ib_order_id: int) -> str | None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT state FROM execution_orders WHERE ib_order_id = :oid"),
+                {"oid": ib_order_id},
+            ).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_intent_free_command_fills_once_order_filled(
+    r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path
+) -> None:
+    with (
+        sim_thread() as sim,
+        ledger_worker(redis_url, ledger_db, tmp_path / "worker.log"),
+    ):
+        bridge = BridgeProcess(redis_url, sim.port, tmp_path / "bridge.log").start()
+        try:
+            wait_ready(r)
+            oid = client_api.allocate_order_id(r)
+            order = {"action": "BUY", "quantity": "100", "order_type": "MKT"}
+            client_api.enqueue_place(oid, f"e2e-{oid}", SPY, order, client=r)
+            # The same command again (a producer retried): the bridge must not send it twice.
+            client_api.enqueue_place(oid, f"e2e-{oid}", SPY, order, client=r)
+            poll(lambda: oid in sim_orders(sim), 15, what="order at the sim")
+            execs = poll(lambda: sim_exec_ids(sim), 15, what="fills at the sim")
+            poll(lambda: sorted(fill_rows(ledger_db, execs)) == sorted(execs), 60, what="fills")
+            poll(lambda: order_state(ledger_db, oid) == "FILLED", 60, what="order FILLED")
+            assert len(sim_orders(sim)) == 1
+            assert sorted(fill_rows(ledger_db, execs)) == sorted(execs)
+        finally:
+            bridge.stop()
+
+
+def test_kill9_bridge_during_200_orders_ledger_exactly_once(
+    r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path
+) -> None:
+    with (
+        sim_thread() as sim,
+        ledger_worker(redis_url, ledger_db, tmp_path / "worker.log"),
+    ):
+        first = BridgeProcess(redis_url, sim.port, tmp_path / "b1.log").start()
+        try:
+            wait_ready(r)
+            ids = [client_api.allocate_order_id(r) for _ in range(200)]
+            spec = cmds.OrderSpec(action="SELL", quantity=Decimal(1), order_type="MKT")
+            enqueue_many(r, [(oid, spec) for oid in ids])
+            poll(lambda: sent_markers(r) >= 60, 30, what="60 orders sent")
+            first.signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            first.stop()
+        poll(lambda: r.get("ib:bridge:lease") is None, 15, what="lease expiry")
+        second = BridgeProcess(redis_url, sim.port, tmp_path / "b2.log").start()
+        try:
+            poll(lambda: sent_markers(r) == 200, 60, interval=0.2, what="all 200 sent")
+            assert sorted(sim_orders(sim)) == ids
+            execs = poll(lambda: (e := sim_exec_ids(sim)) and len(e) >= 200 and e, 30, what="fills")
+            poll(
+                lambda: len(fill_rows(ledger_db, execs)) == len(execs),
+                90,
+                interval=0.5,
+                what="every venue execution in fills",
+            )
+            rows = fill_rows(ledger_db, execs)
+            assert sorted(rows) == sorted(execs)  # exactly once each
+            assert [f for _i, f in r.xrange("epm:bridge:order_errors") if f["code"] == "103"] == []
+        finally:
+            second.stop()
