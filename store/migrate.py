@@ -24,8 +24,16 @@ _PG_MIGRATION_LOCK = 0x65706D_0001
 
 
 def migrations_dir() -> Path:
-    """The directory holding env.py, alembic.ini and versions/ (inside the installed package)."""
-    return Path(migrations.__file__).resolve().parent
+    """The directory holding env.py, alembic.ini and versions/ (inside the installed package).
+
+    Read from the package's `__path__`, not `__file__`: an editable install made before the
+    package had its `__init__.py` imports it as a namespace package, which has no `__file__`.
+    """
+    for entry in migrations.__path__:
+        candidate = Path(entry)
+        if (candidate / "env.py").is_file():
+            return candidate.resolve()
+    raise RuntimeError(f"no env.py in the migrations package ({list(migrations.__path__)})")
 
 
 def alembic_config(url: str | None = None) -> Config:

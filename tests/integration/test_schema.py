@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -294,3 +298,22 @@ def test_cli_db_upgrade_and_current(sqlite_url: str) -> None:
     assert after.exit_code == 0
     assert "up to date" in after.output
     dispose_engines()
+
+
+def test_epm_db_upgrade_runs_outside_the_checkout_on_the_embedded_default(
+    tmp_path: Path,
+) -> None:
+    # A real `epm` process started elsewhere: finds the packaged scripts and the default ledger.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPM_")}
+    env["EPM_DATA_DIR"] = str(tmp_path / "data")
+    epm = [sys.executable, "-m", "epm", "db"]
+    upgraded = subprocess.run(
+        [*epm, "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    status = subprocess.run(
+        [*epm, "current"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert f"{head_revision()} (up to date)" in status.stdout
+    assert (tmp_path / "data" / "ledger.db").is_file()
