@@ -265,11 +265,23 @@ faults:
     with SimServerThread(stepped=True, scenario=scenario, start=START) as sim:
         raw = Raw(sim.port)
         raw.start(1)
+        # reqMktData (v178 layout): reqId 7, SPY by conId, no generic ticks, streaming.
+        spy = ("756733", "SPY", "STK", "", "0", "", "", "SMART", "", "USD", "", "")
+        raw.send_fields("1", "11", "7", *spy, "0", "", "0", "0", "")
+        assert raw.read_until(lambda m: m[0] == "1")  # first ticks
         sim.advance(6)
-        assert raw.read_until(lambda m: m[0] == "4")[-1][3] == "2103"
-        sim.advance(10)
-        assert raw.read_until(lambda m: m[0] == "4")[-1][3] == "2104"
-        sim.advance(15)  # t = 31: the gateway drops every socket and refuses for 20 s
+        got = raw.read_until(lambda m: m[0] == "4" and m[3] == "2103")
+        assert got[-1][3] == "2103"
+        sim.advance(5)  # farm down: no market data at all
+        raw.send_fields("49", "1")
+        assert [m[0] for m in raw.read_until(lambda m: m[0] == "49")] == ["49"]
+        sim.advance(5)
+        after = raw.read_until(lambda m: m[0] == "4" and m[3] == "2104")
+        assert after[-1][3] == "2104"
+        sim.advance(2)
+        assert raw.read_until(lambda m: m[0] in ("1", "2"))  # data flows again
+        sim.advance(13)  # t = 31: the gateway drops every socket and refuses for 20 s
+        assert raw.read_until(lambda m: m[0] == "4" and m[3] == "1100")
         assert raw.closed_by_server()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", sim.port), timeout=5)

@@ -342,11 +342,14 @@ class SimServer:
         self.broadcast_error(*(CONNECTIVITY_RESTORED if ok else CONNECTIVITY_LOST))
 
     def drop_all(self, refuse_s: float) -> None:
-        """Simulate a gateway going away: abort every socket and refuse connects for `refuse_s`
-        simulated seconds (the listening socket is closed, so connects get ECONNREFUSED). The
-        venue keeps running: fills made meanwhile are recovered with reqExecutions."""
+        """Simulate a gateway going away: every client gets error 1100 and then its socket is
+        closed, and connects are refused for `refuse_s` simulated seconds (the listening socket
+        is closed, so connects get ECONNREFUSED). The venue keeps running: fills made meanwhile
+        are recovered with reqExecutions after reconnecting."""
         for session in list(self.sessions):
-            session.abort("gateway dropped connections")
+            if session.ready:
+                session.send_error(-1, *CONNECTIVITY_LOST)
+            session.close("gateway dropped connections")
         if refuse_s <= 0:
             return
         self.refuse_until = self.now() + timedelta(seconds=refuse_s)

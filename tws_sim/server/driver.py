@@ -143,6 +143,11 @@ class Driver:
     # market data fan-out
 
     def fan_out(self, events: list[Any]) -> None:
+        """Market events to their subscribers. While the market-data farm is down (2103)
+        nothing is sent, and the last quotes sent stay as they were, so the first update after
+        2104 carries every field that changed during the outage."""
+        if not self.server.md_farm_ok:
+            return
         by_con = self.server.subs.md_by_con
         for ev in events:
             t = type(ev)
