@@ -221,3 +221,23 @@ faults:
         app.reqExecutions(77, ExecutionFilter())
         app.wait_for(lambda: app.of("execDetailsEnd"))
         assert [a[2].execId for a in app.of("execDetails") if a[0] == 77] == [second.execId]
+
+
+def test_midpoint_ticks_positions_multi_and_account_updates_multi(clients: Any) -> None:
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        app = clients(sim.port, 1)
+        app.reqTickByTickData(40, stock("SPY"), "MidPoint", 0, False)
+        first = app.wait_for(lambda: app.of("tickByTickMidPoint"))
+        assert first[0][0] == 40 and first[0][2] > 0
+        app.reqPositionsMulti(41, "DU1234567", "")
+        app.wait_for(lambda: app.of("positionMultiEnd"))
+        app.reqAccountUpdatesMulti(42, "DU1234567", "", True)
+        app.wait_for(lambda: app.of("accountUpdateMultiEnd"))
+        keys = {a[3] for a in app.of("accountUpdateMulti")}
+        assert "NetLiquidation" in keys
+        ask = ask_of(app, 1, "META")
+        oid = app.of("nextValidId")[-1][0]
+        app.placeOrder(oid, stock("META"), lmt("BUY", 10, ask + 1))
+        app.wait_for(lambda: [a for a in app.of("positionMulti") if a[3].symbol == "META"])
+        sim.advance(5)
+        app.wait_for(lambda: len(app.of("tickByTickMidPoint")) > 1)

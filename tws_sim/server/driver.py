@@ -201,6 +201,10 @@ class Driver:
                 if bid_ask_changed:
                     session.send(out.tbt_bid_ask(sub.req_id, q, session.version))
                     self.md_msgs += 1
+            elif kind is MdKind.TBT_MID_POINT:
+                if prev is None or q.bid != prev.bid or q.ask != prev.ask:
+                    session.send(out.tbt_mid_point(sub.req_id, q, session.version))
+                    self.md_msgs += 1
             elif kind is MdKind.DEPTH:
                 if changes is None:
                     rows = self.server.market.depth(q.con_id, DEPTH_ROWS)

@@ -298,9 +298,7 @@ class Handlers:
     def req_tick_by_tick(self, session: Session, req: rq.ReqTickByTickData) -> None:
         if not self._md_guard(session, req.req_id):
             return
-        kind = TBT_KINDS.get(req.tick_type)
-        if kind is None:  # "MidPoint": IB serves it; the simulator answers with its BidAsk mid
-            kind = MdKind.TBT_BID_ASK
+        kind = TBT_KINDS[req.tick_type]  # the codec admits only the four IB types
         inst = self.resolve(session, req.req_id, req.contract)
         if inst is None:
             return
@@ -308,6 +306,9 @@ class Handlers:
         if kind is MdKind.TBT_BID_ASK:
             q = self.server.market.quote(inst.con_id)
             session.send(out.tbt_bid_ask(req.req_id, q, session.version))
+        elif kind is MdKind.TBT_MID_POINT:
+            q = self.server.market.quote(inst.con_id)
+            session.send(out.tbt_mid_point(req.req_id, q, session.version))
 
     def cancel_tick_by_tick(self, session: Session, req: rq.CancelTickByTickData) -> None:
         self.server.subs.remove_md(session, req.req_id)

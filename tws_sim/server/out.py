@@ -68,6 +68,10 @@ def tbt_bid_ask(req_id: int, q: Quote, v: int) -> list[str]:
     return enc.encode_tick_by_tick_bid_ask(req_id, q.ts, q.bid, q.ask, q.bid_size, q.ask_size, v)
 
 
+def tbt_mid_point(req_id: int, q: Quote, v: int) -> list[str]:
+    return enc.encode_tick_by_tick_mid_point(req_id, q.ts, q.mid, v)
+
+
 def tbt_last(req_id: int, ev: TradePrinted, all_last: bool, v: int) -> list[str]:
     kind = TBT_ALL_LAST if all_last else TBT_LAST
     return enc.encode_tick_by_tick_last(req_id, kind, ev.ts, ev.price, ev.size, ev.exchange, v)

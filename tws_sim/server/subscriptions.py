@@ -26,9 +26,15 @@ class MdKind(IntEnum):
     TBT_ALL_LAST = 4  # "AllLast"
     DEPTH = 5  # reqMktDepth (L2)
     RT_BARS = 6  # reqRealTimeBars (5 s)
+    TBT_MID_POINT = 7  # "MidPoint"
 
 
-TBT_KINDS = {"BidAsk": MdKind.TBT_BID_ASK, "Last": MdKind.TBT_LAST, "AllLast": MdKind.TBT_ALL_LAST}
+TBT_KINDS = {
+    "BidAsk": MdKind.TBT_BID_ASK,
+    "Last": MdKind.TBT_LAST,
+    "AllLast": MdKind.TBT_ALL_LAST,
+    "MidPoint": MdKind.TBT_MID_POINT,
+}
 
 
 @dataclass(slots=True, eq=False)
