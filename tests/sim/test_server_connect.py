@@ -288,4 +288,5 @@ faults:
         sim.advance(20)
         again = Raw(sim.port)
         assert again.start(1)[-1][3] == "2158"
+        assert again.read_until(lambda m: m[0] == "4")[-1][3] == "1102"  # connectivity back
         again.close()

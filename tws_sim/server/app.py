@@ -115,6 +115,7 @@ class SimServer:
         self.md_farm_ok = True
         self.connectivity_ok = True
         self.duplicate_status = False
+        self.dropped_clients: set[int] = set()
         self.started = False
 
         self._port = 0
@@ -307,6 +308,11 @@ class SimServer:
             session.send_error(-1, code, text)
         if not self.connectivity_ok:
             session.send_error(-1, *CONNECTIVITY_LOST)
+        elif cid in self.dropped_clients:
+            # A client that lost its session to a simulated gateway drop hears that connectivity
+            # is back (1102) when it logs on again: its cue to resync (reqExecutions etc.).
+            self.dropped_clients.discard(cid)
+            session.send_error(-1, *CONNECTIVITY_RESTORED)
 
     def on_disconnect(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -349,6 +355,8 @@ class SimServer:
         for session in list(self.sessions):
             if session.ready:
                 session.send_error(-1, *CONNECTIVITY_LOST)
+                if session.client_id is not None:
+                    self.dropped_clients.add(session.client_id)
             session.close("gateway dropped connections")
         if refuse_s <= 0:
             return
