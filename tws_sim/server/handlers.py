@@ -24,6 +24,7 @@ from tws_sim.server.driver import (
     is_option,
     portfolio_rows,
     quote_ticks,
+    rounded,
     send_account_multi,
     send_account_summary,
     send_account_values,
@@ -44,8 +45,6 @@ ERR_NO_SECURITY = 200
 MSG_NO_SECURITY = "No security definition has been found for the request"
 ERR_AMBIGUOUS = 200
 MSG_AMBIGUOUS = "The contract description specified for {sym} is ambiguous."
-ERR_NO_SUB = 300
-MSG_NO_SUB = "Can't find EId with tickerId:{req_id}"
 ERR_DUP_TICKER = 322
 MSG_DUP_TICKER = "Error processing request:-'bc' : cause - Duplicate ticker id"
 ERR_HIST = 162
@@ -361,7 +360,11 @@ class Handlers:
         now = self.now()
         end = min(end or now, now)
         what = (req.what_to_show or "TRADES").upper()
-        bars = self.server.market.history(inst.con_id, end, duration_s, bar_s, what)
+        try:
+            bars = self.server.market.history(inst.con_id, end, duration_s, bar_s, what)
+        except ValueError as e:  # the market's HistoryError: a what/bar size it cannot serve
+            session.send_error(req.req_id, ERR_HIST, MSG_HIST.format(reason=str(e)))
+            return
         start = end - timedelta(seconds=duration_s)
         session.send(
             out.historical_data(
@@ -544,7 +547,7 @@ class Handlers:
     def req_pnl(self, session: Session, req: rq.ReqPnL) -> None:
         values = tuple(self.server.venue.pnl(self.now()))
         sub = self._account_sub(session, req.req_id, "pnl", account=req.account)
-        sub.last = _rounded(values)
+        sub.last = rounded(values)
         session.send(out.pnl(req.req_id, values, session.version))
 
     def cancel_pnl(self, session: Session, req: rq.CancelPnL) -> None:
@@ -560,7 +563,7 @@ class Handlers:
                 self.server.subs.remove_account(session, req.req_id, "pnl_single")
                 session.send_error(req.req_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
             return
-        sub.last = _rounded(tuple(values))
+        sub.last = rounded(tuple(values))
         session.send(out.pnl_single(req.req_id, tuple(values), session.version))
 
     def cancel_pnl_single(self, session: Session, req: rq.CancelPnLSingle) -> None:
@@ -577,11 +580,3 @@ def _strike(value: Any) -> Decimal | None:
     if not d.is_finite() or d >= Decimal("1E300") or d == 0:
         return None
     return d
-
-
-def _rounded(values: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
-    cent = Decimal("0.01")
-    return tuple(v.quantize(cent) if v.is_finite() else v for v in values)
-
-
-__all__ = ["Handlers", "SecType", "parse_bar_size", "parse_duration"]

@@ -10,7 +10,6 @@ summary, positions, P&L) hold the last values sent, so pushes go out only on cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -139,11 +138,3 @@ class Subscriptions:
             self._remove_md(key, self.md[key])
         for key in [k for k in self.account if k[0] == sid]:
             del self.account[key]
-
-
-def dec_tuple(values: tuple[Decimal, ...] | None) -> tuple[Decimal, ...] | None:
-    """Normalise a P&L tuple for change detection (quantised to the cent)."""
-    if values is None:
-        return None
-    cent = Decimal("0.01")
-    return tuple(v.quantize(cent) if v.is_finite() else v for v in values)
