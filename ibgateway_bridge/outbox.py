@@ -18,6 +18,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -93,6 +94,8 @@ class Outbox:
         self._stop = threading.Event()
         self._pnl_req_account: dict[int, tuple[str, int | None]] = {}
         self.published = 0
+        # Set by the bridge: asks for reqPnLSingle the first time a position is seen.
+        self.on_position: Callable[[str, int], None] | None = None
 
     def register_pnl_request(self, req_id: int, account: str, con_id: int | None) -> None:
         self._pnl_req_account[req_id] = (account, con_id)
@@ -176,6 +179,8 @@ class Outbox:
         elif kind == "position":
             account = data["account"] or "-"
             pipe.hset(POSITIONS_KEY.format(account=account), str(data["con_id"]), json.dumps(data))
+            if self.on_position is not None and data.get("con_id"):
+                self.on_position(account, int(data["con_id"]))
         elif kind == "account_summary":
             account = data["account"] or "-"
             pipe.hset(ACCOUNT_KEY.format(account=account), data["tag"], data["value"])

@@ -108,6 +108,8 @@ class Bridge:
         self._replace_pending: list[cmds.PlaceOrder] = []
         self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
         self._threads: list[threading.Thread] = []
+        self._pnl_single: set[tuple[str, int]] = set()
+        self.outbox.on_position = self._ensure_pnl_single
 
     def _session(self, name: str, client_id: int) -> IBSession:
         return IBSession(
@@ -225,6 +227,7 @@ class Bridge:
             session.wait_event("completed_orders_end", min(timeout, 3.0))
             log.info("orders_resynced", known_orders=len(self._known_order_ids))
         else:
+            self._pnl_single.clear()
             self.md.resubscribe_all(client)
             client.reqPositions()
             client.reqAccountSummary(next(self._req_ids), "All", ACCOUNT_TAGS)
@@ -234,6 +237,16 @@ class Bridge:
                 self.outbox.register_pnl_request(req_id, account, None)
                 client.reqPnL(req_id, account, "")
         return True
+
+    def _ensure_pnl_single(self, account: str, con_id: int) -> None:
+        """Subscribe reqPnLSingle for a position the first time it shows up on this connection."""
+        session = self.account
+        if session is None or session.client is None or (account, con_id) in self._pnl_single:
+            return
+        self._pnl_single.add((account, con_id))
+        req_id = next(self._req_ids)
+        self.outbox.register_pnl_request(req_id, account, con_id)
+        session.client.reqPnLSingle(req_id, account, "", con_id)
 
     def _on_control(self, session: IBSession, msg: Message) -> None:
         kind = msg.kind

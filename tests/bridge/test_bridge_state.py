@@ -145,3 +145,20 @@ def test_contract_details_cached_with_occ_mapping(r: redis.Redis, redis_url: str
         assert option["sec_type"] == "OPT"
         assert occ_keys[0] == f"contract:occ:{option['occ']}"
         assert len(option["occ"]) == 21
+
+
+def test_account_session_mirrors_positions_pnl_and_summary(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        wait_ready(r, client_id=2)
+        oid = client_api.allocate_order_id(r)
+        client_api.enqueue_place(oid, "c-pos", SPY, MKT, client=r)
+        poll(lambda: oid in sim_orders(sim), 10, what="order filled at the sim")
+        account = poll(
+            lambda: next((k for k in r.scan_iter("ib:positions:*")), None), 15, what="positions"
+        ).split(":", 2)[2]
+        position = poll(lambda: r.hget(f"ib:positions:{account}", "756733"), 15, what="SPY")
+        assert '"position": "1' in position
+        poll(lambda: r.hget(f"ib:account:{account}", "NetLiquidation"), 15, what="summary")
+        poll(lambda: r.hgetall(f"ib:pnl:{account}:756733").get("position"), 15, what="pnlSingle")
+        poll(lambda: r.hgetall(f"ib:pnl:{account}").get("daily"), 15, what="account pnl")
