@@ -13,7 +13,7 @@ import heapq
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tws_sim.server import out
 from tws_sim.server.subscriptions import AccountSub, MdKind, MdSub
@@ -22,6 +22,7 @@ from tws_sim.types import (
     Commissioned,
     Executed,
     HaltChanged,
+    Instrument,
     OrderChanged,
     OrderSnapshot,
     OrderStatusName,
@@ -258,9 +259,9 @@ class Driver:
                 else:
                     self._send_commission(ev)
             elif t is VenueError:
-                session = clients.get(ev.client_id)
-                if session is not None and session.ready:
-                    session.send_error(ev.req_id, ev.code, ev.message)
+                target = clients.get(ev.client_id)
+                if target is not None and target.ready:
+                    target.send_error(ev.req_id, ev.code, ev.message)
             elif t is PositionChanged:
                 self.account_dirty = True
                 self._position_changed(ev)
@@ -358,9 +359,9 @@ class Driver:
             v = session.version
             last_rows = sub.last_push or {}
             for con_id, row in rows.items():
-                if last_rows.get(con_id) != row[1:]:
-                    session.send(out.update_portfolio(server.account, *row, v))
-            sub.last_push = {con_id: row[1:] for con_id, row in rows.items()}
+                if last_rows.get(con_id) != row.values():
+                    send_portfolio_row(session, server.account, row)
+            sub.last_push = {con_id: row.values() for con_id, row in rows.items()}
             send_account_values(session, server.account, values, sub, v)
             session.send(out.update_account_time(now, v))
 
@@ -481,20 +482,53 @@ def send_depth(session: Session, sub: MdSub, changes: list[tuple[Any, int]]) -> 
     return sent
 
 
-def portfolio_rows(server: SimServer, now: datetime) -> dict[int, tuple[Any, ...]]:
-    """con_id → (instrument, position, mkt price, mkt value, avg cost, unrealized, realized)."""
-    rows: dict[int, tuple[Any, ...]] = {}
+class PortfolioRow(NamedTuple):
+    """One updatePortfolio message's worth of a position."""
+
+    instrument: Instrument
+    position: Decimal
+    market_price: Decimal
+    market_value: Decimal
+    avg_cost: Decimal
+    unrealized: Decimal
+    realized: Decimal
+
+    def values(self) -> tuple[Decimal, ...]:
+        """Everything but the instrument: what change detection compares."""
+        return tuple(self[1:])
+
+
+def portfolio_rows(server: SimServer, now: datetime) -> dict[int, PortfolioRow]:
+    """con_id → its updatePortfolio row, from the venue's P&L (marks are the venue's mids)."""
+    rows: dict[int, PortfolioRow] = {}
     venue = server.venue
     for inst, qty, avg_cost in venue.positions():
         single = venue.pnl_single(inst.con_id, now)
-        mult = Decimal(inst.multiplier)
-        if single is not None:
+        if single is not None and qty:
             _pos, _daily, unrealized, realized, value = single
+            price = value / (qty * Decimal(inst.multiplier))
         else:
-            unrealized = realized = value = Decimal(0)
-        price = (value / (qty * mult)) if qty else Decimal(0)
-        rows[inst.con_id] = (inst, qty, price, value, avg_cost, unrealized, realized)
+            realized = single[3] if single is not None else Decimal(0)
+            unrealized = value = Decimal(0)
+            price = server.market.quote(inst.con_id).mid
+        rows[inst.con_id] = PortfolioRow(inst, qty, price, value, avg_cost, unrealized, realized)
     return rows
+
+
+def send_portfolio_row(session: Session, account: str, row: PortfolioRow) -> None:
+    session.send(
+        out.update_portfolio(
+            account,
+            row.instrument,
+            row.position,
+            row.market_price,
+            row.market_value,
+            row.avg_cost,
+            row.unrealized,
+            row.realized,
+            session.version,
+        )
+    )
 
 
 def send_account_values(

@@ -30,6 +30,7 @@ from tws_sim.server.driver import (
     send_account_values,
     send_depth,
     send_option_ticks,
+    send_portfolio_row,
     send_ticks,
 )
 from tws_sim.server.subscriptions import TBT_KINDS, AccountSub, MdKind, MdSub
@@ -525,8 +526,8 @@ class Handlers:
         send_account_values(session, server.account, server.venue.account_values(now), sub, v, True)
         rows = portfolio_rows(server, now)
         for row in rows.values():
-            session.send(out.update_portfolio(server.account, *row, v))
-        sub.last_push = {con_id: row[1:] for con_id, row in rows.items()}
+            send_portfolio_row(session, server.account, row)
+        sub.last_push = {con_id: row.values() for con_id, row in rows.items()}
         session.send(out.update_account_time(now, v))
         session.send(out.account_download_end(server.account, v))
 

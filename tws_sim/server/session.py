@@ -39,10 +39,11 @@ class Phase(IntEnum):
     CLOSED = 4
 
 
-class Session:
+class Session(asyncio.Protocol):
     """The server side of one socket (an asyncio protocol)."""
 
     def __init__(self, server: SimServer) -> None:
+        super().__init__()
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()  # handshake bytes only; frames go through `reader`

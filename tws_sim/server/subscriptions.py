@@ -134,7 +134,7 @@ class Subscriptions:
     def drop_session(self, session: Session) -> None:
         """Forget everything a closed session asked for (and unwatch its con_ids)."""
         sid = id(session)
-        for key in [k for k in self.md if k[0] == sid]:
-            self._remove_md(key, self.md[key])
-        for key in [k for k in self.account if k[0] == sid]:
-            del self.account[key]
+        for md_key in [k for k in self.md if k[0] == sid]:
+            self._remove_md(md_key, self.md[md_key])
+        for acct_key in [k for k in self.account if k[0] == sid]:
+            del self.account[acct_key]
