@@ -51,17 +51,28 @@ rm -f "$STAMP"
 
 pipi() { "$PY" -m pip install --quiet --disable-pip-version-check "$@" >&2; }
 
-if ! pipi -e ".[dev]"; then
-  # tell "no index" apart from a real failure: can pip see the pinned 10.x client at all?
+# Both distributions own the `ibapi` package directory. On a rebuild, drop the 10.x client first so
+# that reinstalling the project (which pulls ibapi 9.81) and uninstalling 9.81 cannot leave a
+# half-deleted 10.x tree behind.
+"$PY" -m pip uninstall --quiet --yes nautilus-ibapi ibapi >/dev/null 2>&1 || true
+
+# A failed install: exit 3 when pip cannot even see the pinned 10.x client (no package index),
+# else pip's failure stands (exit 1).
+failed() {
   if ! "$PY" -m pip download --quiet --no-deps --dest "$VENV/.probe" "$IBAPI10_PIN" >&2; then
+    rm -rf "$VENV/.probe"
     echo "ibapi10-venv: no package index reachable" >&2
     exit 3
   fi
+  rm -rf "$VENV/.probe"
+  echo "ibapi10-venv: pip failed" >&2
   exit 1
-fi
-# Both distributions own the `ibapi` package directory: remove 9.81 first so no file of it survives.
+}
+
+pipi -e ".[dev]" || failed
+# remove 9.81 first so no file of it survives, then lay down the 10.x client whole
 "$PY" -m pip uninstall --quiet --yes ibapi >&2
-pipi --no-deps "$IBAPI10_PIN" "$PROTOBUF_PIN"
+pipi --no-deps --force-reinstall "$IBAPI10_PIN" "$PROTOBUF_PIN" || failed
 "$PY" -m pip check >&2 || true  # report only: ibapi 9.81 stays the declared dependency of epm
 "$PY" - <<'EOF' >&2
 import ibapi
