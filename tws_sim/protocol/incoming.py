@@ -6,11 +6,11 @@ not serve becomes `Unsupported`; fields that are missing or unreadable become `B
 error code and text the server should answer with.
 
 Field orders are those the public clients send at server versions 157..178 (ibapi 9.81 sends the
-v157 layouts, ib_async 2.1.0 the v176/v178 ones). `PlaceOrder` fills ibapi `Contract` / `Order`
-instances as containers (echoed back in openOrder) and the normalized `OrderRequest` the engine
-consumes. In those containers every double that was set holds a `Decimal`; an unset double keeps
-ibapi's sentinel (`UNSET_DOUBLE`), an unset int `UNSET_INTEGER`, so ibapi-style "is it set" checks
-keep working.
+v157 layouts, ib_async 2.1.0 and 10.x ibapi clients held at 178 the v176/v178 ones). `PlaceOrder`
+fills ibapi `Contract` / `Order` instances (of whichever ibapi is installed) as containers (echoed
+back in openOrder) and the normalized `OrderRequest` the engine consumes. In those containers every
+double that was set holds a `Decimal`; an unset double keeps ibapi's sentinel (`UNSET_DOUBLE`), an
+unset int `UNSET_INTEGER`, so ibapi-style "is it set" checks keep working.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ turns them into bytes). Layout facts, as the public clients decode them:
   autoCancelParent from v162, the peg-best/peg-mid block from v170. contractData: a version field
   and mdSizeMultiplier below v164, size rules from v164. execDetails: pendingPriceRevision from
   v178. error: advancedOrderRejectJson from v166.
+- ibapi 10.x clients (e.g. nautilus-ibapi 10.46) are held at v178 by negotiation and decode these
+  same layouts (sizes as Decimal, error with errorTime 0, commissionAndFeesReport). Their `Order`
+  lacks eTradeOnly, firmQuoteOnly, nbboPriceCap and faProfile, which are still on the wire at
+  these versions, so the openOrder echo reads those softly.
 
 Hot encoders (tickPrice, tickSize, orderStatus) avoid per-call lookups: prefixes are constants and
 the Decimal formatting is inlined.
