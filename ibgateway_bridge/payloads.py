@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ibgateway_bridge.translate import (
+    TranslationError,
     decimal_str,
     exec_action,
     iso_utc,
@@ -59,6 +60,13 @@ def contract_fields(contract: object) -> Payload:
     }
 
 
+def _required_text(obj: object, name: str) -> str:
+    value = to_str(_attr(obj, name))
+    if value is None:
+        raise TranslationError(f"MISSING_{name.upper()}", obj)
+    return value
+
+
 def _nonzero(value: Any) -> Any:
     return None if value == 0 else value
 
@@ -70,10 +78,11 @@ def execution_payload(
 
     `req_id` is -1 for a live fill and the request id for a `reqExecutions` reply (recovery).
     """
+    exec_id = _required_text(execution, "execId")
     side = str(_attr(execution, "side", ""))
     exec_client = to_int(_attr(execution, "clientId"))
     return {
-        "exec_id": str(_attr(execution, "execId")),
+        "exec_id": exec_id,
         "req_id": req_id,
         "order_id": to_int(_attr(execution, "orderId")),
         "client_id": exec_client if exec_client is not None else client_id,
@@ -102,7 +111,7 @@ def commission_payload(report: object, client_id: int, received_at: datetime) ->
     if amount is None:
         amount = _attr(report, "commissionAndFees")
     return {
-        "exec_id": str(_attr(report, "execId")),
+        "exec_id": _required_text(report, "execId"),
         "client_id": client_id,
         "commission": decimal_str(to_decimal(amount)),
         "currency": to_str(_attr(report, "currency")),

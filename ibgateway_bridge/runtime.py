@@ -57,6 +57,9 @@ class BridgeConfig(BaseSettings):
     id_in_use_max_retries: int = Field(default=3, ge=-1)
     md_line_limit: int = Field(default=100, ge=1)
     account_session: bool = True
+    # Prometheus exposition on 127.0.0.1 (backlog, pacer and send waits, publish latency);
+    # None = off, 0 = an OS-chosen port (written to ib:bridge:state as metrics_port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     send_extra_tasks: bool = True
     batch_max: int = Field(default=200, ge=1)
     # Callbacks per `record_batch` message for bursts; 1 = one task per callback always.
@@ -109,6 +112,8 @@ class Bridge:
         self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
         self._threads: list[threading.Thread] = []
         self._pnl_single: set[tuple[str, int]] = set()
+        self._metrics_server: Any = None
+        self.metrics_port: int | None = None
         self.outbox.on_position = self._ensure_pnl_single
 
     def _session(self, name: str, client_id: int) -> IBSession:
@@ -151,6 +156,18 @@ class Bridge:
             self._spawn(f"sender-{session.name}", self._sender_loop, session)
         self._spawn("commands", self._reader_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
+        if self.config.metrics_port is not None:
+            self.metrics_port = self._serve_metrics(self.config.metrics_port)
+
+    def _serve_metrics(self, port: int) -> int:
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr="127.0.0.1")
+        self._metrics_server = server
+        bound = int(server.server_port)
+        self.redis.hset(STATE_KEY, "metrics_port", bound)
+        log.info("metrics_serving", port=bound)
+        return bound
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -159,6 +176,9 @@ class Bridge:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         for session in self.sessions():
             session.stop()
         self.outbox.stop()

@@ -162,7 +162,8 @@ def _zone(name: str | None, default_tz: str) -> ZoneInfo:
 def parse_ib_time(value: object, default_tz: str = DEFAULT_IB_TZ) -> datetime | None:
     """Parse one of IB's time spellings into an aware UTC datetime.
 
-    Accepted: epoch seconds (int or digits, e.g. currentTime, realtimeBar), "20261126 09:30:01
+    Accepted: epoch seconds (int or digits, e.g. currentTime, realtimeBar) or milliseconds
+    (10.x errorTime), "20261126 09:30:01
     US/Eastern" (zone named), "20261126  09:30:01" (execDetails without a zone: TWS local time,
     `default_tz`), "20261126-14:30:01" (the dash form is UTC by IB's convention), and "20261126"
     (a date: midnight in `default_tz`). Empty → None.
@@ -179,12 +180,12 @@ def parse_ib_time(value: object, default_tz: str = DEFAULT_IB_TZ) -> datetime | 
             raise TranslationError("NAIVE_DATETIME", value)
         return value.astimezone(UTC)
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
+        return _from_epoch(value)
     text = str(value).strip()
     if text == "":
         return None
     if text.isdigit() and len(text) != 8:
-        return datetime.fromtimestamp(int(text), tz=UTC)
+        return _from_epoch(int(text))
     match = _TIME_RE.match(text)
     if match is None:
         raise TranslationError("INVALID_TIMESTAMP", value)
@@ -206,6 +207,13 @@ def parse_ib_time(value: object, default_tz: str = DEFAULT_IB_TZ) -> datetime | 
     else:
         tz = _zone(None, default_tz)
     return base.replace(tzinfo=tz).astimezone(UTC)
+
+
+def _from_epoch(value: int) -> datetime:
+    # 10.x's errorTime is epoch milliseconds; seconds stay below 1e11 until the year 5138.
+    if value >= 100_000_000_000:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 def iso_utc(value: datetime | None) -> str | None:

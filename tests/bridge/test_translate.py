@@ -83,6 +83,7 @@ def test_to_int_fraction_raises() -> None:
         ("20261126 14:30:01 UTC", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         (1795703401, datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         ("1795703401", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
+        (1795703401500, datetime(2026, 11, 26, 14, 30, 1, 500000, tzinfo=UTC)),
         ("20261126", datetime(2026, 11, 26, 5, 0, tzinfo=UTC)),
         ("", None),
     ],

@@ -1,0 +1,111 @@
+"""Wrapper signature tolerance (ibapi 9.81 and both 10.x `error` forms), backoff, metrics."""
+
+from __future__ import annotations
+
+import queue
+import random
+import urllib.request
+from datetime import UTC, datetime
+
+import redis
+
+from ibgateway_bridge import client_api
+from ibgateway_bridge.connection import Backoff
+from ibgateway_bridge.runtime import STATE_KEY, BridgeConfig
+from ibgateway_bridge.wrapper import BridgeWrapper, Message
+from tests.bridge.harness import bridge_in_process, poll, sim_thread, wait_ready
+
+NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+
+
+def wrapper() -> tuple[BridgeWrapper, queue.Queue[Message], queue.Queue[Message]]:
+    data: queue.Queue[Message] = queue.Queue()
+    control: queue.Queue[Message] = queue.Queue()
+    return BridgeWrapper(1, data, control, clock=lambda: NOW), data, control
+
+
+def test_error_three_signatures_give_the_same_message() -> None:
+    forms = [
+        (12, 201, "Order rejected"),  # 9.81
+        (12, 201, "Order rejected", '{"reason": "x"}'),  # 10.x before errorTime
+        (12, 1795703401000, 201, "Order rejected", '{"reason": "x"}'),  # 10.3x+
+    ]
+    for args in forms:
+        w, data, control = wrapper()
+        w.error(*args)
+        msg = data.get_nowait()
+        assert msg.kind == "error" and msg.data["code"] == 201 and msg.data["order_id"] == 12
+        assert msg.data["message"] == "Order rejected"
+        if len(args) == 5:
+            assert msg.data["error_time"] == "2026-11-26T14:30:01+00:00"
+        assert control.empty()  # 201 is an order matter, not a connection one
+
+
+def test_error_control_codes_reach_the_connection_manager() -> None:
+    w, data, control = wrapper()
+    w.error(-1, 1100, "Connectivity between IB and TWS has been lost.")
+    assert control.get_nowait().data["code"] == 1100
+    assert data.empty()  # reqId -1: no order to tell the ledger about
+
+
+def test_commission_and_fees_report_10x_maps_to_commission() -> None:
+    class CommissionAndFeesReport:  # the 10.3x+ shape: commissionAndFees instead of commission
+        execId = "e.01"
+        commissionAndFees = 1.25
+        currency = "USD"
+        realizedPNL = 1.7976931348623157e308
+        yield_ = 1.7976931348623157e308
+        yieldRedemptionDate = 0
+
+    w, data, _control = wrapper()
+    w.commissionAndFeesReport(CommissionAndFeesReport())
+    msg = data.get_nowait()
+    assert msg.kind == "commission" and msg.data["commission"] == "1.25"
+    assert msg.data["realized_pnl"] is None
+
+
+def test_callback_failure_never_raises_into_the_decoder() -> None:
+    w, data, _control = wrapper()
+    w.execDetails(1, object(), object())  # nothing decodable
+    assert data.empty()
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    backoff = Backoff(0.5, 4.0, random.Random(7))
+    delays = [backoff.next_delay() for _ in range(8)]
+    assert all(d <= 4.0 for d in delays)
+    assert delays[0] <= 0.5 and max(delays) > 2.0
+    assert len(set(delays)) == len(delays)
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+def test_metrics_exported_on_localhost(r: redis.Redis, redis_url: str) -> None:
+    config = BridgeConfig(send_extra_tasks=False, metrics_port=0)
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port, config=config) as bridge:
+        wait_ready(r)
+        client_api.enqueue_place(
+            client_api.allocate_order_id(r),
+            "m-1",
+            {"con_id": 756733, "symbol": "SPY"},
+            {"action": "BUY", "quantity": "1", "order_type": "MKT"},
+            client=r,
+        )
+        assert r.hget(STATE_KEY, "metrics_port") == str(bridge.metrics_port)
+
+        def scrape() -> str:
+            url = f"http://127.0.0.1:{bridge.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read().decode()
+
+        text = poll(
+            lambda: (
+                (t := scrape())
+                and 'epm_bridge_send_wait_seconds_count{connection="orders"' in t
+                and t
+            ),
+            10,
+            what="send wait metric",
+        )
+        assert 'epm_bridge_backlog{connection="orders"}' in text
+        assert "epm_bridge_messages_sent_total" in text
