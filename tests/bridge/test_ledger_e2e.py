@@ -23,6 +23,7 @@ from store.migrate import upgrade
 from tests.bridge.harness import (
     REPO,
     BridgeProcess,
+    bridge_in_process,
     poll,
     sim_exec_ids,
     sim_orders,
@@ -173,3 +174,45 @@ def test_kill9_bridge_during_200_orders_ledger_exactly_once(
             assert [f for _i, f in r.xrange("epm:bridge:order_errors") if f["code"] == "103"] == []
         finally:
             second.stop()
+
+
+def test_gateway_outage_fills_recovered_into_ledger_once(
+    r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path
+) -> None:
+    with (
+        sim_thread(stepped=True) as sim,
+        ledger_worker(redis_url, ledger_db, tmp_path / "worker.log"),
+        bridge_in_process(redis_url, sim.port),
+    ):
+        wait_ready(r)
+        quote = sim.call(lambda s: s.market.quote(756733))
+        tick = Decimal("0.01")
+        orders = []
+        for k in range(10):
+            buy = cmds.OrderSpec(action="BUY", quantity=Decimal(1), lmt_price=quote.bid - k * tick)
+            orders.append((client_api.allocate_order_id(r), buy))
+            sell = cmds.OrderSpec(
+                action="SELL", quantity=Decimal(1), lmt_price=quote.ask + k * tick
+            )
+            orders.append((client_api.allocate_order_id(r), sell))
+        enqueue_many(r, orders)
+        poll(lambda: len(sim_orders(sim)) == 20, 20, what="20 orders at the sim")
+        before = sim_exec_ids(sim)
+        refuse_s = 600
+        sim.call(lambda s: s.drop_all(refuse_s))
+        poll(lambda: r.hget("ib:bridge:state", "client1") != "READY", 10, what="drop seen")
+        advanced = 0
+        while advanced < refuse_s - 20 and not sim_exec_ids(sim) - before:
+            sim.advance(10)
+            advanced += 10
+        during = sim_exec_ids(sim) - before
+        assert during, "no resting order filled during the outage"
+        sim.advance(refuse_s - advanced + 1)
+        wait_ready(r, 30)
+        everything = sim_exec_ids(sim)
+        poll(
+            lambda: sorted(fill_rows(ledger_db, everything)) == sorted(everything),
+            60,
+            interval=0.3,
+            what="every execution (incl. those made while away) in fills once",
+        )
