@@ -99,7 +99,7 @@ class Bridge:
             send_extra_tasks=self.config.send_extra_tasks,
             batch_items=self.config.batch_items,
         )
-        self.log: cmds.CommandLog | None = None
+        self._command_log: cmds.CommandLog | None = None
         self.orders = self._session("orders", settings.ib_client_id_orders)
         self.account = (
             self._session("account", settings.ib_client_id_account)
@@ -134,6 +134,13 @@ class Bridge:
             id_in_use_max_retries=self.config.id_in_use_max_retries,
         )
 
+    @property
+    def commands(self) -> cmds.CommandLog:
+        """The fenced stream reader/marker writer; exists once `start` took the lease."""
+        if self._command_log is None:
+            raise RuntimeError("bridge not started: no lease, no command log")
+        return self._command_log
+
     def sessions(self) -> list[IBSession]:
         return [s for s in (self.orders, self.account) if s is not None]
 
@@ -142,9 +149,9 @@ class Bridge:
         """Take the lease (raises `LeaseHeldError`), then start every thread."""
         grant = self.lease.acquire()
         self.lease.start_renewing()
-        self.log = cmds.CommandLog(self.redis, self.lease.key, grant.value)
+        self._command_log = cmds.CommandLog(self.redis, self.lease.key, grant.value)
         cmds.ensure_group(self.redis)
-        self.log.claim_orphans()
+        self.commands.claim_orphans()
         self.redis.hset(
             STATE_KEY,
             mapping={"lease": grant.value, "started_at": _now().isoformat(), "stopped_at": ""},
@@ -337,12 +344,11 @@ class Bridge:
 
     # --- command intake ---------------------------------------------------------------------
     def _reader_loop(self) -> None:
-        assert self.log is not None
         # First our own unacknowledged entries (a previous run read them and died), page by page.
         start: str | None = "0"
         while not self.stop_event.is_set():
             try:
-                entries = self.log.read(start=start)
+                entries = self.commands.read(start=start)
             except redis.RedisError as e:
                 log.warning("command_read_failed", error=repr(e))
                 self.stop_event.wait(0.5)
@@ -355,12 +361,11 @@ class Bridge:
                     start = stream_id
                     if not fields:
                         # Deleted while pending (the kill switch purges queued placements).
-                        self.log.ack(stream_id)
+                        self.commands.ack(stream_id)
                         continue
                 self._intake(stream_id, fields)
 
     def _intake(self, stream_id: str, fields: dict[str, str]) -> None:
-        assert self.log is not None
         parsed = cmds.parse_entry(stream_id, fields)
         if isinstance(parsed, cmds.BadCommand):
             self._reject(stream_id, parsed.reason, parsed.message, None)
@@ -384,7 +389,7 @@ class Bridge:
                 placed_removed = placed_removed or isinstance(env.command, cmds.PlaceOrder)
             if placed_removed:
                 # The venue never saw the order: nothing to cancel there.
-                self.log.ack(stream_id)
+                self.commands.ack(stream_id)
                 return
             self.orders.backlog.put(parsed, Priority.CANCEL)
         elif isinstance(command, cmds.GlobalCancel):
@@ -406,9 +411,8 @@ class Bridge:
         message: str,
         command: cmds.Command | None,
     ) -> None:
-        assert self.log is not None
         cmds.publish_reject(self.redis, stream_id, reason, message, command, _now())
-        self.log.ack(stream_id)
+        self.commands.ack(stream_id)
         log.warning("command_refused", stream_id=stream_id, reason=str(reason), detail=message)
 
     # --- sending ----------------------------------------------------------------------------
@@ -442,7 +446,6 @@ class Bridge:
 
     def _send(self, session: IBSession, env: cmds.Envelope) -> bool:
         """Send one command; True when it is done (sent, refused or known duplicate)."""
-        assert self.log is not None
         command = env.command
         client = session.client
         if client is None or not session.ready.is_set():
@@ -464,14 +467,14 @@ class Bridge:
             return self._market_data(client, env)
         key = cmds.sent_key(session.client_id, command)
         if key is not None:
-            existing = self.log.mark_pending(key, env.stream_id)
+            existing = self.commands.mark_pending(key, env.stream_id)
             if existing is not None and existing.startswith("sent:"):
                 log.info("duplicate_command_skipped", stream_id=env.stream_id, marker=existing)
-                self.log.ack(env.stream_id)
+                self.commands.ack(env.stream_id)
                 return True
             if existing is not None and self._venue_knows(command):
                 # A crash between the write and the marker: the venue has it, do not resend.
-                self.log.mark_sent_and_ack(key, env.stream_id)
+                self.commands.mark_sent_and_ack(key, env.stream_id)
                 return True
         if isinstance(command, cmds.PlaceOrder):
             # Recorded before the write: a 103 for this id can arrive before the write returns.
@@ -481,11 +484,10 @@ class Bridge:
         sent = client.sends(lambda: self._write(client, command))
         if not sent:
             return False
-        self.log.mark_sent_and_ack(key, env.stream_id)
+        self.commands.mark_sent_and_ack(key, env.stream_id)
         return True
 
     def _market_data(self, client: Any, env: cmds.Envelope) -> bool:
-        assert self.log is not None
         command = env.command
         if isinstance(command, cmds.SubscribeMarketData):
             reason = self.md.subscribe(command, client)
@@ -494,7 +496,7 @@ class Bridge:
                 return True
         elif isinstance(command, cmds.UnsubscribeMarketData):
             self.md.unsubscribe(command, client)
-        self.log.ack(env.stream_id)
+        self.commands.ack(env.stream_id)
         return True
 
     def _venue_knows(self, command: cmds.Command) -> bool:
