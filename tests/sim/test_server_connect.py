@@ -300,3 +300,18 @@ faults:
         assert again.start(1)[-1][3] == "2158"
         assert again.read_until(lambda m: m[0] == "4")[-1][3] == "1102"  # connectivity back
         again.close()
+
+
+def test_paceapi_clients_are_queued_not_refused(sim: SimServerThread) -> None:
+    raw = Raw(sim.port)
+    raw.hello(b"v100..178 +PACEAPI")
+    raw.send_fields("71", "2", "8", "")
+    raw.read_until(lambda m: m[0] == "4" and m[3] == "2158")
+    t0 = time.monotonic()
+    raw.send(b"".join(struct.pack(">I", 5) + b"49\x001\x00" for _ in range(70)))
+    got: list[list[str]] = []
+    while sum(1 for m in got if m[0] == "49") < 70:
+        got.append(raw.read(5))
+    assert not [m for m in got if m[0] == "4" and m[3] == "100"]
+    assert time.monotonic() - t0 >= 0.9  # the last 20 waited for the next second
+    raw.close()

@@ -160,3 +160,11 @@ def test_quote_ticks_full_then_only_changes() -> None:
     assert any(t == 3 and v == Decimal(500) and s is None for t, v, s in ticks)  # ask size alone
     size_only = _quote(bid_size=Decimal(900))
     assert quote_ticks(size_only, first) == [(BID_SIZE, Decimal(900), None)]
+
+
+def test_pace_api_take_and_wait() -> None:
+    meter = PacingMeter(3)
+    assert [meter.take(5.0) for _ in range(4)] == [True, True, True, False]
+    assert meter.wait_s(5.25) == pytest.approx(0.75)
+    assert meter.take(6.0) is True
+    assert meter.rejected == 0 and not meter.should_disconnect()

@@ -59,6 +59,22 @@ class PacingMeter:
         """Messages counted in the current one-second window."""
         return self._count
 
+    def take(self, now_mono: float) -> bool:
+        """`+PACEAPI` mode: may one queued message go now? (no error, no strike)."""
+        if self._limit is None:
+            return True
+        if now_mono - self._window_start >= 1.0:
+            self._window_start = now_mono
+            self._count = 0
+        if self._count < self._limit:
+            self._count += 1
+            return True
+        return False
+
+    def wait_s(self, now_mono: float) -> float:
+        """Seconds until the current window ends."""
+        return max(0.0, self._window_start + 1.0 - now_mono)
+
     def should_disconnect(self) -> bool:
         return len(self._strikes) >= PACING_STRIKES
 

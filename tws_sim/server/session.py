@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from datetime import datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ class Session(asyncio.Protocol):
         self.buf = bytearray()  # handshake bytes only; frames go through `reader`
         self.reader = framing.FrameReader()
         self._out: list[bytes] = []
+        self._paced: deque[list[str]] = deque()  # +PACEAPI: messages waiting for their second
+        self._drain_scheduled = False
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self.phase = Phase.PREFIX
@@ -108,6 +111,36 @@ class Session(asyncio.Protocol):
 
     # ---------------------------------------------------------------------------------------------
 
+    def _queue_paced(self, fields: list[str]) -> None:
+        """`+PACEAPI`: the client asked TWS to pace it, so excess messages wait for the next
+        one-second window (in order) instead of being refused with error 100."""
+        if not self._paced and self.pacing.take(time.monotonic()):
+            self.server.dispatch(self, fields)
+            return
+        self._paced.append(fields)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_later(self.pacing.wait_s(time.monotonic()) + 0.001, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        queue = self._paced
+        while queue and self.phase is Phase.READY and self.pacing.take(time.monotonic()):
+            fields = queue.popleft()
+            try:
+                self.server.dispatch(self, fields)
+            except Exception:
+                log.exception("session %s (client %s) failed", self.peer, self.client_id)
+                self.close("internal error")
+                return
+        if queue and self.phase is Phase.READY:
+            self._drain_scheduled = True
+            self._loop.call_later(self.pacing.wait_s(time.monotonic()) + 0.001, self._drain)
+
+    @property
+    def paced_by_server(self) -> bool:
+        return "+PACEAPI" in self.connect_options.upper()
+
     def _on_handshake(self, lo: int, hi: int, options: str) -> None:
         version = framing.negotiate(lo, hi)
         if version is None:
@@ -122,6 +155,9 @@ class Session(asyncio.Protocol):
     def _on_message(self, fields: list[str]) -> None:
         if self.phase is Phase.READY:
             self.msgs_in += 1
+            if self.paced_by_server:
+                self._queue_paced(fields)
+                return
             ok, warn = self.pacing.admit(time.monotonic())
             if not ok:
                 if warn:
