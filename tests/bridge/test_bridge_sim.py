@@ -207,3 +207,35 @@ def test_client_id_in_use_326_halts_trading_and_alerts(r: redis.Redis, redis_url
                 assert oid not in sim_orders(sim, 1)
         finally:
             squatter.disconnect()
+
+
+def test_crash_between_marker_and_write_resolved_by_venue_knowledge(
+    r: redis.Redis, redis_url: str
+) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        done_id = client_api.allocate_order_id(r)
+        client_api.enqueue_place(done_id, "c-known", SPY, MKT_BUY, client=r)
+        poll(lambda: sim_exec_ids(sim), 10, what="first order filled")
+        poll(lambda: r.get(f"ib:sent:1:{done_id}").startswith("sent:"), 5, what="marked sent")
+        # As if a bridge died after writing `pending:` but before knowing whether the bytes left:
+        # this one did reach the venue, ...
+        r.set(f"ib:sent:1:{done_id}", "pending:0-1")
+        client_api.enqueue_place(done_id, "c-known", SPY, MKT_BUY, client=r)
+        # ... and this one never did.
+        lost_id = client_api.allocate_order_id(r)
+        r.set(f"ib:sent:1:{lost_id}", "pending:0-2")
+        client_api.enqueue_place(lost_id, "c-lost", SPY, MKT_BUY, client=r)
+        poll(lambda: lost_id in sim_orders(sim), 10, what="never-sent order sent now")
+        barrier = client_api.allocate_order_id(r)
+        client_api.enqueue_place(barrier, "c-barrier", SPY, MKT_BUY, client=r)
+        poll(lambda: barrier in sim_orders(sim), 10, what="barrier order")
+        poll(
+            lambda: r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0,
+            5,
+            what="all acknowledged",
+        )
+        # A re-sent id of a filled order would have drawn error 103 before the barrier's fill.
+        assert [f for _i, f in r.xrange("epm:bridge:order_errors") if f["code"] == "103"] == []
+        assert sorted(sim_orders(sim)) == [done_id, lost_id, barrier]
+        assert r.get(f"ib:sent:1:{done_id}").startswith("sent:")
