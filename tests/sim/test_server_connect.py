@@ -315,3 +315,28 @@ def test_paceapi_clients_are_queued_not_refused(sim: SimServerThread) -> None:
     assert not [m for m in got if m[0] == "4" and m[3] == "100"]
     assert time.monotonic() - t0 >= 0.9  # the last 20 waited for the next second
     raw.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_alone(
+    sim: SimServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tws_sim.server.session as session_mod
+
+    monkeypatch.setattr(session_mod, "MAX_UNSENT_BYTES", 100_000)
+    lazy = Raw(sim.port)
+    lazy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    lazy.start(60)
+    for k, con_id in enumerate(("756733", "320227571", "9579970", "265598")):
+        contract = (con_id, "", "STK", "", "0", "", "", "SMART", "", "USD", "", "")
+        lazy.send_fields("10", "5", str(100 + k), *contract, "10", "0", "")  # reqMktDepth
+        lazy.send_fields("1", "11", str(200 + k), *contract, "0", "", "0", "0", "")
+    good = Raw(sim.port)
+    good.start(61)
+    deadline = time.monotonic() + 60
+    while sim.call(lambda s: 60 in s.clients):
+        assert time.monotonic() < deadline, "the non-reading client was never dropped"
+        sim.advance(10)
+    good.send_fields("49", "1")
+    assert good.read_until(lambda m: m[0] == "49")[-1][0] == "49"
+    good.close()
+    lazy.close()

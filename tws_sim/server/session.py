@@ -30,6 +30,7 @@ log = logging.getLogger("tws_sim.server")
 MSG_CLIENT_ID_IN_USE = (
     "Unable to connect as the client id is already in use. Retry with a unique client id."
 )
+MAX_UNSENT_BYTES = 64 * 1024 * 1024
 MSG_PACING = "Max rate of messages per second has been exceeded:max={limit} rec={count}"
 
 
@@ -212,6 +213,10 @@ class Session(asyncio.Protocol):
         self._out.clear()
         if self.transport is not None and self.phase is not Phase.CLOSED:
             self.transport.write(data)
+            if self.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                # A client that stopped reading would otherwise make the server buffer its
+                # market data without bound; drop it (its reconnect recovers state).
+                self.abort("client is not reading (write buffer full)")
 
     def send_error(self, req_id: int, code: int, message: str) -> None:
         self.send(wire.error_fields(req_id, code, message, self.version or wire.MIN_SERVER_VERSION))
