@@ -3,6 +3,9 @@ pacing, 326 governance."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
 import redis
 
@@ -138,9 +141,7 @@ def test_pacing_1000_commands_never_exceed_limit_cancels_overtake(
             )
             pipe_r.xadd(
                 cmds.COMMAND_STREAM,
-                cmds.encode_command(
-                    cmd, __import__("datetime").datetime.now(__import__("datetime").UTC)
-                ),
+                cmds.encode_command(cmd, datetime.now(UTC)),
             )
         pipe_r.execute()
         early = ids[:5]
@@ -239,3 +240,37 @@ def test_crash_between_marker_and_write_resolved_by_venue_knowledge(
         assert [f for _i, f in r.xrange("epm:bridge:order_errors") if f["code"] == "103"] == []
         assert sorted(sim_orders(sim)) == [done_id, lost_id, barrier]
         assert r.get(f"ib:sent:1:{done_id}").startswith("sent:")
+
+
+def test_modify_applied_once_per_version(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port):
+        wait_ready(r)
+        oid = client_api.allocate_order_id(r)
+        client_api.enqueue_place(oid, "c-mod", SPY, resting(), client=r)
+        poll(lambda: oid in sim_orders(sim), 10, what="working order")
+        moved = {**resting(), "lmt_price": "1.05"}
+        client_api.enqueue_modify(oid, 1, "c-mod", SPY, moved, client=r)
+        poll(lambda: sim_orders(sim)[oid].request.lmt_price == Decimal("1.05"), 10, what="modified")
+        # Version 1 again with another price (a stale replay): must not reach the venue.
+        client_api.enqueue_modify(
+            oid, 1, "c-mod", SPY, {**resting(), "lmt_price": "1.10"}, client=r
+        )
+        client_api.enqueue_modify(
+            oid, 2, "c-mod", SPY, {**resting(), "lmt_price": "1.02"}, client=r
+        )
+        poll(
+            lambda: sim_orders(sim)[oid].request.lmt_price == Decimal("1.02"), 10, what="v2 applied"
+        )
+        poll(
+            lambda: r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0,
+            5,
+            what="all acknowledged",
+        )
+        prices = [
+            p["lmt_price"]
+            for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
+            if p["order_id"] == oid
+        ]
+        assert "1.1" not in prices and "1.10" not in prices
+        assert r.get(f"ib:sent:1:{oid}:v1").startswith("sent:")
+        assert r.get(f"ib:sent:1:{oid}:v2").startswith("sent:")
