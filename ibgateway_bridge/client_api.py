@@ -47,7 +47,7 @@ def enqueue(
 ) -> str:
     """XADD one validated command; returns its stream id."""
     r = _redis(client)
-    fields = encode_command(command, now or datetime.now(UTC))
+    fields: dict[Any, Any] = dict(encode_command(command, now or datetime.now(UTC)))
     return str(r.xadd(COMMAND_STREAM, fields, maxlen=STREAM_MAXLEN, approximate=True))
 
 

@@ -350,16 +350,16 @@ class CommandLog:
 
     def read(
         self, start: str | None, count: int = 100, block_ms: int = 200
-    ) -> list[tuple[str, dict]]:
+    ) -> list[tuple[str, dict[str, str]]]:
         """Our unacknowledged entries after `start`, or new ones when `start` is None."""
-        response = self._redis.xreadgroup(
+        response: Any = self._redis.xreadgroup(
             COMMAND_GROUP,
             self.consumer,
             {self.stream: ">" if start is None else start},
             count=count,
             block=block_ms if start is None else None,
         )
-        entries: list[tuple[str, dict]] = []
+        entries: list[tuple[str, dict[str, str]]] = []
         for _stream, items in response or []:
             for stream_id, fields in items:
                 entries.append((stream_id, fields or {}))
@@ -435,7 +435,7 @@ def publish_reject(
     now: datetime,
 ) -> str:
     """Add a refusal to `epm:bridge:rejects` (the order's owner reads it and closes the order)."""
-    fields: dict[str, str] = {
+    fields: dict[Any, Any] = {
         "stream_id": stream_id,
         "reason": str(reason),
         "message": message[:500],
@@ -454,11 +454,21 @@ def publish_reject(
 
 def raise_alert(client: redis.Redis, kind: str, message: str, now: datetime, **extra: str) -> str:
     """Page-worthy events (326, 1100, lease lost) go to `epm:alerts`."""
-    fields = {"kind": kind, "message": message, "at": now.astimezone(UTC).isoformat(), **extra}
+    fields: dict[Any, Any] = {
+        "kind": kind,
+        "message": message,
+        "at": now.astimezone(UTC).isoformat(),
+        **extra,
+    }
     return str(client.xadd(ALERT_STREAM, fields, maxlen=10_000, approximate=True))
 
 
 def audit(client: redis.Redis, actor: str, action: str, now: datetime, **details: str) -> str:
     """Append to the `epm:audit` stream (kill switch, resume, order replaced)."""
-    fields = {"actor": actor, "action": action, "at": now.astimezone(UTC).isoformat(), **details}
+    fields: dict[Any, Any] = {
+        "actor": actor,
+        "action": action,
+        "at": now.astimezone(UTC).isoformat(),
+        **details,
+    }
     return str(client.xadd(AUDIT_STREAM, fields, maxlen=100_000, approximate=True))

@@ -212,6 +212,9 @@ class IBSession:
         self._id_in_use.clear()
         for ev in self.events.values():
             ev.clear()
+        # A fresh control queue per connection: a late "closed" or 326 of the previous socket
+        # must not be read as news about this one.
+        self.control = queue.Queue()
         wrapper = BridgeWrapper(self.client_id, self._data_queue, self.control)
         client = PacedClient(wrapper, self.limiter)
         self.client = client
@@ -224,7 +227,10 @@ class IBSession:
             self._drain_control()
             return False
         self._decoder = threading.Thread(
-            target=self._decode, args=(client,), name=f"ib-{self.name}-decoder", daemon=True
+            target=self._decode,
+            args=(client, self.control),
+            name=f"ib-{self.name}-decoder",
+            daemon=True,
         )
         self._decoder.start()
         # The id answers with nextValidId; a 326 closes the socket instead.
@@ -254,13 +260,13 @@ class IBSession:
         self._drain_until_closed()
         return False
 
-    def _decode(self, client: PacedClient) -> None:
+    def _decode(self, client: PacedClient, control: queue.Queue[Message]) -> None:
         try:
             client.run()
         except Exception as e:  # the socket died mid-message; the session reconnects
             log.warning("decoder_stopped", session=self.name, error=repr(e))
         finally:
-            self.control.put(Message("connection_closed", self.client_id, {}, datetime.now(UTC)))
+            control.put(Message("connection_closed", self.client_id, {}, datetime.now(UTC)))
 
     def _wait_for(self, event: threading.Event) -> bool:
         deadline = time.monotonic() + self._connect_timeout_s

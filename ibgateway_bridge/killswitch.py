@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
 
@@ -91,7 +92,10 @@ def purge_queued_orders(client: redis.Redis, now: datetime, orders_client_id: in
     purged = 0
     last = "-"
     while True:
-        entries = client.xrange(cmds.COMMAND_STREAM, min=last, max="+", count=1000)
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            client.xrange(cmds.COMMAND_STREAM, min=last, max="+", count=1000),
+        )
         if last != "-":
             entries = [e for e in entries if e[0] != last]
         if not entries:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -128,7 +128,7 @@ class MarketDataLines:
         raw = opts.get("contract")
         if raw:
             return to_ib_contract(ContractSpec.model_validate_json(raw))
-        cached = self._redis.hgetall(CONTRACT_KEY.format(con_id=con_id))
+        cached = cast(dict[str, str], self._redis.hgetall(CONTRACT_KEY.format(con_id=con_id)))
         spec = ContractSpec(
             con_id=con_id,
             symbol=cached.get("symbol"),
@@ -139,7 +139,7 @@ class MarketDataLines:
         return to_ib_contract(spec)
 
     def _open(self, con_id: int, ib: Any) -> None:
-        opts = self._redis.hgetall(SUBS_OPTS_KEY.format(con_id=con_id))
+        opts = cast(dict[str, str], self._redis.hgetall(SUBS_OPTS_KEY.format(con_id=con_id)))
         contract = self._contract(con_id, opts)
         kinds = ["top"]
         if opts.get("bars") == "1":

@@ -210,7 +210,10 @@ class Bridge:
     def _heartbeat_loop(self) -> None:
         while not self.stop_event.wait(1.0):
             try:
-                mapping = {"heartbeat": _now().isoformat(), "last_order_id": self.allocator.last()}
+                mapping: dict[Any, Any] = {
+                    "heartbeat": _now().isoformat(),
+                    "last_order_id": self.allocator.last(),
+                }
                 for s in self.sessions():
                     mapping[f"client{s.client_id}"] = str(s.state)
                     mapping[f"backlog_{s.name}"] = len(s.backlog)
@@ -339,7 +342,8 @@ class Bridge:
             )
             if self.config.send_extra_tasks:
                 self.celery_app.send_task(TASK_RECORD_ORDER_REPLACED, args=[link])
-            self.redis.xadd(cmds.COMMAND_STREAM, cmds.encode_command(replacement, now))
+            fields: dict[Any, Any] = dict(cmds.encode_command(replacement, now))
+            self.redis.xadd(cmds.COMMAND_STREAM, fields)
             log.warning("order_replaced_after_103", **link)
 
     # --- command intake ---------------------------------------------------------------------

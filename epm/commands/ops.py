@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any, cast
 
 import typer
 
@@ -100,7 +101,7 @@ def status_command(
         except Exception:  # no consumer group yet: nothing pending
             pending = 0
     halts = {k: r.get(k) for k in r.scan_iter("epm:halt:*")}
-    alerts = [f for _id, f in r.xrevrange(cmds.ALERT_STREAM, count=5)]
+    alerts = [f for _id, f in cast(list[Any], r.xrevrange(cmds.ALERT_STREAM, count=5))]
     status = {
         "bridge_lease": holder,
         "lease_ttl_ms": ttl,
