@@ -7,6 +7,8 @@ runs inside it, as a child pytest:
 - every `tests/sim` module that drives the official client or decodes with it (those importing
   `ibapi` or using `RecordingClient`: the end-to-end tests, the server tests and the protocol
   tests, which then encode and decode with the 10.x client at v157/176/178), and
+- `tests/compat/test_client_session.py` (one broad session that checks nothing tells the client
+  it is not talking to a gateway: no decode errors, no dropped messages, Decimal sizes), and
 - the bridge suite (`tests/bridge`, minus its own 10.x driver, which would only skip there).
 
 10.x clients ask for server version 2xx; the simulator caps at 178, so they stay on the text
@@ -82,7 +84,7 @@ def ibapi10_python() -> Path:
 
 
 def _child_modules() -> list[str]:
-    """The sim modules that use the official client, then the bridge suite."""
+    """The sim modules that use the official client, the client session, the bridge suite."""
     sim = []
     for path in sorted((REPO / "tests" / "sim").glob("test_*.py")):
         text = path.read_text()
@@ -93,7 +95,7 @@ def _child_modules() -> list[str]:
         for p in sorted((REPO / "tests" / "bridge").glob("test_*.py"))
         if str(p.relative_to(REPO)) != BRIDGE_DRIVER
     ]
-    return sim + bridge
+    return [*sim, "tests/compat/test_client_session.py", *bridge]
 
 
 @dataclass
@@ -103,15 +105,19 @@ class ChildRun:
     returncode: int
     output: str
     passed: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _read_junit(path: Path, run: ChildRun) -> None:
     for case in ET.parse(path).getroot().iter("testcase"):
         test_id = f"{case.get('classname')}::{case.get('name')}"
-        if case.find("failure") is not None or case.find("error") is not None:
-            run.failed.append(test_id)
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        if bad is not None:
+            detail = (bad.get("message") or "") + "\n" + (bad.text or "")[-1500:]
+            run.failed.append((test_id, detail))
         elif case.find("skipped") is not None:
             reason = case.find("skipped").get("message", "")  # type: ignore[union-attr]
             run.skipped.append((test_id, reason))
@@ -170,10 +176,17 @@ def test_sim_and_bridge_suites_pass_with_ibapi10(ibapi10_python: Path, tmp_path:
         f"ibapi 10.x child run: {len(run.passed)} passed, {len(run.failed)} failed, "
         f"{len(run.skipped)} skipped in {elapsed:.0f} s\n"
     )
-    assert not run.failed, f"failed under ibapi 10.x: {run.failed}\n{run.output}"
+    assert not run.failed, "failed under ibapi 10.x:\n" + "\n\n".join(
+        f"{t}: {detail}" for t, detail in run.failed
+    )
     assert done.returncode == 0, run.output
     # It ran the client-driving tests, not just collected them.
-    for module in ("test_e2e_ibapi", "test_bridge_sim", "test_protocol_outgoing"):
+    for module in (
+        "test_e2e_ibapi",
+        "test_client_session",
+        "test_bridge_sim",
+        "test_protocol_outgoing",
+    ):
         assert any(f".{module}::" in t for t in run.passed), f"no {module} test passed"
     if run.skipped:
         reasons = "; ".join(f"{t}: {r}" for t, r in run.skipped[:10])
