@@ -42,7 +42,6 @@ def test_faults_scenario_timeline() -> None:
         app.wait_for(lambda: [s for s in app.of("orderStatus") if s[1] == "Filled"])
         for _ in range(121):
             sim.advance(1)
-        app.wait_for(lambda: app.errors(1100))
         app.wait_for(lambda: not app.isConnected())
         app.stop()
         with pytest.raises(ConnectionRefusedError):

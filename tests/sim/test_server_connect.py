@@ -291,7 +291,6 @@ faults:
         sim.advance(2)
         assert raw.read_until(lambda m: m[0] in ("1", "2"))  # data flows again
         sim.advance(13)  # t = 31: the gateway drops every socket and refuses for 20 s
-        assert raw.read_until(lambda m: m[0] == "4" and m[3] == "1100")
         assert raw.closed_by_server()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", sim.port), timeout=5)
@@ -340,3 +339,19 @@ def test_a_client_that_stops_reading_is_dropped_alone(
     assert good.read_until(lambda m: m[0] == "49")[-1][0] == "49"
     good.close()
     lazy.close()
+
+
+def test_connectivity_loss_keeps_sockets_and_says_1100_then_1102(sim: SimServerThread) -> None:
+    raw = Raw(sim.port)
+    raw.start(1)
+    sim.call(lambda s: s.set_connectivity(False))
+    assert raw.read_until(lambda m: m[0] == "4")[-1][3] == "1100"
+    late = Raw(sim.port)  # a client logging on meanwhile hears it right after the farm notices
+    late.start(2)
+    assert late.read_until(lambda m: m[0] == "4")[-1][3] == "1100"
+    sim.call(lambda s: s.set_connectivity(True))
+    assert raw.read_until(lambda m: m[0] == "4")[-1][3] == "1102"
+    raw.send_fields("49", "1")
+    assert raw.read_until(lambda m: m[0] == "49")[-1][0] == "49"
+    raw.close()
+    late.close()

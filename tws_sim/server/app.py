@@ -348,15 +348,15 @@ class SimServer:
         self.broadcast_error(*(CONNECTIVITY_RESTORED if ok else CONNECTIVITY_LOST))
 
     def drop_all(self, refuse_s: float) -> None:
-        """Simulate a gateway going away: every client gets error 1100 and then its socket is
-        closed, and connects are refused for `refuse_s` simulated seconds (the listening socket
-        is closed, so connects get ECONNREFUSED). The venue keeps running: fills made meanwhile
-        are recovered with reqExecutions after reconnecting."""
+        """Simulate a gateway going away: every socket is closed (no goodbye message: a gateway
+        that restarts or dies does not say 1100 first; 1100/1102 with the socket kept is
+        `set_connectivity`), and connects are refused for `refuse_s` simulated seconds (the
+        listening socket is closed, so connects get ECONNREFUSED). The venue keeps running:
+        fills made meanwhile are recovered with reqExecutions after reconnecting, and a client
+        id that was dropped hears 1102 when it logs on again."""
         for session in list(self.sessions):
-            if session.ready:
-                session.send_error(-1, *CONNECTIVITY_LOST)
-                if session.client_id is not None:
-                    self.dropped_clients.add(session.client_id)
+            if session.ready and session.client_id is not None:
+                self.dropped_clients.add(session.client_id)
             session.close("gateway dropped connections")
         if refuse_s <= 0:
             return
