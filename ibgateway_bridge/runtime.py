@@ -54,7 +54,7 @@ class BridgeConfig(BaseSettings):
     resync_timeout_s: float = Field(default=15.0, gt=0)
     # Error 326 policy: wait this long, retry the same id at most this often (-1 = forever).
     id_in_use_retry_s: float = Field(default=30.0, ge=0)
-    id_in_use_max_retries: int = Field(default=3, ge=-1)
+    id_in_use_max_retries: int = Field(default=10, ge=-1)
     md_line_limit: int = Field(default=100, ge=1)
     account_session: bool = True
     # Prometheus exposition on 127.0.0.1 (backlog, pacer and send waits, publish latency);
