@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -114,14 +115,35 @@ def order_state(db_url: str, ib_order_id: int) -> str | None:
         engine.dispose()
 
 
+def rejected_payloads(db_url: str, since: datetime) -> list[tuple[str, str, str]]:
+    """(callback kind, reason, message) of bridge payloads the ledger refused since `since`."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT scope_key, code, message FROM risk_events"
+                    " WHERE kind = 'LEDGER_PAYLOAD_REJECTED' AND created_at >= :since"
+                ),
+                {"since": since},
+            )
+            return [(r[0], r[1], r[2]) for r in rows]
+    finally:
+        engine.dispose()
+
+
 def test_intent_free_command_fills_once_order_filled(
     r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path
 ) -> None:
+    started = datetime.now(UTC)
     with (
         sim_thread() as sim,
         ledger_worker(redis_url, ledger_db, tmp_path / "worker.log"),
     ):
-        bridge = BridgeProcess(redis_url, sim.port, tmp_path / "bridge.log").start()
+        # Every callback kind the bridge publishes goes out, as in production.
+        bridge = BridgeProcess(
+            redis_url, sim.port, tmp_path / "bridge.log", EPM_BRIDGE_SEND_EXTRA_TASKS="true"
+        ).start()
         try:
             wait_ready(r)
             oid = client_api.allocate_order_id(r)
@@ -135,8 +157,29 @@ def test_intent_free_command_fills_once_order_filled(
             poll(lambda: order_state(ledger_db, oid) == "FILLED", 60, what="order FILLED")
             assert len(sim_orders(sim)) == 1
             assert sorted(fill_rows(ledger_db, execs)) == sorted(execs)
+            # A rejected order's error and a contract answer take the ledger's other tasks.
+            bad = client_api.allocate_order_id(r)
+            client_api.enqueue_place(
+                bad, f"e2e-{bad}", {"con_id": 999999999, "symbol": "NOPE"}, order, client=r
+            )
+            client_api.enqueue_contract_details({"symbol": "SPY", "sec_type": "STK"}, client=r)
+            poll(lambda: order_state(ledger_db, bad) == "REJECTED", 60, what="REJECTED order")
+            poll(lambda: contract_symbol(ledger_db, 756733) == "SPY", 60, what="contract row")
+            # The payload shapes agree with the ledger: nothing the bridge sent was refused.
+            assert rejected_payloads(ledger_db, started) == []
         finally:
             bridge.stop()
+
+
+def contract_symbol(db_url: str, con_id: int) -> str | None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT symbol FROM contracts WHERE con_id = :c"), {"c": con_id}
+            ).scalar()
+    finally:
+        engine.dispose()
 
 
 def test_kill9_bridge_during_200_orders_ledger_exactly_once(
