@@ -107,7 +107,9 @@ class Bridge:
             else None
         )
         self._known_order_ids: set[int] = set()
+        # Placements sent on this connection, for a 103 re-place (sender writes, control reads).
         self._recent_places: dict[int, cmds.PlaceOrder] = {}
+        self._recent_lock = threading.Lock()
         self._replace_pending: list[cmds.PlaceOrder] = []
         self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
         self._threads: list[threading.Thread] = []
@@ -315,7 +317,8 @@ class Bridge:
             self.redis.hset(FARMS_KEY, _farm_name(text), "ok")
         elif code == 103 and session is self.orders:
             order_id = int(msg.data["order_id"])
-            original = self._recent_places.pop(order_id, None)
+            with self._recent_lock:
+                original = self._recent_places.pop(order_id, None)
             if original is not None:
                 # NOTES: 103 = duplicate order id → resync ids, re-place under a fresh id.
                 self._replace_pending.append(original)
@@ -482,9 +485,10 @@ class Bridge:
                 return True
         if isinstance(command, cmds.PlaceOrder):
             # Recorded before the write: a 103 for this id can arrive before the write returns.
-            self._recent_places[command.order_id] = command
-            if len(self._recent_places) > 10_000:
-                self._recent_places.pop(next(iter(self._recent_places)))
+            with self._recent_lock:
+                self._recent_places[command.order_id] = command
+                if len(self._recent_places) > 10_000:
+                    self._recent_places.pop(next(iter(self._recent_places)))
         sent = client.sends(lambda: self._write(client, command))
         if not sent:
             return False
