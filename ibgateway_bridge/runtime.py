@@ -26,7 +26,7 @@ from ibgateway_bridge import commands as cmds
 from ibgateway_bridge.connection import IBSession, SessionState
 from ibgateway_bridge.ibobjects import cancel_order, global_cancel, to_ib_contract, to_ib_order
 from ibgateway_bridge.ids import OrderIdAllocator
-from ibgateway_bridge.lease import BridgeLease
+from ibgateway_bridge.lease import BridgeLease, LeaseGrant, LeaseHeldError
 from ibgateway_bridge.marketdata import MarketDataLines
 from ibgateway_bridge.outbox import Outbox
 from ibgateway_bridge.pacing import SEND_WAIT, Priority
@@ -48,6 +48,9 @@ class BridgeConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPM_BRIDGE_", frozen=True, extra="ignore")
 
     lease_ttl_ms: int = Field(default=5000, ge=300)
+    # A restarted bridge (after kill -9) finds its predecessor's lease until it expires; a
+    # supervisor can let it wait that long instead of failing. 0 = refuse at once.
+    lease_wait_s: float = Field(default=0.0, ge=0)
     reconnect_base_s: float = Field(default=0.5, gt=0)
     reconnect_cap_s: float = Field(default=30.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -149,7 +152,7 @@ class Bridge:
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Take the lease (raises `LeaseHeldError`), then start every thread."""
-        grant = self.lease.acquire()
+        grant = self._acquire_lease()
         self.lease.start_renewing()
         self._command_log = cmds.CommandLog(self.redis, self.lease.key, grant.value)
         cmds.ensure_group(self.redis)
@@ -177,6 +180,17 @@ class Bridge:
         self.redis.hset(STATE_KEY, "metrics_port", bound)
         log.info("metrics_serving", port=bound)
         return bound
+
+    def _acquire_lease(self) -> LeaseGrant:
+        deadline = time.monotonic() + self.config.lease_wait_s
+        while True:
+            try:
+                return self.lease.acquire()
+            except LeaseHeldError as e:
+                if time.monotonic() + 0.1 > deadline:
+                    raise
+                log.info("lease_waiting", holder=e.holder, expires_in_ms=e.ttl_ms)
+                time.sleep(min(max(e.ttl_ms, 50) / 1000.0, 0.5))
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

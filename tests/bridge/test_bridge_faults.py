@@ -65,6 +65,23 @@ def test_second_bridge_process_refused(r: redis.Redis, redis_url: str, tmp_path:
             first.stop()
 
 
+def test_restarted_bridge_waits_for_predecessor_lease_when_told(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    with sim_thread() as sim:
+        # What a kill -9 leaves behind: the dead bridge's lease, expiring on its own.
+        r.set("ib:bridge:lease", "1:dead-host:4242", px=1500)
+        bridge = BridgeProcess(
+            redis_url, sim.port, tmp_path / "b.log", EPM_BRIDGE_LEASE_WAIT_S="10"
+        ).start()
+        try:
+            wait_ready(r, 20)
+            assert "lease_waiting" in bridge.log_text()
+            assert r.get("ib:bridge:lease") != "1:dead-host:4242"
+        finally:
+            bridge.stop()
+
+
 def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
     r: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
