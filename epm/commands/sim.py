@@ -26,7 +26,7 @@ def sim_command(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the scenario's)."),
     start: str | None = typer.Option(
-        None, "--start", help="Simulated start, ET wall time HH:MM (default: now)."
+        None, "--start", help="Simulated start, ET HH:MM (default: the scenario's, else now)."
     ),
     speed: float = typer.Option(1.0, "--speed", min=0.001, help="Simulated seconds per second."),
     exec_log: str | None = typer.Option(
