@@ -107,15 +107,27 @@ class MarketDataLines:
                 self._by_req.pop(req_id, None)
             self._books.pop(cmd.con_id, None)
         for kind, req_id in lines.items():
-            if kind == "top":
-                ib.cancelMktData(req_id)
-            elif kind == "bars":
-                ib.cancelRealTimeBars(req_id)
-            elif kind == "depth":
-                ib.cancelMktDepth(req_id, False)
+            self._cancel(ib, kind, req_id)
+
+    @staticmethod
+    def _cancel(ib: Any, kind: str, req_id: int) -> None:
+        if kind == "top":
+            ib.cancelMktData(req_id)
+        elif kind == "bars":
+            ib.cancelRealTimeBars(req_id)
+        elif kind == "depth":
+            ib.cancelMktDepth(req_id, False)
 
     def resubscribe_all(self, ib: Any) -> int:
-        """Re-open every wanted line after a (re)connect; returns how many."""
+        """Re-open every wanted line after a (re)connect or a 1101/1102; returns how many.
+
+        Lines still open on this connection (a resync after 1101/1102 keeps the socket) are
+        cancelled first, so the gateway never holds two subscriptions for one con_id.
+        """
+        with self._lock:
+            stale = [(kind, req) for lines in self._lines.values() for kind, req in lines.items()]
+        for kind, req_id in stale:
+            self._cancel(ib, kind, req_id)
         self.reset()
         con_ids = sorted(int(c) for c in self._redis.smembers(SUBSCRIBED_KEY))
         for con_id in con_ids[: self.line_limit]:

@@ -162,3 +162,28 @@ def test_account_session_mirrors_positions_pnl_and_summary(r: redis.Redis, redis
         poll(lambda: r.hget(f"ib:account:{account}", "NetLiquidation"), 15, what="summary")
         poll(lambda: r.hgetall(f"ib:pnl:{account}:756733").get("position"), 15, what="pnlSingle")
         poll(lambda: r.hgetall(f"ib:pnl:{account}").get("daily"), 15, what="account pnl")
+
+
+def test_market_data_lines_not_doubled_by_a_1102_resync(r: redis.Redis, redis_url: str) -> None:
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port) as bridge:
+        wait_ready(r)
+        wait_ready(r, client_id=2)
+        client_api.enqueue_subscribe(756733, "w1", contract=SPY, client=r)
+        poll(lambda: r.hget("md:756733", "bid"), 15, what="md flowing")
+
+        def sim_subs() -> int:
+            return sim.call(lambda s: len(s.subs.md_subscribers(756733)))
+
+        assert sim_subs() == 1
+        sim.call(lambda s: s.set_connectivity(False))
+        poll(
+            lambda: bridge.account is not None and bridge.account.state == SessionState.VENUE_DOWN,
+            10,
+            what="account VENUE_DOWN",
+        )
+        sim.call(lambda s: s.set_connectivity(True))
+        poll(lambda: r.hget("ib:bridge:state", "client2") == "READY", 15, what="account resynced")
+        assert bridge.md.open_lines() == 1
+        poll(lambda: sim_subs() == 1, 5, what="one subscription at the venue")
+        before = r.hget("md:756733", "ts")
+        poll(lambda: r.hget("md:756733", "ts") != before, 15, what="md still flowing")
