@@ -374,3 +374,22 @@ def test_fills_while_disconnected_are_recovered_with_req_executions(
     assert sum(Decimal(str(e.shares)) for e in got) == 200
     reports = {c[0].execId for c in back.of("commissionReport")}
     assert {e.execId for e in got} <= reports
+
+
+def test_single_option_order_by_expiry_strike_right(client_factory: Any) -> None:
+    app = client_factory(6)
+    bid, ask = touch(app, 1, stock("SPY"))
+    expiry, strike, _ = nearest_call(app, (bid + ask) / 2)
+    contract = option(expiry, strike, "P")
+    _obid, oask = touch(app, 2, contract)
+    oid = app.of("nextValidId")[-1][0]
+    app.placeOrder(oid, contract, order("BUY", 2, "LMT", round(oask + 0.5, 2)))
+    app.wait_for(lambda: last_status(app, oid) == "Filled")
+    fills = [a for a in app.of("execDetails") if a[2].orderId == oid]
+    assert {a[1].right for a in fills} == {"P"} and {a[1].strike for a in fills} == {strike}
+    assert sum(Decimal(str(a[2].shares)) for a in fills) == 2
+    exec_ids = {a[2].execId for a in fills}
+    reports = app.wait_for(
+        lambda: [c[0] for c in app.of("commissionReport") if c[0].execId in exec_ids]
+    )
+    assert sum(Decimal(str(r.commission)) for r in reports) >= 1  # IB's $1 minimum per order
