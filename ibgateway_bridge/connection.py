@@ -137,6 +137,9 @@ class IBSession:
         self.ready = threading.Event()
         self.stop_event = threading.Event()
         self.next_valid_id: int | None = None
+        # Counts sockets opened; the owner tells a resync on the same socket (1101/1102) from
+        # one after a reconnect by comparing it.
+        self.connection_number = 0
         self.accounts: list[str] = []
         self.client: PacedClient | None = None
         self._decoder: threading.Thread | None = None
@@ -215,6 +218,7 @@ class IBSession:
         # A fresh control queue per connection: a late "closed" or 326 of the previous socket
         # must not be read as news about this one.
         self.control = queue.Queue()
+        self.connection_number += 1
         wrapper = BridgeWrapper(self.client_id, self._data_queue, self.control)
         client = PacedClient(wrapper, self.limiter)
         self.client = client

@@ -117,6 +117,9 @@ class Bridge:
         self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
         self._threads: list[threading.Thread] = []
         self._pnl_single: set[tuple[str, int]] = set()
+        # Streams client 2 opened on its current socket (kind, req_id), and which socket.
+        self._account_subs: list[tuple[str, int]] = []
+        self._account_subs_on = 0
         self._metrics_server: Any = None
         self.metrics_port: int | None = None
         self.outbox.on_position = self._ensure_pnl_single
@@ -273,13 +276,28 @@ class Bridge:
             session.wait_event("completed_orders_end", min(timeout, 3.0))
             log.info("orders_resynced", known_orders=len(self._known_order_ids))
         else:
+            if self._account_subs_on == session.connection_number:
+                # 1101/1102 on the same socket: drop what it already streams before asking again.
+                client.cancelPositions()
+                for kind, req_id in self._account_subs:
+                    if kind == "summary":
+                        client.cancelAccountSummary(req_id)
+                    elif kind == "pnl":
+                        client.cancelPnL(req_id)
+                    else:
+                        client.cancelPnLSingle(req_id)
+            self._account_subs = []
+            self._account_subs_on = session.connection_number
             self._pnl_single.clear()
             self.md.resubscribe_all(client)
             client.reqPositions()
-            client.reqAccountSummary(next(self._req_ids), "All", ACCOUNT_TAGS)
+            summary_id = next(self._req_ids)
+            self._account_subs.append(("summary", summary_id))
+            client.reqAccountSummary(summary_id, "All", ACCOUNT_TAGS)
             account = self.settings.ib_account or (session.accounts[0] if session.accounts else "")
             if account:
                 req_id = next(self._req_ids)
+                self._account_subs.append(("pnl", req_id))
                 self.outbox.register_pnl_request(req_id, account, None)
                 client.reqPnL(req_id, account, "")
         return True
@@ -291,6 +309,7 @@ class Bridge:
             return
         self._pnl_single.add((account, con_id))
         req_id = next(self._req_ids)
+        self._account_subs.append(("pnl_single", req_id))
         self.outbox.register_pnl_request(req_id, account, con_id)
         session.client.reqPnLSingle(req_id, account, "", con_id)
 

@@ -187,3 +187,6 @@ def test_market_data_lines_not_doubled_by_a_1102_resync(r: redis.Redis, redis_ur
         poll(lambda: sim_subs() == 1, 5, what="one subscription at the venue")
         before = r.hget("md:756733", "ts")
         poll(lambda: r.hget("md:756733", "ts") != before, 15, what="md still flowing")
+        # Account streams are not doubled either: one positions/summary/pnl listener each.
+        kinds = sim.call(lambda s: sorted(a.kind for a in s.subs.all_account_subs()))
+        assert len(kinds) == len(set(kinds)), kinds
