@@ -5,7 +5,8 @@
 sleeps). It runs ibapi's reader loop in a daemon thread, like any ibapi application.
 
 It works with ibapi 9.81 and with 10.x clients (the compatibility venv): callbacks are recorded
-under their 9.81 names (10.x's `commissionAndFeesReport` as "commissionReport"), `errors()` returns
+under their 9.81 names (10.x's `commissionAndFeesReport` as "commissionReport", its report and
+`OrderState` objects also answering to 9.81's `commission*` attribute names), `errors()` returns
 (reqId, code, text) whichever `error` signature the installed client calls, and `cancelOrder` /
 `reqGlobalCancel` accept the 9.81 call forms (10.x requires an `OrderCancel`, filled in here).
 """
@@ -95,8 +96,27 @@ def _cancel_default() -> tuple[Any, ...]:
     return (OrderCancel(),)
 
 
+# 10.x renamed commission attributes; the recorded objects get the 9.81 names as aliases
+_ALIASES = {
+    "commission": "commissionAndFees",
+    "commissionCurrency": "commissionAndFeesCurrency",
+    "minCommission": "minCommissionAndFees",
+    "maxCommission": "maxCommissionAndFees",
+}
+
+
+def _alias_9_81(obj: Any) -> None:
+    for old, new in _ALIASES.items():
+        if hasattr(obj, new) and not hasattr(obj, old):
+            setattr(obj, old, getattr(obj, new))
+
+
 def _recorder(name: str) -> Callable[..., None]:
     def method(self: RecordingClient, *args: Any) -> None:
+        if _IBAPI_10:
+            for arg in args:
+                if hasattr(arg, "commissionAndFees"):  # CommissionAndFeesReport, OrderState
+                    _alias_9_81(arg)
         self._record(name, args)
 
     method.__name__ = name
