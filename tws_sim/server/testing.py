@@ -6,9 +6,10 @@ sleeps). It runs ibapi's reader loop in a daemon thread, like any ibapi applicat
 
 It works with ibapi 9.81 and with 10.x clients (the compatibility venv): callbacks are recorded
 under their 9.81 names (10.x's `commissionAndFeesReport` as "commissionReport", its report and
-`OrderState` objects also answering to 9.81's `commission*` attribute names), `errors()` returns
-(reqId, code, text) whichever `error` signature the installed client calls, and `cancelOrder` /
-`reqGlobalCancel` accept the 9.81 call forms (10.x requires an `OrderCancel`, filled in here).
+`OrderState` objects also answering to 9.81's `commission*` attribute names, its `BarData` to
+`average`), `errors()` returns (reqId, code, text) whichever `error` signature the installed
+client calls, and `cancelOrder` / `reqGlobalCancel` accept the 9.81 call forms (10.x requires an
+`OrderCancel`, filled in here).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ _ALIASES = {
     "commissionCurrency": "commissionAndFeesCurrency",
     "minCommission": "minCommissionAndFees",
     "maxCommission": "maxCommissionAndFees",
+    "average": "wap",  # BarData
 }
 
 
@@ -115,8 +117,8 @@ def _recorder(name: str) -> Callable[..., None]:
     def method(self: RecordingClient, *args: Any) -> None:
         if _IBAPI_10:
             for arg in args:
-                if hasattr(arg, "commissionAndFees"):  # CommissionAndFeesReport, OrderState
-                    _alias_9_81(arg)
+                if hasattr(arg, "commissionAndFees") or hasattr(arg, "wap"):
+                    _alias_9_81(arg)  # CommissionAndFeesReport, OrderState, BarData
         self._record(name, args)
 
     method.__name__ = name
