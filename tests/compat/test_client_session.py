@@ -116,7 +116,11 @@ def _until(sim: SimServerThread, app: RecordingClient, pred: Any, limit_s: int =
 
 def _ends(app: RecordingClient, *names: str) -> None:
     for name in names:
-        app.wait_for(lambda n=name: app.of(n))
+
+        def arrived(n: str = name) -> list[tuple[Any, ...]]:
+            return app.of(n)
+
+        app.wait_for(arrived)
 
 
 def test_full_client_session_is_indistinguishable(
