@@ -7,9 +7,10 @@ burst shares the round trips. Order/fill callbacks become `tasks.ledger.*` messa
 exec_id / order id + status on the ledger side); high-rate data (ticks, P&L, positions, account
 values) becomes Redis hashes.
 
-Publishing never drops a message: a broker outage is retried with backoff while the queue grows in
-memory; and a bridge that dies with messages queued loses nothing the ledger needs, because the
-reconnect's `reqExecutions`/`reqOpenOrders` replays them (the ledger is idempotent on exec_id).
+Publishing never drops a message: a broker outage (kombu `OperationalError`) or a lost Redis
+connection is retried with backoff while the queue grows in memory; and a bridge that dies with
+messages queued loses nothing the ledger needs, because the reconnect's `reqExecutions`/
+`reqOpenOrders` replays them (the ledger is idempotent on exec_id).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from kombu.exceptions import OperationalError
+from prometheus_client import Counter
 
 from epm.logging import get_logger
 from ibgateway_bridge import payloads
@@ -51,7 +54,19 @@ PUBLISH_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
 )
 
+PUBLISH_RETRIES = Counter(
+    "epm_bridge_outbox_retries_total",
+    "Batches whose Redis write or broker publish failed and was retried",
+)
+
+# Failures worth waiting out: the broker or Redis unreachable, whatever layer reports it.
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OperationalError, OSError)
+
+# The bridge's own (not IB's) callback kind: an order re-placed under a new id after error 103.
+ORDER_REPLACED = "order_replaced"
+
 _LEDGER_TASKS = {
+    ORDER_REPLACED: payloads.TASK_RECORD_ORDER_REPLACED,
     "execution": payloads.TASK_RECORD_EXECUTION,
     "commission": payloads.TASK_RECORD_COMMISSION,
     "order_status": payloads.TASK_RECORD_ORDER_STATUS,
@@ -94,6 +109,8 @@ class Outbox:
         self._stop = threading.Event()
         self._pnl_req_account: dict[int, tuple[str, int | None]] = {}
         self.published = 0
+        # Failed attempts that were retried (broker or Redis unreachable); also in Prometheus.
+        self.publish_retries = 0
         # Set by the bridge: asks for reqPnLSingle the first time a position is seen.
         self.on_position: Callable[[str, int], None] | None = None
 
@@ -115,18 +132,39 @@ class Outbox:
                     batch.append(self._data.get_nowait())
                 except queue.Empty:
                     break
-            self.handle_batch(batch)
+            try:
+                self.handle_batch(batch)
+            except Exception as e:  # this thread is the only way callbacks leave: it must live
+                log.error(
+                    "outbox_batch_failed",
+                    error=repr(e),
+                    kinds=[m.kind for m in batch],
+                    data=json.dumps([m.data for m in batch], default=str),
+                )
 
     def handle_batch(self, batch: list[Message]) -> None:
-        """Route one batch; retries transient broker/Redis failures until it is out."""
+        """Route one batch; retries transient broker/Redis failures until it is out.
+
+        A broker outage surfaces as kombu's `OperationalError` once kombu's own short publish
+        retries are spent; it is retried here with backoff for as long as it lasts (the data queue
+        grows meanwhile). A partly published burst is published again whole: the ledger is
+        idempotent on exec_id / order id + status, so a repeat is harmless and a gap is not.
+        Only a stopping bridge gives up, and what it held is replayed by the next connection's
+        `reqExecutions`/`reqOpenOrders` resync.
+        """
         delay = 0.1
         while True:
             try:
                 self._handle(batch)
                 return
-            except (redis.RedisError, OSError, ConnectionError) as e:
+            except _TRANSIENT as e:
+                self.publish_retries += 1
+                PUBLISH_RETRIES.inc()
+                if self._stop.is_set():
+                    log.error("outbox_abandoned_on_stop", error=repr(e), batch=len(batch))
+                    return
                 log.warning("outbox_retry", error=repr(e), batch=len(batch), delay_s=delay)
-                time.sleep(delay)
+                self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
     def _handle(self, batch: list[Message]) -> None:
@@ -137,7 +175,11 @@ class Outbox:
                 self._route(msg, pipe, tasks)
             except (TranslationError, KeyError, ValueError, TypeError) as e:
                 log.error("outbox_bad_message", kind=msg.kind, error=repr(e))
-        pipe.execute()
+        # A command refused by Redis (say WRONGTYPE on a mirror key) would fail the same way on
+        # every retry: it is logged, not retried; a lost connection still raises and is retried.
+        for result in pipe.execute(raise_on_error=False):
+            if isinstance(result, redis.ResponseError):
+                log.error("outbox_redis_refused", error=repr(result))
         if tasks:
             self._publish(tasks)
             self.published += len(tasks)

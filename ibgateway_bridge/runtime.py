@@ -28,9 +28,8 @@ from ibgateway_bridge.ibobjects import cancel_order, global_cancel, to_ib_contra
 from ibgateway_bridge.ids import OrderIdAllocator
 from ibgateway_bridge.lease import BridgeLease, LeaseGrant, LeaseHeldError
 from ibgateway_bridge.marketdata import MarketDataLines
-from ibgateway_bridge.outbox import Outbox
+from ibgateway_bridge.outbox import ORDER_REPLACED, Outbox
 from ibgateway_bridge.pacing import SEND_WAIT, Priority
-from ibgateway_bridge.payloads import TASK_RECORD_ORDER_REPLACED
 from ibgateway_bridge.translate import ib_filter_time
 from ibgateway_bridge.wrapper import Message
 
@@ -360,11 +359,21 @@ class Bridge:
                     client.reqIds(-1)
 
     def _replace_duplicates(self) -> None:
+        """Re-place each 103'd order under a fresh id; the ledger link goes through the outbox.
+
+        The replacement command is written first and the original leaves the pending list only
+        once it is on the stream, so a Redis error retries it at the next `nextValidId`. The link
+        is queued for the outbox, which retries a broker outage instead of failing here (a direct
+        `send_task` here once raised before the XADD and the order was never re-placed).
+        """
         while self._replace_pending:
-            original = self._replace_pending.pop(0)
+            original = self._replace_pending[0]
             new_id = self.allocator.allocate()
             replacement = original.model_copy(update={"order_id": new_id})
             now = _now()
+            fields: dict[Any, Any] = dict(cmds.encode_command(replacement, now))
+            self.redis.xadd(cmds.COMMAND_STREAM, fields)
+            self._replace_pending.pop(0)
             link = {
                 "old_order_id": original.order_id,
                 "new_order_id": new_id,
@@ -373,14 +382,12 @@ class Bridge:
                 "reason": "IB_103_DUPLICATE_ORDER_ID",
                 "at": now.isoformat(),
             }
+            if self.config.send_extra_tasks:
+                self.data.put(Message(ORDER_REPLACED, self.settings.ib_client_id_orders, link, now))
+            log.warning("order_replaced_after_103", **link)
             cmds.audit(
                 self.redis, "bridge", "order_replaced", now, **{k: str(v) for k, v in link.items()}
             )
-            if self.config.send_extra_tasks:
-                self.celery_app.send_task(TASK_RECORD_ORDER_REPLACED, args=[link])
-            fields: dict[Any, Any] = dict(cmds.encode_command(replacement, now))
-            self.redis.xadd(cmds.COMMAND_STREAM, fields)
-            log.warning("order_replaced_after_103", **link)
 
     # --- command intake ---------------------------------------------------------------------
     def _reader_loop(self) -> None:

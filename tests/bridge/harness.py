@@ -7,13 +7,16 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from celery import Celery
@@ -113,13 +116,18 @@ def settings_for(redis_url: str, port: int, **overrides: Any) -> Settings:
 
 @contextmanager
 def bridge_in_process(
-    redis_url: str, port: int, config: BridgeConfig | None = None, **settings: Any
+    redis_url: str,
+    port: int,
+    config: BridgeConfig | None = None,
+    broker_url: str | None = None,
+    **settings: Any,
 ) -> Iterator[Bridge]:
+    """A started `Bridge` in this process; `broker_url` routes only its Celery publishing."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     bridge = Bridge(
         settings_for(redis_url, port, **settings),
         client,
-        celery_for(redis_url),
+        celery_for(broker_url or redis_url),
         config or BridgeConfig(send_extra_tasks=False, reconnect_base_s=0.1, reconnect_cap_s=1.0),
     )
     bridge.start()
@@ -196,3 +204,98 @@ def wait_ready(r: redis.Redis, timeout: float = 30.0, client_id: int = 1) -> Non
         timeout,
         what=f"bridge client {client_id} READY",
     )
+
+
+class TcpProxy:
+    """A 127.0.0.1 forwarder to a real server that a test can cut and restore.
+
+    Cutting shuts every forwarded connection and refuses new ones (accepted, then closed at once),
+    which is what a client sees when its broker restarts or the network blips; the real server and
+    everyone else using it carry on untouched.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = int(self._listener.getsockname()[1])
+        self._open = threading.Event()
+        self._open.set()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_url(cls, url: str) -> TcpProxy:
+        parts = urlsplit(url)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379)
+
+    def url_via(self, url: str) -> str:
+        """`url` with its host and port replaced by this proxy's (path, i.e. the db, kept)."""
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.port}"))
+
+    def cut(self) -> None:
+        self._open.clear()
+        self._close_all()
+
+    def restore(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._open.clear()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        self._close_all()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _addr = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            client.settimeout(None)
+            with self._lock:
+                self._conns.extend((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy bytes one way until either side closes; then close both ways."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    for sock in (src, dst):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -15,8 +15,10 @@ import redis
 from ibgateway_bridge import client_api
 from ibgateway_bridge import commands as cmds
 from ibgateway_bridge.killswitch import kill_switch, resume
+from ibgateway_bridge.runtime import BridgeConfig
 from tests.bridge.harness import (
     BridgeProcess,
+    TcpProxy,
     bridge_in_process,
     ledger_messages,
     poll,
@@ -229,3 +231,68 @@ def test_gateway_drop_and_refusal_fills_recovered_after_reconnect(
             p for _n, p in ledger_messages(r, "tasks.ledger.record_execution") if p["req_id"] != -1
         ]
         assert {p["exec_id"] for p in recovered} >= during
+
+
+def test_broker_outage_buffers_callbacks_until_publish_succeeds(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """Fills that arrive while the Celery broker is unreachable are retried, never dropped."""
+    with (
+        sim_thread() as sim,
+        TcpProxy.for_url(redis_url) as broker,
+        bridge_in_process(redis_url, sim.port, broker_url=broker.url_via(redis_url)) as bridge,
+    ):
+        wait_ready(r)
+        broker.cut()
+        oid = client_api.allocate_order_id(r)
+        mkt = cmds.OrderSpec(action="BUY", quantity=Decimal(1), order_type="MKT")
+        enqueue_many(r, [(oid, mkt)])
+        venue_execs = poll(lambda: sim_exec_ids(sim), 10, what="fill at the venue")
+        poll(lambda: bridge.outbox.publish_retries >= 2, 20, what="publish retried twice")
+        assert ledger_messages(r, "tasks.ledger.record_execution") == []
+        broker.restore()
+
+        def published() -> list[str]:
+            return [p["exec_id"] for _n, p in ledger_messages(r, "tasks.ledger.record_execution")]
+
+        poll(lambda: set(published()) == venue_execs, 20, what="buffered fill published")
+        assert sorted(published()) == sorted(venue_execs)  # once each, not once per retry
+        poll(lambda: ledger_messages(r, "tasks.ledger.record_commission"), 10, what="commission")
+        outbox_threads = [t for t in bridge._threads if t.name == "outbox"]
+        assert outbox_threads and outbox_threads[0].is_alive()
+
+
+def test_broker_outage_during_103_replacement_still_places_and_links(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """A 103 re-place must not hinge on the broker: the order goes out, the link follows later."""
+    config = BridgeConfig(send_extra_tasks=True, reconnect_base_s=0.1, reconnect_cap_s=1.0)
+    with (
+        sim_thread() as sim,
+        TcpProxy.for_url(redis_url) as broker,
+        bridge_in_process(redis_url, sim.port, config, broker.url_via(redis_url)),
+    ):
+        wait_ready(r)
+        oid = client_api.allocate_order_id(r)
+        mkt = cmds.OrderSpec(action="BUY", quantity=Decimal(1), order_type="MKT")
+        enqueue_many(r, [(oid, mkt)])
+        poll(lambda: oid in sim_orders(sim), 10, what="first order")
+        broker.cut()
+        # The marker lost (Redis restored from an old snapshot): the id goes out again, IB says 103.
+        r.delete(f"ib:sent:1:{oid}")
+        enqueue_many(r, [(oid, mkt)])
+        links = poll(
+            lambda: [f for _i, f in r.xrange(cmds.AUDIT_STREAM) if f["action"] == "order_replaced"],
+            15,
+            what="order_replaced audit entry",
+        )
+        new_id = int(links[0]["new_order_id"])
+        poll(lambda: sim_orders(sim).get(new_id), 10, what="replacement placed, broker down")
+        assert ledger_messages(r, "tasks.ledger.record_order_replaced") == []
+        broker.restore()
+        published = poll(
+            lambda: ledger_messages(r, "tasks.ledger.record_order_replaced"),
+            20,
+            what="link published after the broker is back",
+        )
+        assert [(p["old_order_id"], p["new_order_id"]) for _n, p in published] == [(oid, new_id)]

@@ -4,6 +4,7 @@ messages in arrival order; Redis mirrors for account data. Real Redis broker, no
 from __future__ import annotations
 
 import queue
+import threading
 from datetime import UTC, datetime
 
 import redis
@@ -94,3 +95,26 @@ def test_account_data_mirrored_to_redis_hashes(r: redis.Redis, redis_url: str) -
     assert pnl["daily"] == "12.5" and "realized" not in pnl and pnl["ts"]
     assert '"position": "10"' in r.hget("ib:positions:DU1", "756733")
     assert ledger_message_count(r) == 0
+
+
+def test_redis_refusing_a_mirror_write_does_not_hold_back_fills(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """A command Redis refuses (WRONGTYPE) fails identically on every retry: it is logged, and
+    the fill in the same batch still leaves, instead of the batch being retried forever."""
+    box = outbox(r, redis_url)
+    r.set("ib:account:DU1", "not a hash")
+    summary = {"req_id": 1, "account": "DU1", "tag": "NetLiquidation", "value": "1", "currency": ""}
+    done = threading.Event()
+
+    def run() -> None:
+        box.handle_batch([Message("account_summary", 2, summary, NOW), execution(1)])
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        assert done.wait(10), "the batch was retried instead of handled"
+    finally:
+        box.stop()  # lets a retrying handle_batch give up, so the thread ends either way
+    assert ledger_messages(r) == [("tasks.ledger.record_execution", execution(1).data)]
+    assert box.publish_retries == 0
