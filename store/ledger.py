@@ -31,7 +31,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -84,6 +85,9 @@ from store.schema import (
 )
 
 orders_t = execution_orders
+
+# Key in `execution_orders.details` of the newest openOrder view applied (`_view_stamp`).
+OPEN_ORDER_VIEW = "open_order_view"
 
 
 class StaleOrderError(RuntimeError):
@@ -235,9 +239,17 @@ def _backfill(
     *,
     overwrite: bool,
     now: datetime,
+    details: Mapping[str, object] | None = None,
 ) -> Row[Any]:
-    """Set order columns the callback knows: only empty ones, or all of them (`overwrite`)."""
+    """Set order columns the callback knows: only empty ones, or all of them (`overwrite`).
+
+    `details` keys are merged into the order's `details` JSON in the same update.
+    """
     changes: dict[str, object] = {}
+    if details:
+        merged = {**(row.details or {}), **details}
+        if merged != row.details:
+            changes["details"] = merged
     for name, value in values.items():
         if value is None:
             continue
@@ -275,11 +287,14 @@ def _ensure_order(
     perm_id: int | None,
     fallback_key: str,
     describe: Mapping[str, object],
-    overwrite: bool,
     origin: str,
     now: datetime,
 ) -> Row[Any]:
-    """Find the order a callback speaks about, or create it; then record what it tells."""
+    """Find the order a callback speaks about, or create it; then fill in what it tells.
+
+    Only empty columns are set here: which of two callbacks is older is not known at this level
+    (`record_open_order` lets the newest view of the venue overwrite).
+    """
     ids = {"ib_order_id": _positive(ib_order_id), "perm_id": _positive(perm_id)}
     row = find_order(
         conn, order_ref=order_ref, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id
@@ -306,7 +321,7 @@ def _ensure_order(
             row = find_order(conn, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id)
         if row is None:
             raise StaleOrderError(f"order {key} could not be created or found")
-    return _backfill(conn, row, {**ids, **describe}, overwrite=overwrite, now=now)
+    return _backfill(conn, row, {**ids, **describe}, overwrite=False, now=now)
 
 
 def _event_recorded(conn: Connection, dedupe_key: str) -> bool:
@@ -543,7 +558,6 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
             "action": report.side.value,
             "account": report.account,
         },
-        overwrite=False,
         origin="execution",
         now=now,
     )
@@ -716,6 +730,34 @@ def _record_unapplied(
     return _result("recorded", row, applied=False, note=reason)
 
 
+def _apply_ib_status(
+    conn: Connection,
+    row: Row[Any],
+    ib_status: str,
+    filled: Decimal,
+    remaining: Decimal,
+    *,
+    now: datetime,
+    payload: Mapping[str, object],
+    dedupe_key: str,
+) -> LedgerResult:
+    """Apply an IB order status (orderStatus, or the one an openOrder carries) to the order."""
+    try:
+        event = event_from_ib_status(ib_status, filled, remaining, now)
+    except UnknownIbStatus as e:
+        return _record_unapplied(
+            conn,
+            row,
+            event_type=e.code,
+            reason=str(e),
+            now=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            ib_status=ib_status,
+        )
+    return _apply_ib_event(conn, row, event, now=now, payload=payload, dedupe_key=dedupe_key)
+
+
 def record_order_status(conn: Connection, report: OrderStatusReport, now: datetime) -> LedgerResult:
     """Advance an order from an orderStatus callback (late and repeated ones are recorded only)."""
     payload = report.model_dump(mode="json")
@@ -728,32 +770,52 @@ def record_order_status(conn: Connection, report: OrderStatusReport, now: dateti
         perm_id=report.perm_id,
         fallback_key=f"status:{report.order_id}",
         describe={},
-        overwrite=False,
         origin="order_status",
         now=now,
     )
     if _event_recorded(conn, dedupe_key):
         return _result("duplicate", row, applied=False, note="callback already recorded")
-    try:
-        event = event_from_ib_status(report.ib_status, report.filled, report.remaining, now)
-    except UnknownIbStatus as e:
-        return _record_unapplied(
-            conn,
-            row,
-            event_type=e.code,
-            reason=str(e),
-            now=now,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            ib_status=report.ib_status,
-        )
-    return _apply_ib_event(conn, row, event, now=now, payload=payload, dedupe_key=dedupe_key)
+    return _apply_ib_status(
+        conn,
+        row,
+        report.ib_status,
+        report.filled,
+        report.remaining,
+        now=now,
+        payload=payload,
+        dedupe_key=dedupe_key,
+    )
+
+
+def _view_stamp(received_at: datetime, dedupe_key: str) -> str:
+    """Sortable stamp of one openOrder view: fixed-width UTC receive time, then its digest."""
+    return f"{received_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {dedupe_key}"
 
 
 def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) -> LedgerResult:
-    """Take IB's view of an order (target, prices, status); creates orders placed elsewhere."""
+    """Take IB's view of an order (target, prices, status); creates orders placed elsewhere.
+
+    A modification changes the target and prices, so the venue's view overwrites ours, but
+    only the *newest* view does (by the bridge's receive time, stamped in the order's
+    `details["open_order_view"]`): two workers may record two views in either order, and a
+    stale target must never stand (100 of a target modified to 150 would make 120 filled
+    look complete while IB still works the order).
+    """
     payload = report.model_dump(mode="json")
     dedupe_key = _digest("open", payload)
+    describe = {
+        "con_id": report.con_id,
+        "symbol": report.symbol,
+        "sec_type": report.sec_type,
+        "action": report.action,
+        "quantity": report.total_quantity,
+        "order_type": report.order_type,
+        "limit_price": report.lmt_price,
+        "aux_price": report.aux_price,
+        "tif": report.tif,
+        "account": report.account,
+        "exchange": report.exchange,
+    }
     row = _ensure_order(
         conn,
         order_ref=report.order_ref,
@@ -761,26 +823,18 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
         ib_order_id=report.order_id,
         perm_id=report.perm_id,
         fallback_key=f"open:{report.order_id}",
-        describe={
-            "con_id": report.con_id,
-            "symbol": report.symbol,
-            "sec_type": report.sec_type,
-            "action": report.action,
-            "quantity": report.total_quantity,
-            "order_type": report.order_type,
-            "limit_price": report.lmt_price,
-            "aux_price": report.aux_price,
-            "tif": report.tif,
-            "account": report.account,
-            "exchange": report.exchange,
-        },
-        # The venue's current view wins (a modification changes quantity and prices).
-        overwrite=True,
+        describe=describe,
         origin="open_order",
         now=now,
     )
     if _event_recorded(conn, dedupe_key):
         return _result("duplicate", row, applied=False, note="callback already recorded")
+    stamp = _view_stamp(report.received_at, dedupe_key)
+    shown = (row.details or {}).get(OPEN_ORDER_VIEW)
+    if not isinstance(shown, str) or stamp > shown:
+        row = _backfill(
+            conn, row, describe, overwrite=True, now=now, details={OPEN_ORDER_VIEW: stamp}
+        )
     if report.ib_status is None:
         return _record_unapplied(
             conn,
@@ -794,20 +848,16 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
     filled = report.filled_quantity or ZERO
     total = report.total_quantity
     remaining = ZERO if report.ib_status == "Filled" else max((total or filled) - filled, ZERO)
-    try:
-        event = event_from_ib_status(report.ib_status, filled, remaining, now)
-    except UnknownIbStatus as e:
-        return _record_unapplied(
-            conn,
-            row,
-            event_type=e.code,
-            reason=str(e),
-            now=now,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            ib_status=report.ib_status,
-        )
-    return _apply_ib_event(conn, row, event, now=now, payload=payload, dedupe_key=dedupe_key)
+    return _apply_ib_status(
+        conn,
+        row,
+        report.ib_status,
+        filled,
+        remaining,
+        now=now,
+        payload=payload,
+        dedupe_key=dedupe_key,
+    )
 
 
 def record_order_error(conn: Connection, report: OrderErrorReport, now: datetime) -> LedgerResult:
@@ -822,7 +872,6 @@ def record_order_error(conn: Connection, report: OrderErrorReport, now: datetime
         perm_id=None,
         fallback_key=f"error:{report.order_id}",
         describe={},
-        overwrite=False,
         origin="order_error",
         now=now,
     )
@@ -846,7 +895,11 @@ def record_order_error(conn: Connection, report: OrderErrorReport, now: datetime
 def record_order_replaced(
     conn: Connection, report: OrderReplacedReport, now: datetime
 ) -> LedgerResult:
-    """After IB error 103 the bridge re-placed the order under a new id: follow it."""
+    """After IB error 103 the bridge re-placed the order under a new id: follow it.
+
+    Order ids only grow (DESIGN invariant), so of several replacements recorded in any order
+    the highest id stands; a link to a lower id than the order's is recorded, not applied.
+    """
     payload = report.model_dump(mode="json")
     dedupe_key = f"replaced:{report.client_id}:{report.old_order_id}:{report.new_order_id}"
     row = find_order(conn, order_ref=report.client_order_id)
@@ -854,7 +907,10 @@ def record_order_replaced(
         raise OrderNotFoundError(f"no order {report.client_order_id}")
     if _event_recorded(conn, dedupe_key):
         return _result("duplicate", row, applied=False, note="replacement already recorded")
-    if _id_taken(
+    refused: str | None = None
+    if row.ib_order_id is not None and report.new_order_id <= row.ib_order_id:
+        refused = f"order already on id {row.ib_order_id}, not older id {report.new_order_id}"
+    elif _id_taken(
         conn,
         sa.and_(
             orders_t.c.client_id == report.client_id,
@@ -862,11 +918,13 @@ def record_order_replaced(
         ),
         row.id,
     ):
+        refused = f"id {report.new_order_id} already belongs to another order"
+    if refused is not None:
         return _record_unapplied(
             conn,
             row,
             event_type="ORDER_ID_REPLACED",
-            reason=f"id {report.new_order_id} already belongs to another order",
+            reason=refused,
             now=now,
             payload=payload,
             dedupe_key=dedupe_key,

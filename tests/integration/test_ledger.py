@@ -521,3 +521,64 @@ def test_record_batch_task_records_each_item_and_rejects_bad_ones(
     assert position(engine).commissions == D("0.5")
     assert record_batch.run("not a list")[0]["reason"] == "BAD_PAYLOAD"
     redis.Redis.from_url(redis_url).delete("exec:order:A-1")
+
+
+def open_order(total: str, received_at: datetime, **kw: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "order_id": 11,
+        "client_id": 1,
+        "perm_id": 9001,
+        "order_ref": "A-1",
+        "con_id": CON_ID,
+        "symbol": "AAPL",
+        "sec_type": "STK",
+        "action": "BUY",
+        "total_quantity": total,
+        "order_type": "LMT",
+        "lmt_price": "190",
+        "ib_status": "Submitted",
+        "received_at": received_at.isoformat(),
+    }
+    payload.update(kw)
+    return payload
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_late_open_order_does_not_shrink_a_modified_target(
+    engine: Engine, newest_first: bool
+) -> None:
+    # The order was modified from 100 to 150; the two openOrder views reach two workers and
+    # are recorded in either order. The newer view (by the bridge's receive time) must stand,
+    # or 120 filled would complete an order that IB is still working.
+    our_order(engine)
+    views = [
+        open_order("100", T0 + timedelta(seconds=1), lmt_price="190"),
+        open_order("150", T0 + timedelta(seconds=2), lmt_price="191"),
+    ]
+    for view in reversed(views) if newest_first else views:
+        assert run(engine, "open_order", view)["outcome"] != "rejected"
+    run(engine, "execution", execution("m.01.01", "120", "190.5"))
+    order = order_row(engine)
+    assert (order.quantity, order.limit_price) == (D("150"), D("191"))
+    assert order.state == "PARTIAL_FILLED"
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_order_replaced_twice_keeps_the_newest_id(engine: Engine, newest_first: bool) -> None:
+    # Two 103s in a row (11 → 15 → 16); the links may be recorded in either order, but order
+    # ids only grow, so the order must end on 16.
+    our_order(engine)
+    links = [
+        {
+            "old_order_id": old,
+            "new_order_id": new,
+            "client_order_id": "A-1",
+            "client_id": 1,
+            "reason": "IB_103_DUPLICATE_ORDER_ID",
+            "at": (T0 + timedelta(seconds=new)).isoformat(),
+        }
+        for old, new in ((11, 15), (15, 16))
+    ]
+    for link in reversed(links) if newest_first else links:
+        assert run(engine, "order_replaced", link)["outcome"] != "rejected"
+    assert order_row(engine).ib_order_id == 16
