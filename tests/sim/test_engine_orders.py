@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 
 from tests.sim.test_engine_double import (
     AAPL,
+    CALL_600,
     SPY,
     T0,
     BookMarket,
@@ -15,11 +18,15 @@ from tests.sim.test_engine_double import (
     standard_market,
 )
 from tws_sim.engine import Venue, VenueRules
+from tws_sim.engine.matching import peg_price, trail_stop
+from tws_sim.market import price_increment
 from tws_sim.types import (
     Commissioned,
     Executed,
+    HaltState,
     OrderChanged,
     OrderStatusName,
+    Quote,
     SecType,
     VenueError,
     VenueEvent,
@@ -422,3 +429,35 @@ def test_an_order_for_another_account_is_refused() -> None:
     v, _ = make()
     assert errors(v.place(order(1, "BUY", "1", "MKT", account="U999"), T0)) == [321]
     assert errors(v.place(order(2, "BUY", "1", "MKT", account="DU1234567"), T0)) == []
+
+
+def test_trails_and_pegs_round_with_the_increment_at_their_own_price() -> None:
+    """An option outside the penny classes trades in $0.05 from $3 and $0.01 below: a trailing
+    stop or peg is rounded on the grid of the price it lands on, not of the quote it follows."""
+    nickel_class = replace(CALL_600, trading_class="SPYX")
+    inc = partial(price_increment, nickel_class)
+    assert inc(D("3.10")) == D("0.05") and inc(D("2.97")) == D("0.01")
+    # sell trail 0.13 under a 3.10 high: 2.97 is valid below $3 (the quote's $0.05 grid said 2.95)
+    assert trail_stop(False, D("3.10"), D("0.13"), None, inc) == D("2.97")
+    # buy trail 0.13 over a 2.90 low: 3.03 is off the $0.05 grid, rounded up to 3.05
+    assert trail_stop(True, D("2.90"), D("0.13"), None, inc) == D("3.05")
+    q = Quote(
+        con_id=nickel_class.con_id,
+        ts=T0,
+        bid=D("2.95"),
+        ask=D("3.05"),
+        bid_size=D(10),
+        ask_size=D(10),
+        last=D(0),
+        last_size=D(0),
+        volume=D(0),
+        high=D(0),
+        low=D(0),
+        close=D(0),
+        open=D(0),
+        halted=HaltState.TRADING,
+    )
+    # a buy peg at mid 3.00 less 0.02 lands at 2.98, a valid price on the cent grid below $3
+    assert peg_price("PEG MID", True, q, D("0.02"), None, inc) == D("2.98")
+    # a sell peg at mid plus 0.02 is 3.02, rounded up on the nickel grid that applies there
+    assert peg_price("PEG MID", False, q, D("0.02"), None, inc) == D("3.05")

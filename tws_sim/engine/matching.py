@@ -6,7 +6,7 @@ means the order buys (it takes asks and rests on the bid side).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from tws_sim.types import ComboLegSpec, DepthLevel, Quote
@@ -21,6 +21,19 @@ def round_to_tick(price: Decimal, tick: Decimal, up: bool) -> Decimal:
         return price
     steps = (price / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
     return steps * tick
+
+
+Increment = Callable[[Decimal], Decimal]
+"""The market's price-dependent minimum increment (`catalog.price_increment` bound to one
+instrument): the grid changes with the price (options $0.05 from $3, stocks $0.0001 below $1)."""
+
+
+def round_to_increment(price: Decimal, increment: Increment, up: bool) -> Decimal:
+    """Round `price` onto the grid that applies at `price` itself, not at some reference price:
+    a trailing stop or peg can sit on the other side of a grid boundary than the quote it follows.
+    Rounding a price with its own increment lands on a valid price on both sides of a boundary
+    (the boundaries, $1 and $3, are multiples of both increments)."""
+    return round_to_tick(price, increment(price), up)
 
 
 def on_tick(price: Decimal, tick: Decimal) -> bool:
@@ -94,7 +107,7 @@ def trail_stop(
     extreme: Decimal,
     amount: Decimal | None,
     percent: Decimal | None,
-    tick: Decimal,
+    increment: Increment,
 ) -> Decimal:
     """Stop price trailing `extreme` (the high for a sell trail, the low for a buy trail)."""
     if percent is not None and percent > 0:
@@ -102,7 +115,7 @@ def trail_stop(
     else:
         dist = amount if amount is not None else ZERO
     raw = extreme + dist if buy else extreme - dist
-    return round_to_tick(raw, tick, up=buy)
+    return round_to_increment(raw, increment, up=buy)
 
 
 def peg_price(
@@ -111,7 +124,7 @@ def peg_price(
     quote: Quote,
     offset: Decimal | None,
     cap: Decimal | None,
-    tick: Decimal,
+    increment: Increment,
 ) -> Decimal | None:
     """Price of a pegged order for this quote: MIDPRICE / PEG MID at mid -/+ offset, REL at the
     near side +/- offset, capped by the limit; None while the quote is one-sided."""
@@ -122,7 +135,7 @@ def peg_price(
         raw = quote.bid + off if buy else quote.ask - off
     else:
         raw = quote.mid - off if buy else quote.mid + off
-    price = round_to_tick(raw, tick, up=not buy)
+    price = round_to_increment(raw, increment, up=not buy)
     if cap is not None and cap > 0:
         price = min(price, cap) if buy else max(price, cap)
     return price

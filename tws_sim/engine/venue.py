@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tws_sim.engine.execids import ExecIdGenerator, PermIds, corrected_id
 from tws_sim.engine.execlog import ExecLog
 from tws_sim.engine.fees import CommissionFn, default_commission_fn
 from tws_sim.engine.matching import (
+    Increment,
     combo_prices,
     crosses,
     on_tick,
@@ -746,8 +748,9 @@ class Venue:
             quote = self._market.quote(con)
         buy = order.buy
         inst = self._inst(con)
-        # IB's price-dependent increment (e.g. $0.05 for options >= $3 outside the penny classes)
-        tick = price_increment(inst, quote.mid) if inst is not None else ZERO
+        # IB's price-dependent increment (e.g. $0.05 for options >= $3 outside the penny classes),
+        # taken at the price being rounded (a stop or peg), never at the quote it follows.
+        tick = _increment_of(inst)
         if not order.triggered:
             ref = trade.price if trade is not None else reference_price(quote)
             if ot == "TRAIL" or ot == "TRAIL LIMIT":
@@ -793,7 +796,7 @@ class Venue:
                 budget[0] -= qty
                 self._fill(order, qty, limit, now, out, 1, trade.exchange)
 
-    def _update_trail(self, order: WorkingOrder, ref: Decimal, tick: Decimal) -> Decimal | None:
+    def _update_trail(self, order: WorkingOrder, ref: Decimal, tick: Increment) -> Decimal | None:
         """Move a trailing stop with a new extreme (never against the order); return the stop."""
         req = order.req
         buy = order.buy
@@ -1455,6 +1458,18 @@ class Venue:
             self._held.setdefault(root, []).append(o.key)
         elif not o.waiting_parent:
             self._index(o)
+
+
+def _no_grid(price: Decimal) -> Decimal:
+    """No increment known (an instrument outside the catalog): prices are left as they are."""
+    return ZERO
+
+
+def _increment_of(inst: Instrument | None) -> Increment:
+    """The price-dependent increment of `inst` as a function of price (see `price_increment`)."""
+    if inst is None:
+        return _no_grid
+    return partial(price_increment, inst)
 
 
 def _encode_order(o: WorkingOrder) -> dict[str, Any]:
