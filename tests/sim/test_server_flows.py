@@ -143,6 +143,75 @@ def test_real_time_bars_and_history(clients: Any) -> None:
         app.wait_for(lambda: app.errors(162))
 
 
+def test_history_errors_are_162_or_321_never_a_dropped_connection(clients: Any) -> None:
+    """Requests the market cannot serve (HistoryError) get IB's historical-data error 162 on
+    their reqId, an end date with keepUpToDate gets 321, and the session keeps serving."""
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        app = clients(sim.port, 3)
+        spy = stock("SPY")
+        app.reqHistoricalData(41, spy, "", "1800 S", "1 min", "BOGUS_WHAT", 1, 1, False, [])
+        app.reqHistoricalData(42, spy, "", "1 Y", "1 secs", "TRADES", 1, 1, False, [])
+        far_back = "20200102 15:00:00 US/Eastern"  # years before the simulation start
+        app.reqHistoricalData(43, spy, far_back, "1800 S", "1 secs", "TRADES", 1, 1, False, [])
+        app.reqHistoricalData(
+            44, spy, "20261124 09:00:00 US/Eastern", "1 D", "1 min", "TRADES", 1, 1, True, []
+        )
+        got = app.wait_for(lambda: len(app.errors(162)) == 3 and app.errors(162))
+        assert sorted(e[0] for e in got) == [41, 42, 43]
+        assert "BOGUS_WHAT" in next(e for e in got if e[0] == 41)[2]
+        assert "Historical Market Data Service error message" in got[0][2]
+        assert app.wait_for(lambda: app.errors(321))[0][0] == 44
+        app.reqHistoricalData(45, spy, "", "600 S", "1 min", "MIDPOINT", 1, 1, False, [])
+        app.wait_for(lambda: [a for a in app.of("historicalDataEnd") if a[0] == 45])
+        assert not app.of("historicalDataUpdate")  # no keepUpToDate, no updates
+
+
+def test_keep_up_to_date_history_streams_the_forming_bar_until_cancelled(clients: Any) -> None:
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        app = clients(sim.port, 3)
+        app.reqHistoricalData(51, stock("QQQ"), "", "600 S", "1 min", "TRADES", 1, 2, True, [])
+        app.wait_for(lambda: [a for a in app.of("historicalDataEnd") if a[0] == 51])
+        last_hist = app.of("historicalData")[-1][1]
+        for _ in range(30):
+            sim.advance(1)
+        ups = app.wait_for(
+            lambda: len(app.of("historicalDataUpdate")) >= 6 and app.of("historicalDataUpdate")
+        )
+        assert {u[0] for u in ups} == {51}
+        times = [int(u[1].date) for u in ups]
+        assert times == sorted(times) and all(t % 60 == 0 for t in times)  # formatDate 2: epoch
+        assert times[0] >= int(last_hist.date)
+        assert all(u[1].high >= max(u[1].open, u[1].close) >= u[1].low > 0 for u in ups)
+        # a bar keeps its open while it forms, and its volume only grows
+        same = [u[1] for u in ups if int(u[1].date) == times[-1]]
+        assert len({b.open for b in same}) == 1
+        assert [b.volume for b in same] == sorted(b.volume for b in same)
+        app.cancelHistoricalData(51)
+        app.reqCurrentTime()  # the cancel is processed before the time answer
+        app.wait_for(lambda: app.of("currentTime"))
+        n = len(app.of("historicalDataUpdate"))
+        for _ in range(15):
+            sim.advance(1)
+        app.reqCurrentTime()
+        app.wait_for(lambda: len(app.of("currentTime")) >= 2)
+        assert len(app.of("historicalDataUpdate")) == n
+        assert not [e for e in app.errors() if e[0] == 51]
+
+
+def test_cancel_of_market_data_never_requested_gets_error_300(clients: Any) -> None:
+    with SimServerThread(stepped=True, seed=2, start=START) as sim:
+        app = clients(sim.port, 3)
+        app.cancelMktData(77)
+        assert app.wait_for(lambda: app.errors(300))[0][0] == 77
+        app.reqMktData(78, stock("SPY"), "", False, False, [])
+        app.wait_for(lambda: [a for a in app.of("tickPrice") if a[0] == 78])
+        app.cancelMktData(78)  # a live subscription: cancelled quietly
+        app.cancelMktData(78)  # the second time it no longer exists
+        got = app.wait_for(lambda: len(app.errors(300)) >= 2 and app.errors(300))
+        assert [e[0] for e in got] == [77, 78]
+        assert "Can't find EId with tickerId:78" in got[1][2]
+
+
 def test_halt_tick_and_order_rejection_during_a_halt(clients: Any) -> None:
     scenario = Scenario.from_text(
         """

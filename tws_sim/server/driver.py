@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tws_sim.market import HistoryError
 from tws_sim.server import out
 from tws_sim.server.subscriptions import AccountSub, MdKind, MdSub
 from tws_sim.types import (
+    Bar,
     BarClosed,
     Commissioned,
     Executed,
@@ -25,7 +27,6 @@ from tws_sim.types import (
     Instrument,
     OrderChanged,
     OrderSnapshot,
-    OrderStatusName,
     PositionChanged,
     Quote,
     QuoteChanged,
@@ -40,16 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tws_sim.server")
 
-DONE_STATUSES = frozenset(
-    {
-        OrderStatusName.FILLED,
-        OrderStatusName.CANCELLED,
-        OrderStatusName.API_CANCELLED,
-        OrderStatusName.INACTIVE,
-    }
-)
 PNL_EVERY = timedelta(seconds=1)  # TWS pushes pnl / pnlSingle about once a second, on change
 ACCOUNT_EVERY = timedelta(minutes=3)  # account values and summaries: every three minutes
+RT_BAR = timedelta(seconds=5)  # the market's bar (BarClosed.bar.time is its start)
 
 # IB tick types used in fan-out (bid size, bid, ask, ask size, last, last size, high, low,
 # volume, close, open, halted).
@@ -84,26 +78,8 @@ class Driver:
         self.md_msgs = 0  # market-data messages written (benchmarks read it)
         # The L2 book last sent per con_id (shared by its depth subscribers; see depth_changes).
         self.depth_book: dict[int, dict[tuple[int, int], Any]] = {}
-        # The venue reacts only to market events, and the market emits events only for watched
-        # con_ids: keep every con_id with a working order watched (an adapter between the two).
-        self.order_watch: dict[tuple[int, int], tuple[int, ...]] = {}
-        for snap in server.venue.open_orders(None):
-            self._watch_order(snap)
-
-    def _watch_order(self, snap: OrderSnapshot) -> None:
-        req = snap.request
-        key = (req.client_id, req.order_id)
-        working = snap.status not in DONE_STATUSES
-        held = self.order_watch.get(key)
-        if working and held is None:
-            con_ids = tuple(leg.con_id for leg in req.combo_legs) or (req.con_id,)
-            for con_id in con_ids:
-                self.server.market.watch(con_id)
-            self.order_watch[key] = con_ids
-        elif not working and held is not None:
-            for con_id in held:
-                self.server.market.unwatch(con_id)
-            del self.order_watch[key]
+        # The venue keeps the con_ids of its working orders watched (it indexes them), so the
+        # market emits the events that fill them; the driver does not watch for orders.
 
     # ---------------------------------------------------------------------------------------------
 
@@ -170,10 +146,40 @@ class Driver:
                         sub.session.send(out.tick_generic(sub.req_id, HALTED, int(ev.state), v))
                         self.md_msgs += 1
             elif t is BarClosed:
+                hist: dict[tuple[int, int, str], Bar | None] | None = None
                 for sub in by_con.get(ev.con_id, ()):
                     if sub.kind is MdKind.RT_BARS:
                         sub.session.send(out.realtime_bar(sub.req_id, ev.bar, sub.session.version))
                         self.md_msgs += 1
+                    elif sub.kind is MdKind.HIST:
+                        if hist is None:
+                            hist = {}
+                        self._history_update(sub, ev.bar.time + RT_BAR, hist)
+
+    def _history_update(
+        self, sub: MdSub, end: datetime, cache: dict[tuple[int, int, str], Bar | None]
+    ) -> None:
+        """historicalDataUpdate of the bar in progress at `end` (the bar just completed when
+        `end` is on the bar grid), as TWS sends one per 5-second bar for keepUpToDate. The
+        bar is computed once per (con_id, bar size, whatToShow) and shared by its subscribers."""
+        key = (sub.bars_of, sub.bar_s, sub.what)
+        if key in cache:
+            bar = cache[key]
+        else:
+            try:
+                bars = self.server.market.history(sub.bars_of, end, sub.bar_s, sub.bar_s, sub.what)
+            except HistoryError:  # validated when the subscription was made; never expected
+                log.exception("history update for %s failed", key)
+                bars = []
+            bar = cache[key] = bars[-1] if bars else None
+        if bar is None:
+            return
+        session = sub.session
+        daily = sub.bar_s >= 86_400
+        session.send(
+            out.historical_data_update(sub.req_id, bar, sub.format_date, daily, session.version)
+        )
+        self.md_msgs += 1
 
     def _quote_changed(self, q: Quote, prev: Quote | None, subs: list[MdSub]) -> None:
         ticks = quote_ticks(q, prev)
@@ -235,7 +241,6 @@ class Driver:
             t = type(ev)
             if t is OrderChanged:
                 snap: OrderSnapshot = ev.snapshot
-                self._watch_order(snap)
                 inst = server.catalog.get(snap.request.con_id) if snap.request.con_id else None
                 for session in self._order_targets(snap.request.client_id):
                     v = session.version

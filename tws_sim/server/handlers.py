@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tws_sim.market import HistoryError
 from tws_sim.protocol import incoming as rq
 from tws_sim.server import out, wire
 from tws_sim.server.driver import (
@@ -51,6 +52,11 @@ MSG_DUP_TICKER = "Error processing request:-'bc' : cause - Duplicate ticker id"
 ERR_HIST = 162
 MSG_HIST = "Historical Market Data Service error message:{reason}"
 ERR_VALIDATING = 321
+ERR_NO_TICKER = 300
+MSG_NO_TICKER = "Can't find EId with tickerId:{req_id}"
+MSG_LIVE_END_DATE = (
+    "Error validating request:-'bX' : cause - End date not supported with live updates"
+)
 
 _DURATION_UNITS = {"S": 1, "D": 86_400, "W": 7 * 86_400, "M": 30 * 86_400, "Y": 365 * 86_400}
 _BAR_UNITS = {
@@ -113,7 +119,7 @@ class Handlers:
             rq.ReqRealTimeBars: self.req_real_time_bars,
             rq.CancelRealTimeBars: self.cancel_real_time_bars,
             rq.ReqHistoricalData: self.req_historical_data,
-            rq.CancelHistoricalData: self.ignore,
+            rq.CancelHistoricalData: self.cancel_historical_data,
             rq.PlaceOrder: self.place_order,
             rq.CancelOrder: self.cancel_order,
             rq.ReqGlobalCancel: self.req_global_cancel,
@@ -293,7 +299,10 @@ class Handlers:
         server.driver.last_quote.setdefault(inst.con_id, q)
 
     def cancel_mkt_data(self, session: Session, req: rq.CancelMktData) -> None:
-        self.server.subs.remove_md(session, req.req_id, MdKind.MKT)
+        """TWS answers a cancel of a ticker id it does not hold (never asked, already
+        cancelled, or a snapshot that has ended) with error 300, not silence."""
+        if self.server.subs.remove_md(session, req.req_id, MdKind.MKT) is None:
+            session.send_error(req.req_id, ERR_NO_TICKER, MSG_NO_TICKER.format(req_id=req.req_id))
 
     def req_tick_by_tick(self, session: Session, req: rq.ReqTickByTickData) -> None:
         if not self._md_guard(session, req.req_id):
@@ -348,6 +357,16 @@ class Handlers:
         self.server.subs.remove_md(session, req.req_id, MdKind.RT_BARS)
 
     def req_historical_data(self, session: Session, req: rq.ReqHistoricalData) -> None:
+        """The bars, then (keepUpToDate) a subscription the driver feeds with
+        historicalDataUpdate for the bar in progress. Whatever the market cannot serve (a bad
+        duration, bar size or whatToShow, too many bars, too far back) is error 162 with the
+        reason, as IB's historical data service words it."""
+        if req.keep_up_to_date:
+            if req.end_date_time.strip():
+                session.send_error(req.req_id, ERR_VALIDATING, MSG_LIVE_END_DATE)
+                return
+            if not self._md_guard(session, req.req_id):
+                return
         inst = self.resolve(session, req.req_id, req.contract)
         if inst is None:
             return
@@ -361,17 +380,36 @@ class Handlers:
         now = self.now()
         end = min(end or now, now)
         what = (req.what_to_show or "TRADES").upper()
+        market = self.server.market
         try:
-            bars = self.server.market.history(inst.con_id, end, duration_s, bar_s, what)
-        except ValueError as e:  # the market's HistoryError: a what/bar size it cannot serve
+            bars = market.history(inst.con_id, end, duration_s, bar_s, what)
+        except HistoryError as e:
             session.send_error(req.req_id, ERR_HIST, MSG_HIST.format(reason=str(e)))
             return
         start = end - timedelta(seconds=duration_s)
+        format_date = req.format_date or 1
         session.send(
-            out.historical_data(
-                req.req_id, bars, start, end, req.format_date, bar_s, session.version
-            )
+            out.historical_data(req.req_id, bars, start, end, format_date, bar_s, session.version)
         )
+        if req.keep_up_to_date:
+            # The market closes 5-second bars for underlyings only; an option's updates follow
+            # its underlying's bars (its own bars are priced from them anyway).
+            follow = self.server.catalog.underlying_of(inst).con_id
+            sub = MdSub(
+                session,
+                req.req_id,
+                MdKind.HIST,
+                follow,
+                is_option(inst),
+                what=what,
+                bar_s=bar_s,
+                format_date=format_date,
+                bars_of=inst.con_id,
+            )
+            self.server.subs.add_md(sub)
+
+    def cancel_historical_data(self, session: Session, req: rq.CancelHistoricalData) -> None:
+        self.server.subs.remove_md(session, req.req_id, MdKind.HIST)
 
     # ---------------------------------------------------------------------------------------------
     # orders

@@ -101,6 +101,14 @@ def historical_data(
     )
 
 
+def historical_data_update(
+    req_id: int, bar: Bar, format_date: int, daily: bool, v: int
+) -> list[str]:
+    return enc.encode_historical_data_update(
+        req_id, bar, v, format_date=format_date or 1, daily=daily
+    )
+
+
 def current_time(now: datetime, v: int) -> list[str]:
     return enc.encode_current_time(now, v)
 

@@ -26,6 +26,7 @@ class MdKind(IntEnum):
     DEPTH = 5  # reqMktDepth (L2)
     RT_BARS = 6  # reqRealTimeBars (5 s)
     TBT_MID_POINT = 7  # "MidPoint"
+    HIST = 8  # reqHistoricalData with keepUpToDate: historicalDataUpdate of the forming bar
 
 
 TBT_KINDS = {
@@ -47,7 +48,12 @@ class MdSub:
     is_option: bool = False
     generic_ticks: frozenset[int] = frozenset()
     rows: int = 0  # depth rows
-    what: str = "TRADES"  # real-time bars: TRADES / MIDPOINT / BID / ASK
+    what: str = "TRADES"  # real-time bars: TRADES / MIDPOINT / BID / ASK; history: whatToShow
+    # keepUpToDate history: the bar size, the date format asked for, and the con_id the bars are
+    # of (an option's bars follow its underlying's 5-second bars, so `con_id` is the underlying).
+    bar_s: int = 0
+    format_date: int = 1
+    bars_of: int = 0
 
 
 @dataclass(slots=True, eq=False)
