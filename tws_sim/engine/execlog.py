@@ -24,47 +24,17 @@ class ExecLog:
 
     def execution(self, ex: Execution, kind: str = "execution") -> None:
         """Log an execution (`kind` "execution") or a correction (`kind` "correction")."""
-        self._write(
-            {
-                "type": kind,
-                "execId": ex.exec_id,
-                "orderId": ex.order_id,
-                "permId": ex.perm_id,
-                "clientId": ex.client_id,
-                "account": ex.account,
-                "conid": ex.con_id,
-                "symbol": ex.symbol,
-                "secType": str(ex.sec_type),
-                "side": ex.side,
-                "shares": str(ex.shares),
-                "price": str(ex.price),
-                "time": _iso(ex.time),
-                "commission": None,
-                "corrects": ex.is_correction_of,
-            }
-        )
+        record = _execution_record(kind, ex)
+        record["commission"] = None
+        record["corrects"] = ex.is_correction_of
+        self._write(record)
 
     def commission(self, ex: Execution, commission: Decimal, realized: Decimal | None) -> None:
         """Log the commission of execution `ex`."""
-        self._write(
-            {
-                "type": "commission",
-                "execId": ex.exec_id,
-                "orderId": ex.order_id,
-                "permId": ex.perm_id,
-                "clientId": ex.client_id,
-                "account": ex.account,
-                "conid": ex.con_id,
-                "symbol": ex.symbol,
-                "secType": str(ex.sec_type),
-                "side": ex.side,
-                "shares": str(ex.shares),
-                "price": str(ex.price),
-                "time": _iso(ex.time),
-                "commission": str(commission),
-                "realizedPnL": None if realized is None else str(realized),
-            }
-        )
+        record = _execution_record("commission", ex)
+        record["commission"] = str(commission)
+        record["realizedPnL"] = None if realized is None else str(realized)
+        self._write(record)
 
     def close(self) -> None:
         self._fh.close()
@@ -72,6 +42,26 @@ class ExecLog:
     def _write(self, record: dict[str, object]) -> None:
         self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._fh.flush()
+
+
+def _execution_record(kind: str, ex: Execution) -> dict[str, object]:
+    """The fields every line about an execution carries (the execution's own ones), so a
+    commission line can be read without looking up its execution."""
+    return {
+        "type": kind,
+        "execId": ex.exec_id,
+        "orderId": ex.order_id,
+        "permId": ex.perm_id,
+        "clientId": ex.client_id,
+        "account": ex.account,
+        "conid": ex.con_id,
+        "symbol": ex.symbol,
+        "secType": str(ex.sec_type),
+        "side": ex.side,
+        "shares": str(ex.shares),
+        "price": str(ex.price),
+        "time": _iso(ex.time),
+    }
 
 
 def _iso(ts: datetime) -> str:

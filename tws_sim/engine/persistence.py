@@ -20,7 +20,7 @@ from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from tws_sim.types import (
     ComboLegSpec,
@@ -29,6 +29,8 @@ from tws_sim.types import (
     OrderRequest,
     SecType,
 )
+
+_T = TypeVar("_T")
 
 STATE_FILE = "venue_state.json"
 JOURNAL_FILE = "executions.jsonl"
@@ -203,62 +205,56 @@ def encode_request(req: OrderRequest) -> dict[str, Any]:
     return out
 
 
+def _decode_fields(cls: type[_T], d: dict[str, Any], convert: dict[str, Any]) -> _T:
+    """Rebuild dataclass `cls` from its encoded dict: every field is read (a missing one is a
+    KeyError, as a snapshot from another version deserves), through its converter if it has
+    one (Decimals and datetimes travel as strings)."""
+    values = {f.name: convert.get(f.name, _same)(d[f.name]) for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**values)
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _legs(rows: list[list[Any]]) -> tuple[ComboLegSpec, ...]:
+    return tuple(ComboLegSpec(c, r, a, x) for c, r, a, x in rows)
+
+
+_REQUEST_CONVERT: dict[str, Any] = {
+    "sec_type": SecType,
+    "total_qty": Decimal,
+    "lmt_price": _dec,
+    "aux_price": _dec,
+    "trailing_percent": _dec,
+    "trail_stop_price": _dec,
+    "good_till": _dt,
+    "combo_legs": _legs,
+    "raw_contract": decode_raw,
+    "raw_order": decode_raw,
+}
+
+
 def decode_request(d: dict[str, Any]) -> OrderRequest:
-    return OrderRequest(
-        client_id=d["client_id"],
-        order_id=d["order_id"],
-        account=d["account"],
-        con_id=d["con_id"],
-        symbol=d["symbol"],
-        sec_type=SecType(d["sec_type"]),
-        action=d["action"],
-        total_qty=Decimal(d["total_qty"]),
-        order_type=d["order_type"],
-        tif=d["tif"],
-        route=d["route"],
-        lmt_price=_dec(d["lmt_price"]),
-        aux_price=_dec(d["aux_price"]),
-        trailing_percent=_dec(d["trailing_percent"]),
-        trail_stop_price=_dec(d["trail_stop_price"]),
-        good_till=_dt(d["good_till"]),
-        outside_rth=d["outside_rth"],
-        oca_group=d["oca_group"],
-        oca_type=d["oca_type"],
-        parent_id=d["parent_id"],
-        transmit=d["transmit"],
-        order_ref=d["order_ref"],
-        combo_legs=tuple(ComboLegSpec(c, r, a, x) for c, r, a, x in d["combo_legs"]),
-        raw_contract=decode_raw(d["raw_contract"]),
-        raw_order=decode_raw(d["raw_order"]),
-    )
+    return _decode_fields(OrderRequest, d, _REQUEST_CONVERT)
 
 
 def encode_execution(ex: Execution) -> dict[str, Any]:
     return {f.name: getattr(ex, f.name) for f in fields(Execution)}
 
 
+_EXECUTION_CONVERT: dict[str, Any] = {
+    "sec_type": SecType,
+    "shares": Decimal,
+    "price": Decimal,
+    "cum_qty": Decimal,
+    "avg_price": Decimal,
+    "time": datetime.fromisoformat,
+}
+
+
 def decode_execution(d: dict[str, Any]) -> Execution:
-    return Execution(
-        exec_id=d["exec_id"],
-        order_id=d["order_id"],
-        client_id=d["client_id"],
-        perm_id=d["perm_id"],
-        account=d["account"],
-        con_id=d["con_id"],
-        symbol=d["symbol"],
-        sec_type=SecType(d["sec_type"]),
-        side=d["side"],
-        shares=Decimal(d["shares"]),
-        price=Decimal(d["price"]),
-        cum_qty=Decimal(d["cum_qty"]),
-        avg_price=Decimal(d["avg_price"]),
-        time=datetime.fromisoformat(d["time"]),
-        exchange=d["exchange"],
-        order_ref=d["order_ref"],
-        liquidation=d["liquidation"],
-        last_liquidity=d["last_liquidity"],
-        is_correction_of=d["is_correction_of"],
-    )
+    return _decode_fields(Execution, d, _EXECUTION_CONVERT)
 
 
 def encode_commission(rep: CommissionReport | None) -> dict[str, Any] | None:

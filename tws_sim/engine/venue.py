@@ -1159,6 +1159,25 @@ class Venue:
             return q.last
         return q.mid
 
+    def _auction_fill(
+        self,
+        order: WorkingOrder,
+        opening: bool,
+        limited: bool,
+        now: datetime,
+        out: list[VenueEvent],
+    ) -> None:
+        """An auction order (MOC/LOC at the close, OPG at the open) fills in full at the auction
+        price, or expires: no price, a halt, or a limit (`limited`) the price does not cross."""
+        con = order.req.con_id
+        price = self._auction_price(con, opening=opening)
+        limit = order.req.lmt_price if limited else None
+        halted = self._market.halt_state(con) != HaltState.TRADING
+        if price > 0 and not halted and crosses(order.buy, limit, price):
+            self._fill(order, order.remaining, price, now, out, 2, "")
+        else:
+            self._expire(order, now, out)
+
     def _close_auction(self, now: datetime, out: list[VenueEvent]) -> None:
         """At the close: MOC/LOC fill at the closing price, then DAY orders expire."""
         for order in list(self._orders.values()):
@@ -1166,14 +1185,8 @@ class Venue:
                 continue
             if order.held or order.waiting_parent:
                 continue
-            con = order.req.con_id
-            price = self._auction_price(con, opening=False)
-            limit = order.req.lmt_price if order.req.order_type == "LOC" else None
-            halted = self._market.halt_state(con) != HaltState.TRADING
-            if price > 0 and not halted and crosses(order.buy, limit, price):
-                self._fill(order, order.remaining, price, now, out, 2, "")
-            else:
-                self._expire(order, now, out)
+            limited = order.req.order_type == "LOC"
+            self._auction_fill(order, opening=False, limited=limited, now=now, out=out)
         for order in list(self._orders.values()):
             if not order.done and order.req.tif == "DAY":
                 self._expire(order, now, out)
@@ -1183,14 +1196,8 @@ class Venue:
         for order in list(self._orders.values()):
             if order.done or order.held or order.waiting_parent or order.req.tif != "OPG":
                 continue
-            con = order.req.con_id
-            price = self._auction_price(con, opening=True)
-            limit = order.req.lmt_price if order.req.order_type == "LMT" else None
-            halted = self._market.halt_state(con) != HaltState.TRADING
-            if price > 0 and not halted and crosses(order.buy, limit, price):
-                self._fill(order, order.remaining, price, now, out, 2, "")
-            else:
-                self._expire(order, now, out)
+            limited = order.req.order_type == "LMT"
+            self._auction_fill(order, opening=True, limited=limited, now=now, out=out)
         for order in list(self._orders.values()):
             if order.done or order.held or order.waiting_parent:
                 continue
