@@ -8,18 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.sim.test_engine_double import (
+from tests.sim.engine_kit import (
     AAPL,
     CALL_600,
     SPY,
     T0,
     BookMarket,
-    Catalog,
     later,
+    make_venue,
     order,
-    standard_market,
 )
-from tws_sim.engine import Venue, VenueRules
+from tws_sim.engine import Venue
 from tws_sim.engine.account import Account
 from tws_sim.types import Commissioned, Executed, PositionChanged, VenueEvent
 
@@ -27,8 +26,7 @@ D = Decimal
 
 
 def make() -> tuple[Venue, BookMarket]:
-    m = standard_market()
-    return Venue(Catalog(SPY, AAPL, CALL_600), m, None, rules=VenueRules()), m
+    return make_venue(SPY, AAPL, CALL_600)
 
 
 def reports(events: list[VenueEvent]) -> list[tuple[Decimal, Decimal | None]]:

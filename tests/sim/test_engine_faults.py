@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from tests.sim.test_engine_double import (
+from tests.sim.engine_kit import (
     AAPL,
     CALL_600,
     SPY,
@@ -13,8 +13,15 @@ from tests.sim.test_engine_double import (
     BookMarket,
     Catalog,
     later,
+    make_venue,
     order,
     standard_market,
+)
+from tests.sim.engine_kit import (
+    error_codes as errors,
+)
+from tests.sim.engine_kit import (
+    executions as execs,
 )
 from tws_sim.engine import (
     CommissionDelay,
@@ -27,29 +34,18 @@ from tws_sim.engine import (
 from tws_sim.engine.execids import corrected_id
 from tws_sim.types import (
     Commissioned,
-    Executed,
     HaltState,
     OrderChanged,
     OrderStatusName,
     PositionChanged,
     VenueError,
-    VenueEvent,
 )
 
 D = Decimal
 
 
 def make(rules: VenueRules | None = None) -> tuple[Venue, BookMarket]:
-    m = standard_market()
-    return Venue(Catalog(SPY, AAPL, CALL_600), m, None, rules=rules or VenueRules()), m
-
-
-def errors(events: list[VenueEvent]) -> list[int]:
-    return [e.code for e in events if isinstance(e, VenueError)]
-
-
-def execs(events: list[VenueEvent]) -> list[Executed]:
-    return [e for e in events if isinstance(e, Executed)]
+    return make_venue(SPY, AAPL, CALL_600, rules=rules)
 
 
 def test_orders_into_a_halted_instrument_get_154_and_resting_orders_do_not_fill() -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.sim.test_engine_double import (
+from tests.sim.engine_kit import (
     AAPL,
     CALL_600,
     CALL_605,
     SPY,
     T0,
     BookMarket,
-    Catalog,
+    executions,
     later,
+    make_venue,
     order,
-    standard_market,
 )
 from tws_sim.engine import BAG_CON_ID, ComboRule, Venue, VenueRules
 from tws_sim.types import (
@@ -32,9 +32,7 @@ D = Decimal
 
 
 def make(rules: VenueRules | None = None) -> tuple[Venue, BookMarket]:
-    m = standard_market()
-    cat = Catalog(SPY, AAPL, CALL_600, CALL_605)
-    return Venue(cat, m, None, rules=rules or VenueRules()), m
+    return make_venue(SPY, AAPL, CALL_600, CALL_605, rules=rules)
 
 
 def status(v: Venue, oid: int, client: int = 1) -> OrderStatusName:
@@ -45,9 +43,7 @@ def status(v: Venue, oid: int, client: int = 1) -> OrderStatusName:
 
 def fills(events: list[VenueEvent]) -> list[tuple[int, Decimal, Decimal]]:
     return [
-        (e.execution.order_id, e.execution.shares, e.execution.price)
-        for e in events
-        if isinstance(e, Executed)
+        (e.execution.order_id, e.execution.shares, e.execution.price) for e in executions(events)
     ]
 
 

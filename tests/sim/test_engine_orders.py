@@ -5,19 +5,24 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
-from tests.sim.test_engine_double import (
+from tests.sim.engine_kit import (
     AAPL,
     CALL_600,
     SPY,
     T0,
     BookMarket,
-    Catalog,
+    executions,
     later,
+    make_venue,
     order,
     standard_market,
 )
-from tws_sim.engine import Venue, VenueRules
+from tests.sim.engine_kit import (
+    error_codes as errors,
+)
+from tws_sim.engine import Venue
 from tws_sim.engine.matching import peg_price, trail_stop
 from tws_sim.market import price_increment
 from tws_sim.types import (
@@ -36,20 +41,15 @@ D = Decimal
 
 
 def make(market: BookMarket | None = None) -> tuple[Venue, BookMarket]:
-    m = market or standard_market()
-    return Venue(Catalog(SPY, AAPL), m, None, rules=VenueRules()), m
+    return make_venue(SPY, AAPL, market=market)
 
 
 def fills(events: list[VenueEvent]) -> list[tuple[Decimal, Decimal]]:
-    return [(e.execution.shares, e.execution.price) for e in events if isinstance(e, Executed)]
+    return [(e.execution.shares, e.execution.price) for e in executions(events)]
 
 
 def statuses(events: list[VenueEvent]) -> list[str]:
     return [e.snapshot.status.value for e in events if isinstance(e, OrderChanged)]
-
-
-def errors(events: list[VenueEvent]) -> list[int]:
-    return [e.code for e in events if isinstance(e, VenueError)]
 
 
 def test_market_order_walks_displayed_depth_level_by_level() -> None:
@@ -363,15 +363,11 @@ def test_the_venue_watches_con_ids_while_orders_work_on_them() -> None:
 
 
 def test_option_tick_size_depends_on_price_and_class() -> None:
-    from dataclasses import replace as dc_replace
-
-    from tests.sim.test_engine_double import CALL_600
-
-    aapl_call = dc_replace(CALL_600, con_id=910001, symbol="AAPL", trading_class="AAPL")
+    aapl_call = replace(CALL_600, con_id=910001, symbol="AAPL", trading_class="AAPL")
     m = standard_market()
     m.set_book(aapl_call.con_id, T0, [("3.00", "10")], [("3.20", "10")])
-    v = Venue(Catalog(SPY, aapl_call, CALL_600), m, None, rules=VenueRules())
-    kw = {"con_id": aapl_call.con_id, "symbol": "AAPL", "sec_type": SecType.OPT}
+    v, _ = make_venue(SPY, aapl_call, CALL_600, market=m)
+    kw: dict[str, Any] = {"con_id": aapl_call.con_id, "symbol": "AAPL", "sec_type": SecType.OPT}
     assert errors(v.place(order(1, "BUY", "1", "LMT", "3.02", **kw), T0)) == [110]
     assert errors(v.place(order(2, "BUY", "1", "LMT", "3.05", **kw), T0)) == []
     assert errors(v.place(order(3, "BUY", "1", "LMT", "2.99", **kw), T0)) == []

@@ -10,13 +10,13 @@ import pytest
 from ibapi.contract import Contract
 from ibapi.order import Order
 
-from tests.sim.test_engine_double import (
+from tests.sim.engine_kit import (
     AAPL,
     SPY,
     T0,
     BookMarket,
-    Catalog,
     later,
+    make_venue,
     order,
     standard_market,
 )
@@ -29,7 +29,7 @@ D = Decimal
 
 def venue(m: BookMarket, state_dir: Path | None = None, log: Path | None = None) -> Venue:
     rules = VenueRules(corrections=(CorrectionRule(nth=3, price_delta=D("-0.01")),))
-    return Venue(Catalog(SPY, AAPL), m, None, state_dir=state_dir, exec_log=log, rules=rules)
+    return make_venue(SPY, AAPL, market=m, rules=rules, state_dir=state_dir, exec_log=log)[0]
 
 
 def flow(v: Venue, m: BookMarket) -> list[VenueEvent]:
