@@ -65,14 +65,8 @@ def enqueue_place(
     client: redis.Redis | None = None,
 ) -> str:
     """Queue a new order; `client_order_id` travels as IB `orderRef` so fills map back."""
-    command = PlaceOrder(
-        order_id=order_id,
-        client_order_id=client_order_id,
-        contract=ContractSpec.model_validate(contract),
-        order=OrderSpec.model_validate(order),
-        strategy=strategy,
-    )
-    return enqueue(command, client)
+    fields = _order_fields(order_id, client_order_id, contract, order, strategy)
+    return enqueue(PlaceOrder(**fields), client)
 
 
 def enqueue_modify(
@@ -85,15 +79,25 @@ def enqueue_modify(
     client: redis.Redis | None = None,
 ) -> str:
     """Queue a modification of a working order; each (order_id, version) is sent once."""
-    command = ModifyOrder(
-        order_id=order_id,
-        version=version,
-        client_order_id=client_order_id,
-        contract=ContractSpec.model_validate(contract),
-        order=OrderSpec.model_validate(order),
-        strategy=strategy,
-    )
-    return enqueue(command, client)
+    fields = _order_fields(order_id, client_order_id, contract, order, strategy)
+    return enqueue(ModifyOrder(version=version, **fields), client)
+
+
+def _order_fields(
+    order_id: int,
+    client_order_id: str,
+    contract: ContractSpec | Mapping[str, Any],
+    order: OrderSpec | Mapping[str, Any],
+    strategy: str | None,
+) -> dict[str, Any]:
+    """The fields a placement and a modification share, validated from models or plain dicts."""
+    return {
+        "order_id": order_id,
+        "client_order_id": client_order_id,
+        "contract": ContractSpec.model_validate(contract),
+        "order": OrderSpec.model_validate(order),
+        "strategy": strategy,
+    }
 
 
 def enqueue_cancel(order_id: int, client: redis.Redis | None = None) -> str:

@@ -115,31 +115,29 @@ class OrderSpec(BaseModel):
     outside_rth: bool = False
 
 
-class PlaceOrder(BaseModel):
+class _OrderFields(BaseModel):
+    """What a placement and a modification both carry: the whole order, as IB wants it resent."""
+
+    model_config = _FROZEN
+
+    order_id: int = Field(ge=1)
+    client_order_id: str = Field(min_length=1, max_length=64)
+    contract: ContractSpec
+    order: OrderSpec
+    strategy: str | None = None
+
+
+class PlaceOrder(_OrderFields):
     """Send a new order under an id the caller allocated (`ib:order:last_id`)."""
 
-    model_config = _FROZEN
-
     type: Literal[CommandType.PLACE] = CommandType.PLACE
-    order_id: int = Field(ge=1)
-    client_order_id: str = Field(min_length=1, max_length=64)
-    contract: ContractSpec
-    order: OrderSpec
-    strategy: str | None = None
 
 
-class ModifyOrder(BaseModel):
+class ModifyOrder(_OrderFields):
     """Re-send a working order with changed fields; `version` makes each modification apply once."""
 
-    model_config = _FROZEN
-
     type: Literal[CommandType.MODIFY] = CommandType.MODIFY
-    order_id: int = Field(ge=1)
     version: int = Field(ge=1)
-    client_order_id: str = Field(min_length=1, max_length=64)
-    contract: ContractSpec
-    order: OrderSpec
-    strategy: str | None = None
 
 
 class CancelOrder(BaseModel):

@@ -14,19 +14,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from celery import Celery
 
 from epm.settings import Settings
+from ibgateway_bridge import client_api
+from ibgateway_bridge import commands as cmds
 from ibgateway_bridge.runtime import Bridge, BridgeConfig
 from tws_sim.server.app import SimServerThread
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
+SPY_CON = 756733
+SPY_SPEC = cmds.ContractSpec(con_id=SPY_CON, symbol="SPY")
 
 
 def poll(
@@ -69,6 +75,92 @@ def ledger_messages(r: redis.Redis, task: str | None = None) -> list[tuple[str, 
         )
         out.extend((n, p) for n, p in items if task is None or n == task)
     return out
+
+
+def enqueue_many(r: redis.Redis, orders: list[tuple[int, cmds.OrderSpec]]) -> None:
+    """XADD SPY placements (client order id `c-{id}`) in one round trip, as a burst arrives."""
+    pipe = r.pipeline(transaction=False)
+    for oid, spec in orders:
+        cmd = cmds.PlaceOrder(
+            order_id=oid, client_order_id=f"c-{oid}", contract=SPY_SPEC, order=spec
+        )
+        pipe.xadd(cmds.COMMAND_STREAM, cmds.encode_command(cmd, datetime.now(UTC)))
+    pipe.execute()
+
+
+def enqueue_new(r: redis.Redis, count: int, spec: cmds.OrderSpec) -> list[int]:
+    """Allocate `count` fresh order ids and queue one `spec` placement under each."""
+    ids = [client_api.allocate_order_id(r) for _ in range(count)]
+    enqueue_many(r, [(oid, spec) for oid in ids])
+    return ids
+
+
+def sent_markers(r: redis.Redis) -> int:
+    """How many orders client 1 has marked sent (`ib:sent:1:*` = `sent:…`)."""
+    return sum(1 for k in r.scan_iter("ib:sent:1:*", count=1000) if r.get(k).startswith("sent:"))
+
+
+def kill9_mid_burst(
+    r: redis.Redis,
+    redis_url: str,
+    port: int,
+    log_path: Path,
+    action: Literal["BUY", "SELL"],
+    kill_after: int,
+) -> list[int]:
+    """Queue 200 market orders to a bridge process and kill -9 it once `kill_after` are sent.
+
+    Returns the order ids once the dead bridge's lease has expired, i.e. when a supervisor's
+    restart would be let in.
+    """
+    first = BridgeProcess(redis_url, port, log_path).start()
+    try:
+        wait_ready(r)
+        spec = cmds.OrderSpec(action=action, quantity=Decimal(1), order_type="MKT")
+        ids = enqueue_new(r, 200, spec)
+        poll(lambda: sent_markers(r) >= kill_after, 30, what=f"{kill_after} orders sent")
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.stop()
+    assert sent_markers(r) < 200
+    poll(lambda: r.get("ib:bridge:lease") is None, 15, what="dead bridge's lease expiry")
+    return ids
+
+
+def enqueue_ladder(r: redis.Redis, sim: SimServerThread, levels: int = 10) -> None:
+    """Rest a BUY and a SELL per tick level around the SPY quote; wait until the venue has them."""
+    quote = sim.call(lambda s: s.market.quote(SPY_CON))
+    tick = Decimal("0.01")
+    orders = []
+    for k in range(levels):
+        buy = cmds.OrderSpec(action="BUY", quantity=Decimal(1), lmt_price=quote.bid - k * tick)
+        orders.append((client_api.allocate_order_id(r), buy))
+        sell = cmds.OrderSpec(action="SELL", quantity=Decimal(1), lmt_price=quote.ask + k * tick)
+        orders.append((client_api.allocate_order_id(r), sell))
+    enqueue_many(r, orders)
+    poll(lambda: len(sim_orders(sim)) == 2 * levels, 20, what=f"{2 * levels} orders at the sim")
+
+
+def gateway_outage_with_fills(
+    r: redis.Redis, sim: SimServerThread, refuse_s: int = 600
+) -> set[str]:
+    """Drop every connection and refuse reconnects while the (stepped) market fills resting
+    orders; then let the bridge back in and wait until it is READY. Returns the exec ids made
+    while it was away."""
+    before = sim_exec_ids(sim)
+    sim.call(lambda s: s.drop_all(refuse_s))
+    poll(lambda: r.hget("ib:bridge:state", "client1") != "READY", 10, what="bridge sees drop")
+    advanced = 0
+    while advanced < refuse_s - 20 and not sim_exec_ids(sim) - before:
+        sim.advance(10)
+        advanced += 10
+    during = sim_exec_ids(sim) - before
+    assert during, "the market never reached a resting order during the outage"
+    assert r.hget("ib:bridge:state", "client1") != "READY"
+    sim.advance(refuse_s - advanced + 1)
+    wait_ready(r, 30)
+    return during
 
 
 def ledger_message_count(r: redis.Redis) -> int:

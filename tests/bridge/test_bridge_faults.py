@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,34 +19,25 @@ from tests.bridge.harness import (
     BridgeProcess,
     TcpProxy,
     bridge_in_process,
+    enqueue_ladder,
+    enqueue_many,
+    enqueue_new,
+    gateway_outage_with_fills,
+    kill9_mid_burst,
     ledger_messages,
     poll,
+    sent_markers,
     sim_exec_ids,
     sim_orders,
     sim_thread,
     wait_ready,
 )
 
-SPY_CON = 756733
-SPY = cmds.ContractSpec(con_id=SPY_CON, symbol="SPY")
-
 pytestmark = pytest.mark.slow
-
-
-def enqueue_many(r: redis.Redis, orders: list[tuple[int, cmds.OrderSpec]]) -> None:
-    pipe = r.pipeline(transaction=False)
-    for oid, spec in orders:
-        cmd = cmds.PlaceOrder(order_id=oid, client_order_id=f"c-{oid}", contract=SPY, order=spec)
-        pipe.xadd(cmds.COMMAND_STREAM, cmds.encode_command(cmd, datetime.now(UTC)))
-    pipe.execute()
 
 
 def resting_buy() -> cmds.OrderSpec:
     return cmds.OrderSpec(action="BUY", quantity=Decimal(1), lmt_price=Decimal("1.00"))
-
-
-def sent_markers(r: redis.Redis) -> int:
-    return sum(1 for k in r.scan_iter("ib:sent:1:*", count=1000) if r.get(k).startswith("sent:"))
 
 
 def test_second_bridge_process_refused(r: redis.Redis, redis_url: str, tmp_path: Path) -> None:
@@ -91,16 +81,14 @@ def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
         bridge = BridgeProcess(redis_url, sim.port, tmp_path / "bridge.log").start()
         try:
             wait_ready(r)
-            working = [client_api.allocate_order_id(r) for _ in range(20)]
-            enqueue_many(r, [(oid, resting_buy()) for oid in working])
+            working = enqueue_new(r, 20, resting_buy())
             poll(
                 lambda: all(sim_orders(sim).get(o) is not None for o in working),
                 20,
                 what="20 working orders",
             )
             bridge.signal(signal.SIGSTOP)
-            queued = [client_api.allocate_order_id(r) for _ in range(5)]
-            enqueue_many(r, [(oid, resting_buy()) for oid in queued])
+            queued = enqueue_new(r, 5, resting_buy())
 
             started = time.monotonic()
             report = kill_switch(r, "127.0.0.1", sim.port, client_id=99, reason="drill")
@@ -136,20 +124,7 @@ def test_kill9_during_200_orders_every_execution_once_no_id_reused(
     r: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     with sim_thread() as sim:
-        first = BridgeProcess(redis_url, sim.port, tmp_path / "b1.log").start()
-        try:
-            wait_ready(r)
-            ids = [client_api.allocate_order_id(r) for _ in range(200)]
-            spec = cmds.OrderSpec(action="BUY", quantity=Decimal(1), order_type="MKT")
-            enqueue_many(r, [(oid, spec) for oid in ids])
-            poll(lambda: sent_markers(r) >= 40, 30, what="40 orders sent")
-            first.signal(signal.SIGKILL)
-            first.wait(10)
-        finally:
-            first.stop()
-        assert sent_markers(r) < 200
-        # The lease of the dead bridge expires on its own; a supervisor restarts the bridge.
-        poll(lambda: r.get("ib:bridge:lease") is None, 15, what="dead bridge's lease expiry")
+        ids = kill9_mid_burst(r, redis_url, sim.port, tmp_path / "b1.log", "BUY", kill_after=40)
         second = BridgeProcess(redis_url, sim.port, tmp_path / "b2.log").start()
         try:
             poll(
@@ -185,43 +160,8 @@ def test_gateway_drop_and_refusal_fills_recovered_after_reconnect(
 ) -> None:
     with sim_thread(stepped=True) as sim, bridge_in_process(redis_url, sim.port):
         wait_ready(r)
-        quote = sim.call(lambda s: s.market.quote(SPY_CON))
-        tick = Decimal("0.01")
-        orders = []
-        for k in range(10):
-            oid = client_api.allocate_order_id(r)
-            orders.append(
-                (
-                    oid,
-                    cmds.OrderSpec(
-                        action="BUY", quantity=Decimal(1), lmt_price=quote.bid - k * tick
-                    ),
-                )
-            )
-            oid = client_api.allocate_order_id(r)
-            orders.append(
-                (
-                    oid,
-                    cmds.OrderSpec(
-                        action="SELL", quantity=Decimal(1), lmt_price=quote.ask + k * tick
-                    ),
-                )
-            )
-        enqueue_many(r, orders)
-        poll(lambda: len(sim_orders(sim)) == 20, 20, what="20 orders at the sim")
-        before = sim_exec_ids(sim)
-        refuse_s = 600
-        sim.call(lambda s: s.drop_all(refuse_s))
-        poll(lambda: r.hget("ib:bridge:state", "client1") != "READY", 10, what="bridge sees drop")
-        advanced = 0
-        while advanced < refuse_s - 20 and len(sim_exec_ids(sim) - before) == 0:
-            sim.advance(10)
-            advanced += 10
-        during = sim_exec_ids(sim) - before
-        assert during, "the market never reached a resting order during the outage"
-        assert r.hget("ib:bridge:state", "client1") != "READY"
-        sim.advance(refuse_s - advanced + 1)
-        wait_ready(r, 30)
+        enqueue_ladder(r, sim)
+        during = gateway_outage_with_fills(r, sim)
 
         def published() -> set[str]:
             return {p["exec_id"] for _n, p in ledger_messages(r, "tasks.ledger.record_execution")}

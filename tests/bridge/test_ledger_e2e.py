@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,21 @@ import redis
 import sqlalchemy as sa
 
 from ibgateway_bridge import client_api
-from ibgateway_bridge import commands as cmds
 from store.migrate import upgrade
 from tests.bridge.harness import (
     REPO,
     BridgeProcess,
     bridge_in_process,
+    enqueue_ladder,
+    gateway_outage_with_fills,
+    kill9_mid_burst,
     poll,
+    sent_markers,
     sim_exec_ids,
     sim_orders,
     sim_thread,
     wait_ready,
 )
-from tests.bridge.test_bridge_faults import enqueue_many, sent_markers
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -189,18 +190,7 @@ def test_kill9_bridge_during_200_orders_ledger_exactly_once(
         sim_thread() as sim,
         ledger_worker(redis_url, ledger_db, tmp_path / "worker.log"),
     ):
-        first = BridgeProcess(redis_url, sim.port, tmp_path / "b1.log").start()
-        try:
-            wait_ready(r)
-            ids = [client_api.allocate_order_id(r) for _ in range(200)]
-            spec = cmds.OrderSpec(action="SELL", quantity=Decimal(1), order_type="MKT")
-            enqueue_many(r, [(oid, spec) for oid in ids])
-            poll(lambda: sent_markers(r) >= 60, 30, what="60 orders sent")
-            first.signal(signal.SIGKILL)
-            first.wait(10)
-        finally:
-            first.stop()
-        poll(lambda: r.get("ib:bridge:lease") is None, 15, what="lease expiry")
+        ids = kill9_mid_burst(r, redis_url, sim.port, tmp_path / "b1.log", "SELL", kill_after=60)
         second = BridgeProcess(redis_url, sim.port, tmp_path / "b2.log").start()
         try:
             poll(lambda: sent_markers(r) == 200, 60, interval=0.2, what="all 200 sent")
@@ -228,30 +218,8 @@ def test_gateway_outage_fills_recovered_into_ledger_once(
         bridge_in_process(redis_url, sim.port),
     ):
         wait_ready(r)
-        quote = sim.call(lambda s: s.market.quote(756733))
-        tick = Decimal("0.01")
-        orders = []
-        for k in range(10):
-            buy = cmds.OrderSpec(action="BUY", quantity=Decimal(1), lmt_price=quote.bid - k * tick)
-            orders.append((client_api.allocate_order_id(r), buy))
-            sell = cmds.OrderSpec(
-                action="SELL", quantity=Decimal(1), lmt_price=quote.ask + k * tick
-            )
-            orders.append((client_api.allocate_order_id(r), sell))
-        enqueue_many(r, orders)
-        poll(lambda: len(sim_orders(sim)) == 20, 20, what="20 orders at the sim")
-        before = sim_exec_ids(sim)
-        refuse_s = 600
-        sim.call(lambda s: s.drop_all(refuse_s))
-        poll(lambda: r.hget("ib:bridge:state", "client1") != "READY", 10, what="drop seen")
-        advanced = 0
-        while advanced < refuse_s - 20 and not sim_exec_ids(sim) - before:
-            sim.advance(10)
-            advanced += 10
-        during = sim_exec_ids(sim) - before
-        assert during, "no resting order filled during the outage"
-        sim.advance(refuse_s - advanced + 1)
-        wait_ready(r, 30)
+        enqueue_ladder(r, sim)
+        gateway_outage_with_fills(r, sim)
         everything = sim_exec_ids(sim)
         poll(
             lambda: sorted(fill_rows(ledger_db, everything)) == sorted(everything),
