@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from ibapi.contract import Contract
+from ibapi.contract import ComboLeg, Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 
@@ -210,6 +210,71 @@ def test_cancel_of_market_data_never_requested_gets_error_300(clients: Any) -> N
         got = app.wait_for(lambda: len(app.errors(300)) >= 2 and app.errors(300))
         assert [e[0] for e in got] == [77, 78]
         assert "Can't find EId with tickerId:78" in got[1][2]
+
+
+def pair(*legs: tuple[int, str]) -> Contract:
+    """A BAG of stock legs: (con_id, action) with ratio 1 each."""
+    bag = Contract()
+    bag.symbol, bag.secType, bag.exchange, bag.currency = "SPY", "BAG", "SMART", "USD"
+    bag.comboLegs = []
+    for con_id, action in legs:
+        leg = ComboLeg()
+        leg.conId, leg.ratio, leg.action, leg.exchange = con_id, 1, action, "SMART"
+        bag.comboLegs.append(leg)
+    return bag
+
+
+def touches(app: RecordingClient, req_id: int, symbol: str) -> dict[int, tuple[float, Decimal]]:
+    """A snapshot's bid (1) and ask (2) as {tick type: (price, size)}."""
+    app.reqMktData(req_id, stock(symbol), "", True, False, [])
+    app.wait_for(lambda: [a for a in app.of("tickSnapshotEnd") if a[0] == req_id])
+    return {
+        side: (combo_touch(app, req_id)[side], sizes_of(app, req_id)[size_tick])
+        for side, size_tick in ((1, 0), (2, 3))
+    }
+
+
+def sizes_of(app: RecordingClient, req_id: int) -> dict[int, Decimal]:
+    """The latest bid size (0) and ask size (3) sent on `req_id`."""
+    return {a[1]: Decimal(str(a[2])) for a in app.of("tickSize") if a[0] == req_id}
+
+
+def combo_touch(app: RecordingClient, req_id: int) -> dict[int, float]:
+    """The latest bid (1) and ask (2) price sent on `req_id`."""
+    return {a[1]: a[2] for a in app.of("tickPrice") if a[0] == req_id and a[1] in (1, 2)}
+
+
+def test_combo_market_data_streams_the_net_quote_of_its_legs(clients: Any) -> None:
+    """TWS quotes a BAG: bid = what selling one unit gets (buy legs at their bid, sell legs
+    bought back at their ask), ask = what buying one costs; it follows the legs as they move."""
+    spy_id, qqq_id = 756733, 320227571
+    with SimServerThread(stepped=True, seed=5, start=START) as sim:
+        app = clients(sim.port, 3)
+        app.reqMktData(60, pair((spy_id, "BUY"), (qqq_id, "SELL")), "", False, False, [])
+        app.wait_for(lambda: len(combo_touch(app, 60)) == 2)
+        spy, qqq = touches(app, 61, "SPY"), touches(app, 62, "QQQ")
+        got = combo_touch(app, 60)
+        assert got[1] == pytest.approx(spy[1][0] - qqq[2][0])
+        assert got[2] == pytest.approx(spy[2][0] - qqq[1][0])
+        sizes = sizes_of(app, 60)
+        assert sizes[0] == min(spy[1][1], qqq[2][1]) and sizes[3] == min(spy[2][1], qqq[1][1])
+        assert [a for a in app.of("tickGeneric") if a[0] == 60] == [(60, 49, 0.0)]
+        n = len([a for a in app.of("tickPrice") if a[0] == 60])
+        for step in range(3):
+            sim.advance(20)
+            spy = touches(app, 70 + 2 * step, "SPY")  # answered after the step's combo ticks
+            qqq = touches(app, 71 + 2 * step, "QQQ")
+            got = combo_touch(app, 60)
+            assert got[1] == pytest.approx(spy[1][0] - qqq[2][0])
+            assert got[2] == pytest.approx(spy[2][0] - qqq[1][0])
+        assert len([a for a in app.of("tickPrice") if a[0] == 60]) > n  # it did move
+        assert not [a for a in app.of("tickSize") if a[0] == 60 and a[1] == 8]  # no volume
+        app.cancelMktData(60)
+        app.cancelMktData(60)
+        assert app.wait_for(lambda: app.errors(300))[0][0] == 60
+        # a leg the catalog does not know: no security definition
+        app.reqMktData(63, pair((spy_id, "BUY"), (999, "SELL")), "", False, False, [])
+        assert app.wait_for(lambda: app.errors(200))[0][0] == 63
 
 
 def test_halt_tick_and_order_rejection_during_a_halt(clients: Any) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -142,9 +143,15 @@ class Driver:
             elif t is HaltChanged:
                 for sub in by_con.get(ev.con_id, ()):
                     if sub.kind is MdKind.MKT:
-                        v = sub.session.version
-                        sub.session.send(out.tick_generic(sub.req_id, HALTED, int(ev.state), v))
-                        self.md_msgs += 1
+                        state = int(ev.state)
+                    elif sub.kind is MdKind.COMBO:  # a combo is as halted as its worst leg
+                        market = self.server.market
+                        state = max(int(market.halt_state(c)) for c, _ in sub.legs)
+                    else:
+                        continue
+                    v = sub.session.version
+                    sub.session.send(out.tick_generic(sub.req_id, HALTED, state, v))
+                    self.md_msgs += 1
             elif t is BarClosed:
                 hist: dict[tuple[int, int, str], Bar | None] | None = None
                 for sub in by_con.get(ev.con_id, ()):
@@ -212,6 +219,8 @@ class Driver:
                 if prev is None or q.bid != prev.bid or q.ask != prev.ask:
                     session.send(out.tbt_mid_point(sub.req_id, q, session.version))
                     self.md_msgs += 1
+            elif kind is MdKind.COMBO:
+                self.md_msgs += self._combo_changed(sub)
             elif kind is MdKind.DEPTH:
                 if changes is None:
                     rows = self.server.market.depth(q.con_id, DEPTH_ROWS)
@@ -219,6 +228,16 @@ class Driver:
                     self.depth_book[q.con_id] = book
                 if changes:
                     self.md_msgs += send_depth(session, sub, changes)
+
+    def _combo_changed(self, sub: MdSub) -> int:
+        """A leg moved: the combo's net quote from the legs' latest published quotes, and the
+        ticks that changed since this subscriber's last one."""
+        last_quote = self.last_quote
+        market = self.server.market
+        q = combo_quote(sub.legs, lambda c: last_quote.get(c) or market.quote(c))
+        ticks = combo_ticks(q, sub.last)
+        sub.last = q
+        return send_ticks(sub.session, sub.req_id, ticks)
 
     def _trade_printed(self, ev: TradePrinted, subs: list[MdSub]) -> None:
         for sub in subs:
@@ -424,6 +443,58 @@ def quote_ticks(q: Quote, prev: Quote | None) -> list[tuple[int, Decimal, Decima
         if q.open > 0:
             ticks.append((OPEN, q.open, Decimal(0)))
     return ticks
+
+
+NO_PRICE = Decimal(-1)  # a combo side that cannot be priced (a leg without that side)
+
+
+def combo_quote(legs: tuple[tuple[int, int], ...], quote_of: Callable[[int], Quote]) -> Quote:
+    """The net quote of a combo from its legs' quotes: what selling one combo unit gets (bid)
+    and buying one costs (ask). A bought leg (ratio > 0) is sold at its bid when the combo is
+    sold; a sold leg (ratio < 0) is bought back at its ask. Net prices may be negative
+    (credit combos), as IB quotes them. The size of a side is the number of whole combo units
+    the legs' displayed sizes cover; a side some leg does not quote is -1 with size 0."""
+    bid = ask = Decimal(0)
+    bid_size: Decimal | None = None
+    ask_size: Decimal | None = None
+    bid_ok = ask_ok = True
+    ts = None
+    for con_id, ratio in legs:
+        q = quote_of(con_id)
+        ts = q.ts if ts is None or q.ts > ts else ts
+        n = abs(ratio)
+        # (price, size) of the leg trade that selling (bid) / buying (ask) the combo makes
+        sell_px, sell_sz = (q.bid, q.bid_size) if ratio > 0 else (q.ask, q.ask_size)
+        buy_px, buy_sz = (q.ask, q.ask_size) if ratio > 0 else (q.bid, q.bid_size)
+        bid_ok = bid_ok and sell_px > 0
+        ask_ok = ask_ok and buy_px > 0
+        bid += ratio * sell_px
+        ask += ratio * buy_px
+        units = sell_sz // n
+        bid_size = units if bid_size is None else min(bid_size, units)
+        units = buy_sz // n
+        ask_size = units if ask_size is None else min(ask_size, units)
+    zero = Decimal(0)
+    return Quote(
+        con_id=0,
+        ts=ts if ts is not None else datetime.min.replace(tzinfo=UTC),
+        bid=bid if bid_ok else NO_PRICE,
+        ask=ask if ask_ok else NO_PRICE,
+        bid_size=(bid_size or zero) if bid_ok else zero,
+        ask_size=(ask_size or zero) if ask_ok else zero,
+        last=zero,
+        last_size=zero,
+        volume=zero,
+        high=zero,
+        low=zero,
+        close=zero,
+        open=zero,
+    )
+
+
+def combo_ticks(q: Quote, prev: Quote | None) -> list[tuple[int, Decimal, Decimal | None]]:
+    """Bid/ask price and size ticks of a combo quote (a combo has no prints, volume or range)."""
+    return [t for t in quote_ticks(q, prev) if t[0] != VOLUME]
 
 
 def send_ticks(

@@ -21,6 +21,8 @@ from tws_sim.protocol import incoming as rq
 from tws_sim.server import out, wire
 from tws_sim.server.driver import (
     DEPTH_ROWS,
+    combo_quote,
+    combo_ticks,
     depth_changes,
     is_option,
     portfolio_rows,
@@ -52,6 +54,7 @@ MSG_DUP_TICKER = "Error processing request:-'bc' : cause - Duplicate ticker id"
 ERR_HIST = 162
 MSG_HIST = "Historical Market Data Service error message:{reason}"
 ERR_VALIDATING = 321
+COMBO_TICK = Decimal("0.01")  # the price increment tickReqParams reports for a combo
 ERR_NO_TICKER = 300
 MSG_NO_TICKER = "Can't find EId with tickerId:{req_id}"
 MSG_LIVE_END_DATE = (
@@ -261,6 +264,9 @@ class Handlers:
     def req_mkt_data(self, session: Session, req: rq.ReqMktData) -> None:
         if not req.snapshot and not self._md_guard(session, req.req_id):
             return
+        if (req.contract.secType or "").upper() == "BAG":
+            self._req_combo_data(session, req)
+            return
         inst = self.resolve(session, req.req_id, req.contract)
         if inst is None:
             return
@@ -298,10 +304,56 @@ class Handlers:
         # this subscriber does not miss the first change.
         server.driver.last_quote.setdefault(inst.con_id, q)
 
+    def _req_combo_data(self, session: Session, req: rq.ReqMktData) -> None:
+        """TWS streams combo quotes: the net bid/ask of the legs (see `combo_quote`), updated
+        whenever a leg's quote moves, plus the halt tick of the legs (the worst of them).
+        Legs the catalog does not know, a zero ratio or no legs at all are error 200."""
+        catalog = self.server.catalog
+        legs: list[tuple[int, int]] = []
+        for leg in req.contract.comboLegs or []:
+            ratio = int(leg.ratio or 0)
+            if catalog.get(int(leg.conId or 0)) is None or ratio <= 0:
+                legs.clear()
+                break
+            legs.append((int(leg.conId), ratio if (leg.action or "").upper() != "SELL" else -ratio))
+        if not legs:
+            session.send_error(req.req_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
+            return
+        server = self.server
+        market = server.market
+        v = session.version
+        combo = tuple(legs)
+        last_quote = server.driver.last_quote
+        for con_id, _ in combo:
+            market.watch(con_id)  # an option is priced only while watched
+        try:
+            q = combo_quote(combo, market.quote)
+            for con_id, _ in combo:
+                # later diffs of each leg are against its last published quote (as for reqMktData)
+                last_quote.setdefault(con_id, market.quote(con_id))
+            halted = max(int(market.halt_state(con_id)) for con_id, _ in combo)
+        finally:
+            for con_id, _ in combo:
+                market.unwatch(con_id)
+        session.send(out.tick_req_params(req.req_id, COMBO_TICK, v))
+        if session.market_data_type != 1:
+            session.send(out.market_data_type(req.req_id, 1, v))
+        send_ticks(session, req.req_id, combo_ticks(q, None))
+        session.send(out.tick_generic(req.req_id, 49, halted, v))
+        if req.snapshot or req.regulatory_snapshot:
+            session.send(out.tick_snapshot_end(req.req_id, v))
+            return
+        sub = MdSub(session, req.req_id, MdKind.COMBO, combo[0][0], legs=combo, last=q)
+        server.subs.add_md(sub)
+
     def cancel_mkt_data(self, session: Session, req: rq.CancelMktData) -> None:
         """TWS answers a cancel of a ticker id it does not hold (never asked, already
         cancelled, or a snapshot that has ended) with error 300, not silence."""
-        if self.server.subs.remove_md(session, req.req_id, MdKind.MKT) is None:
+        subs = self.server.subs
+        removed = subs.remove_md(session, req.req_id, MdKind.MKT) or subs.remove_md(
+            session, req.req_id, MdKind.COMBO
+        )
+        if removed is None:
             session.send_error(req.req_id, ERR_NO_TICKER, MSG_NO_TICKER.format(req_id=req.req_id))
 
     def req_tick_by_tick(self, session: Session, req: rq.ReqTickByTickData) -> None:

@@ -27,6 +27,7 @@ class MdKind(IntEnum):
     RT_BARS = 6  # reqRealTimeBars (5 s)
     TBT_MID_POINT = 7  # "MidPoint"
     HIST = 8  # reqHistoricalData with keepUpToDate: historicalDataUpdate of the forming bar
+    COMBO = 9  # reqMktData on a BAG: the net bid/ask of its legs as tickPrice/tickSize
 
 
 TBT_KINDS = {
@@ -54,6 +55,16 @@ class MdSub:
     bar_s: int = 0
     format_date: int = 1
     bars_of: int = 0
+    # combo (BAG) quotes: (leg con_id, signed ratio: + bought, - sold per combo unit), and the
+    # net quote last sent (each subscriber's legs are its own, so nothing is shared)
+    legs: tuple[tuple[int, int], ...] = ()
+    last: Any = None
+
+    def con_ids(self) -> tuple[int, ...]:
+        """The con_ids whose market events feed this subscription (a combo's legs)."""
+        if self.legs:
+            return tuple(dict.fromkeys(c for c, _ in self.legs))
+        return (self.con_id,)
 
 
 @dataclass(slots=True, eq=False)
@@ -93,8 +104,9 @@ class Subscriptions:
         if old is not None:
             self._remove_md(key, old)
         self.md[key] = sub
-        self.md_by_con.setdefault(sub.con_id, []).append(sub)
-        self.server.market.watch(sub.con_id)
+        for con_id in sub.con_ids():
+            self.md_by_con.setdefault(con_id, []).append(sub)
+            self.server.market.watch(con_id)
 
     def remove_md(self, session: Session, req_id: int, kind: MdKind | None = None) -> MdSub | None:
         key = (id(session), req_id)
@@ -106,16 +118,17 @@ class Subscriptions:
 
     def _remove_md(self, key: tuple[int, int], sub: MdSub) -> None:
         del self.md[key]
-        subs = self.md_by_con.get(sub.con_id)
-        if subs is not None:
-            subs.remove(sub)
-            if not subs:
-                del self.md_by_con[sub.con_id]
+        for con_id in sub.con_ids():
+            subs = self.md_by_con.get(con_id)
+            if subs is not None:
+                subs.remove(sub)
+                if not subs:
+                    del self.md_by_con[con_id]
+            self.server.market.unwatch(con_id)
         if sub.kind is MdKind.DEPTH and not any(
             s.kind is MdKind.DEPTH for s in self.md_by_con.get(sub.con_id, ())
         ):
             self.server.driver.depth_book.pop(sub.con_id, None)  # nobody holds that book now
-        self.server.market.unwatch(sub.con_id)
 
     def md_subscribers(self, con_id: int) -> list[MdSub]:
         return self.md_by_con.get(con_id, [])
