@@ -37,8 +37,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "ibapi10-venv.sh"
 NO_INDEX_EXIT = 3  # the script's "no package index reachable"
-# The bridge owner's own 10.x driver module: in the child it only skips itself.
-BRIDGE_DRIVER = "tests/bridge/test_ibapi10.py"
 # the text protocol's top version, which the simulator negotiates at most
 SIM_MAX_VERSION = 178
 
@@ -91,9 +89,7 @@ def _child_modules() -> list[str]:
         if "import ibapi" in text or "from ibapi" in text or "RecordingClient" in text:
             sim.append(str(path.relative_to(REPO)))
     bridge = [
-        str(p.relative_to(REPO))
-        for p in sorted((REPO / "tests" / "bridge").glob("test_*.py"))
-        if str(p.relative_to(REPO)) != BRIDGE_DRIVER
+        str(p.relative_to(REPO)) for p in sorted((REPO / "tests" / "bridge").glob("test_*.py"))
     ]
     return [*sim, "tests/compat/test_client_session.py", *bridge]
 
