@@ -171,13 +171,21 @@ def test_keep_up_to_date_history_streams_the_forming_bar_until_cancelled(clients
         app = clients(sim.port, 3)
         app.reqHistoricalData(51, stock("QQQ"), "", "600 S", "1 min", "TRADES", 1, 2, True, [])
         app.wait_for(lambda: [a for a in app.of("historicalDataEnd") if a[0] == 51])
+        # an option's bars follow its underlying's (the market closes bars for stocks only)
+        chain = sim.call(lambda s: s.catalog.options_of(756733))
+        opt = Contract()
+        opt.conId, opt.secType, opt.exchange = chain[len(chain) // 2].con_id, "OPT", "SMART"
+        app.reqHistoricalData(52, opt, "", "300 S", "1 min", "MIDPOINT", 1, 2, True, [])
+        app.wait_for(lambda: [a for a in app.of("historicalDataEnd") if a[0] == 52])
         last_hist = app.of("historicalData")[-1][1]
         for _ in range(30):
             sim.advance(1)
         ups = app.wait_for(
-            lambda: len(app.of("historicalDataUpdate")) >= 6 and app.of("historicalDataUpdate")
+            lambda: len(app.of("historicalDataUpdate")) >= 12 and app.of("historicalDataUpdate")
         )
-        assert {u[0] for u in ups} == {51}
+        assert {u[0] for u in ups} == {51, 52}
+        app.cancelHistoricalData(52)
+        ups = [u for u in ups if u[0] == 51]
         times = [int(u[1].date) for u in ups]
         assert times == sorted(times) and all(t % 60 == 0 for t in times)  # formatDate 2: epoch
         assert times[0] >= int(last_hist.date)
