@@ -9,6 +9,7 @@ the task, never a traceback.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, TypeVar
 
@@ -65,6 +66,22 @@ OptionalDecimal = Annotated[
 Multiplier = Annotated[Decimal | None, BeforeValidator(_multiplier), AfterValidator(_finite)]
 
 
+def _utc(value: datetime) -> datetime:
+    # Stored as UTC; an offset time at the edge of the calendar (0001-01-01+14:00) has no UTC.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError("timestamp out of range") from e
+
+
+# Ids as the ledger's columns hold them: BIGINT, and INTEGER for client ids and error codes;
+# a larger number is refused here rather than overflowing the database driver.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+# Aware (naive times are refused) and converted to UTC.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
 def _side(value: object) -> object:
     if isinstance(value, str) and value.upper() in IB_SIDES:
         return IB_SIDES[value.upper()]
@@ -75,19 +92,26 @@ class _Report(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
 
-class ExecutionReport(_Report):
+class _OrderReport(_Report):
+    """What execDetails and openOrder both say about the order and its contract."""
+
+    client_id: Int32 | None = None
+    perm_id: Int64 | None = None
+    order_ref: str | None = None
+    con_id: Int64 | None = None
+    symbol: str | None = None
+    sec_type: str | None = None
+    multiplier: Multiplier = None
+    account: str | None = None
+    received_at: UtcTime
+
+
+class ExecutionReport(_OrderReport):
     """execDetails (live, or a reqExecutions reply); idempotency key `exec_id`."""
 
     exec_id: str = Field(min_length=1)
-    order_id: int | None = None
-    client_id: int | None = None
-    perm_id: int | None = None
-    order_ref: str | None = None
-    con_id: int | None = None
-    symbol: str | None = None
-    sec_type: str | None = None
+    order_id: Int64 | None = None
     local_symbol: str | None = None
-    multiplier: Multiplier = None
     currency: str | None = None
     side: Annotated[Side, BeforeValidator(_side)]
     shares: ExactDecimal = Field(ge=0)
@@ -95,9 +119,7 @@ class ExecutionReport(_Report):
     cum_qty: OptionalDecimal = None
     avg_price: OptionalDecimal = None
     exec_exchange: str | None = None
-    account: str | None = None
-    time: AwareDatetime | None = None
-    received_at: AwareDatetime
+    time: UtcTime | None = None
 
 
 class CommissionReport(_Report):
@@ -107,69 +129,60 @@ class CommissionReport(_Report):
     commission: ExactDecimal
     currency: str | None = None
     realized_pnl: OptionalDecimal = None
-    received_at: AwareDatetime
+    received_at: UtcTime
 
 
 class OrderStatusReport(_Report):
     """orderStatus; IB repeats these freely, the ledger makes repeats no-ops."""
 
-    order_id: int
-    client_id: int | None = None
-    perm_id: int | None = None
+    order_id: Int64
+    client_id: Int32 | None = None
+    perm_id: Int64 | None = None
     ib_status: str = Field(min_length=1)
     filled: ExactDecimal = Field(ge=0)
     remaining: ExactDecimal = Field(ge=0)
     avg_fill_price: OptionalDecimal = None
-    parent_id: int | None = None
+    parent_id: Int64 | None = None
     why_held: str | None = None
-    received_at: AwareDatetime
+    received_at: UtcTime
 
 
-class OpenOrderReport(_Report):
+class OpenOrderReport(_OrderReport):
     """openOrder: the venue's view of one order (also how orders are rebuilt after a restart)."""
 
-    order_id: int
-    client_id: int | None = None
-    perm_id: int | None = None
-    order_ref: str | None = None
-    con_id: int | None = None
-    symbol: str | None = None
-    sec_type: str | None = None
-    multiplier: Multiplier = None
+    order_id: Int64
     action: str | None = None
     total_quantity: OptionalDecimal = None
     order_type: str | None = None
     lmt_price: OptionalDecimal = None
     aux_price: OptionalDecimal = None
     tif: str | None = None
-    account: str | None = None
     exchange: str | None = None
-    parent_id: int | None = None
+    parent_id: Int64 | None = None
     filled_quantity: OptionalDecimal = None
     ib_status: str | None = None
-    received_at: AwareDatetime
 
 
 class OrderErrorReport(_Report):
     """error() for an order id: rejects, cancel confirmations and cancel failures."""
 
-    order_id: int
-    client_id: int | None = None
-    code: int
+    order_id: Int64
+    client_id: Int32 | None = None
+    code: Int32
     message: str = ""
-    error_time: AwareDatetime | None = None
-    received_at: AwareDatetime
+    error_time: UtcTime | None = None
+    received_at: UtcTime
 
 
 class OrderReplacedReport(_Report):
     """The bridge re-placed an order under a fresh id after error 103 (duplicate order id)."""
 
-    old_order_id: int
-    new_order_id: int
+    old_order_id: Int64
+    new_order_id: Int64
     client_order_id: str = Field(min_length=1)
-    client_id: int
+    client_id: Int32
     reason: str = ""
-    at: AwareDatetime
+    at: UtcTime
 
 
 R = TypeVar("R", bound=_Report)
@@ -205,7 +218,7 @@ def parse_report(model: type[R], payload: object) -> R:
 class ContractReport(_Report):
     """contractDetails: one row of the contract cache (`contracts`)."""
 
-    con_id: int = Field(gt=0)
+    con_id: Int64 = Field(gt=0)
     symbol: str = Field(min_length=1)
     sec_type: str = Field(min_length=1)
     local_symbol: str | None = None
@@ -222,5 +235,5 @@ class ContractReport(_Report):
     time_zone_id: str | None = None
     trading_hours: str | None = None
     liquid_hours: str | None = None
-    under_con_id: int | None = None
-    received_at: AwareDatetime
+    under_con_id: Int64 | None = None
+    received_at: UtcTime

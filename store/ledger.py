@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -1051,3 +1051,20 @@ def record_contract(conn: Connection, report: ContractReport, now: datetime) -> 
         .on_conflict_do_update(index_elements=["con_id"], set_=values)
     )
     return LedgerResult(outcome="recorded", applied=True)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+Writer = Callable[[Connection, Any, datetime], LedgerResult]
+
+# Each callback kind the bridge sends (`ibgateway_bridge/payloads.py`): the model its payload
+# must validate as, and the function that records it.
+WRITERS: dict[str, tuple[type[Any], Writer]] = {
+    "execution": (ExecutionReport, record_execution),
+    "commission": (CommissionReport, record_commission),
+    "order_status": (OrderStatusReport, record_order_status),
+    "open_order": (OpenOrderReport, record_open_order),
+    "order_error": (OrderErrorReport, record_order_error),
+    "order_replaced": (OrderReplacedReport, record_order_replaced),
+    "contract": (ContractReport, record_contract),
+}

@@ -25,29 +25,18 @@ truth; a mirror write only lands if its `version` is newer than the one in Redis
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 import sqlalchemy as sa
 from celery.signals import worker_process_init
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from epm.logging import get_logger
 from epm.redis_conn import get_redis, reset_redis_cache
 from epm.settings import get_settings
-from models.ledger_reports import (
-    CommissionReport,
-    ContractReport,
-    ExecutionReport,
-    OpenOrderReport,
-    OrderErrorReport,
-    OrderReplacedReport,
-    OrderStatusReport,
-    ReportError,
-    parse_report,
-)
+from models.ledger_reports import ReportError, parse_report
 from models.orders import InvalidTransition
 from store import ledger
 from store.db import dispose_engines, json_dumps, make_engine, write_transaction
@@ -57,7 +46,6 @@ from tasks.app import celery_app
 log = get_logger(__name__)
 
 Outcome = dict[str, Any]
-Writer = Callable[[Connection, Any, datetime], ledger.LedgerResult]
 
 MIRROR_KEY = "exec:order:{client_order_id}"
 
@@ -78,16 +66,6 @@ if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
-
-KINDS: dict[str, tuple[type[Any], Writer]] = {
-    "execution": (ExecutionReport, ledger.record_execution),
-    "commission": (CommissionReport, ledger.record_commission),
-    "order_status": (OrderStatusReport, ledger.record_order_status),
-    "open_order": (OpenOrderReport, ledger.record_open_order),
-    "order_error": (OrderErrorReport, ledger.record_order_error),
-    "order_replaced": (OrderReplacedReport, ledger.record_order_replaced),
-    "contract": (ContractReport, ledger.record_contract),
-}
 
 
 def _json_safe(payload: object) -> object:
@@ -143,7 +121,7 @@ def process_callback(
 
     `now` (aware UTC) is the ledger's receive time (`ts_init`, `updated_at`).
     """
-    model, writer = KINDS[kind]
+    model, writer = ledger.WRITERS[kind]
     try:
         report = parse_report(model, payload)
     except ReportError as e:
@@ -254,7 +232,7 @@ def record_batch(items: object) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for item in items:
         kind = item.get("kind") if isinstance(item, dict) else None
-        if not isinstance(kind, str) or kind not in KINDS:
+        if not isinstance(kind, str) or kind not in ledger.WRITERS:
             outcomes.append(_reject(engine, "batch", "UNKNOWN_KIND", f"kind {kind!r}", item, now))
             continue
         outcomes.append(

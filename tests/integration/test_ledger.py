@@ -349,6 +349,15 @@ def test_order_errors(engine: Engine, code: int, state: str, event_type: str) ->
         ("execution", execution("   ", "1", "1"), "INVALID_EXECUTION"),
         ("commission", {"exec_id": "e", "commission": "x"}, "INVALID_COMMISSION"),
         ("order_status", status("Submitted", "-1", "0"), "INVALID_ORDERSTATUS"),
+        # Ids beyond the columns' integer range, and a time with no UTC equivalent, used to
+        # escape the task as driver errors (OverflowError / DataError).
+        ("execution", execution("e1.01.01", "1", "1", order_id=2**70), "INVALID_EXECUTION"),
+        ("order_status", status("Submitted", "0", "1", client_id=2**40), "INVALID_ORDERSTATUS"),
+        (
+            "execution",
+            execution("e1.01.01", "1", "1", time="0001-01-01T00:00:00+14:00"),
+            "INVALID_EXECUTION",
+        ),
     ],
 )
 def test_bad_payloads_are_rejected_with_a_code_not_raised(
@@ -582,3 +591,11 @@ def test_order_replaced_twice_keeps_the_newest_id(engine: Engine, newest_first: 
     for link in reversed(links) if newest_first else links:
         assert run(engine, "order_replaced", link)["outcome"] != "rejected"
     assert order_row(engine).ib_order_id == 16
+
+
+def test_report_times_are_stored_as_utc(engine: Engine) -> None:
+    our_order(engine)
+    run(engine, "execution", execution("t.01.01", "1", "190", time="2026-11-26T10:00:00-05:00"))
+    fill = one(engine, sa.select(fills.c.executed_at))
+    assert fill.executed_at == T0
+    assert fill.executed_at.utcoffset() == timedelta(0)
