@@ -730,6 +730,37 @@ def _record_unapplied(
     return _result("recorded", row, applied=False, note=reason)
 
 
+def _callback_order(
+    conn: Connection,
+    prefix: str,
+    report: OrderStatusReport | OpenOrderReport | OrderErrorReport,
+    *,
+    perm_id: int | None,
+    origin: str,
+    now: datetime,
+    order_ref: str | None = None,
+    describe: Mapping[str, object] | None = None,
+) -> tuple[dict[str, Any], str, Row[Any]]:
+    """The payload, dedupe key (a hash of the whole callback) and locked order of a callback."""
+    payload = report.model_dump(mode="json")
+    row = _ensure_order(
+        conn,
+        order_ref=order_ref,
+        client_id=report.client_id,
+        ib_order_id=report.order_id,
+        perm_id=perm_id,
+        fallback_key=f"{prefix}:{report.order_id}",
+        describe=describe or {},
+        origin=origin,
+        now=now,
+    )
+    return payload, _digest(prefix, payload), row
+
+
+def _duplicate(row: Row[Any]) -> LedgerResult:
+    return _result("duplicate", row, applied=False, note="callback already recorded")
+
+
 def _apply_ib_status(
     conn: Connection,
     row: Row[Any],
@@ -760,21 +791,11 @@ def _apply_ib_status(
 
 def record_order_status(conn: Connection, report: OrderStatusReport, now: datetime) -> LedgerResult:
     """Advance an order from an orderStatus callback (late and repeated ones are recorded only)."""
-    payload = report.model_dump(mode="json")
-    dedupe_key = _digest("status", payload)
-    row = _ensure_order(
-        conn,
-        order_ref=None,
-        client_id=report.client_id,
-        ib_order_id=report.order_id,
-        perm_id=report.perm_id,
-        fallback_key=f"status:{report.order_id}",
-        describe={},
-        origin="order_status",
-        now=now,
+    payload, dedupe_key, row = _callback_order(
+        conn, "status", report, perm_id=report.perm_id, origin="order_status", now=now
     )
     if _event_recorded(conn, dedupe_key):
-        return _result("duplicate", row, applied=False, note="callback already recorded")
+        return _duplicate(row)
     return _apply_ib_status(
         conn,
         row,
@@ -801,8 +822,6 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
     stale target must never stand (100 of a target modified to 150 would make 120 filled
     look complete while IB still works the order).
     """
-    payload = report.model_dump(mode="json")
-    dedupe_key = _digest("open", payload)
     describe = {
         "con_id": report.con_id,
         "symbol": report.symbol,
@@ -816,19 +835,18 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
         "account": report.account,
         "exchange": report.exchange,
     }
-    row = _ensure_order(
+    payload, dedupe_key, row = _callback_order(
         conn,
-        order_ref=report.order_ref,
-        client_id=report.client_id,
-        ib_order_id=report.order_id,
+        "open",
+        report,
         perm_id=report.perm_id,
-        fallback_key=f"open:{report.order_id}",
-        describe=describe,
         origin="open_order",
         now=now,
+        order_ref=report.order_ref,
+        describe=describe,
     )
     if _event_recorded(conn, dedupe_key):
-        return _result("duplicate", row, applied=False, note="callback already recorded")
+        return _duplicate(row)
     stamp = _view_stamp(report.received_at, dedupe_key)
     shown = (row.details or {}).get(OPEN_ORDER_VIEW)
     if not isinstance(shown, str) or stamp > shown:
@@ -862,21 +880,11 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
 
 def record_order_error(conn: Connection, report: OrderErrorReport, now: datetime) -> LedgerResult:
     """Apply an error() about an order: rejects, cancel confirmations, failed cancels."""
-    payload = report.model_dump(mode="json")
-    dedupe_key = _digest("error", payload)
-    row = _ensure_order(
-        conn,
-        order_ref=None,
-        client_id=report.client_id,
-        ib_order_id=report.order_id,
-        perm_id=None,
-        fallback_key=f"error:{report.order_id}",
-        describe={},
-        origin="order_error",
-        now=now,
+    payload, dedupe_key, row = _callback_order(
+        conn, "error", report, perm_id=None, origin="order_error", now=now
     )
     if _event_recorded(conn, dedupe_key):
-        return _result("duplicate", row, applied=False, note="callback already recorded")
+        return _duplicate(row)
     event = event_from_ib_error(report.code, report.message, now, ts_event=report.error_time)
     if event is None:
         kind = classify(report.code).kind

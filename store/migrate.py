@@ -8,6 +8,8 @@ bridge) can all call `upgrade` and the chain still runs exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,25 +57,31 @@ def head_revision() -> str:
     return head
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Apply the migration chain to `url` up to `revision`; a no-op when already there."""
+@contextmanager
+def _migrating(url: str) -> Iterator[Config]:
+    """An Alembic config bound to one write transaction on `url`, which commits at exit.
+
+    On PostgreSQL a transaction-scoped advisory lock makes concurrent migrators (several
+    workers starting at once) run one after the other; SQLite's BEGIN IMMEDIATE does that there.
+    """
     engine = make_engine(url)
     config = alembic_config(url)
     with write_transaction(engine) as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
         config.attributes["connection"] = conn
+        yield config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migration chain to `url` up to `revision`; a no-op when already there."""
+    with _migrating(url) as config:
         command.upgrade(config, revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     """Revert the chain on `url` down to `revision` ("base" empties the schema)."""
-    engine = make_engine(url)
-    config = alembic_config(url)
-    with write_transaction(engine) as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-        config.attributes["connection"] = conn
+    with _migrating(url) as config:
         command.downgrade(config, revision)
 
 
