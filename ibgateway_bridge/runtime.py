@@ -532,8 +532,29 @@ class Bridge:
         sent = client.sends(lambda: self._write(client, command))
         if not sent:
             return False
-        self.commands.mark_sent_and_ack(key, env.stream_id)
+        self._record_sent(key, env.stream_id)
         return True
+
+    def _record_sent(self, key: str | None, stream_id: str) -> None:
+        """The bytes left: the `sent:` marker must land before this command counts as not done.
+
+        Handing a written command back to the backlog because Redis blipped would send it again
+        while the venue's echo may still be in flight; for an order already filled IB answers 103,
+        and the 103 re-place would then trade it twice. So the marker is retried here, for as long
+        as Redis is away; a stopping bridge leaves the `pending:` marker, which the next start
+        resolves against the venue's open and completed orders.
+        """
+        delay = 0.05
+        while True:
+            try:
+                self.commands.mark_sent_and_ack(key, stream_id)
+                return
+            except redis.RedisError as e:  # LeaseFencedError is not one: it stops the sender
+                if self.stop_event.is_set():
+                    raise
+                log.warning("sent_marker_retry", stream_id=stream_id, error=repr(e), delay_s=delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 2.0)
 
     def _market_data(self, client: Any, env: cmds.Envelope) -> bool:
         command = env.command

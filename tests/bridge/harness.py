@@ -113,7 +113,8 @@ def kill9_mid_burst(
     Returns the order ids once the dead bridge's lease has expired, i.e. when a supervisor's
     restart would be let in.
     """
-    first = BridgeProcess(redis_url, port, log_path).start()
+    # A short lease (renewed every ttl/3) so the restart is let in sooner than the default 5 s.
+    first = BridgeProcess(redis_url, port, log_path, EPM_BRIDGE_LEASE_TTL_MS="2000").start()
     try:
         wait_ready(r)
         spec = cmds.OrderSpec(action=action, quantity=Decimal(1), order_type="MKT")
@@ -308,6 +309,8 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
+        # Seconds each server → client chunk is held back (network latency); settable any time.
+        self.reply_delay_s = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port = int(self._listener.getsockname()[1])
@@ -377,14 +380,22 @@ class TcpProxy:
             client.settimeout(None)
             with self._lock:
                 self._conns.extend((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(
+                target=_pump, args=(upstream, client, self._reply_delay), daemon=True
+            ).start()
+
+    def _reply_delay(self) -> float:
+        return self.reply_delay_s
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    """Copy bytes one way until either side closes; then close both ways."""
+def _pump(src: socket.socket, dst: socket.socket, delay: Callable[[], float] | None = None) -> None:
+    """Copy bytes one way until either side closes (holding each chunk back `delay()` seconds,
+    in order, to model latency); then close both ways."""
     try:
         while data := src.recv(65536):
+            if delay is not None and (hold := delay()) > 0:
+                time.sleep(hold)
             dst.sendall(data)
     except OSError:
         pass

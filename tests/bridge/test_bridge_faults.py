@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -110,9 +111,18 @@ def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
 
             bridge.signal(signal.SIGCONT)
             # Thawed, the bridge must not send anything it had not sent: the queue was purged
-            # and the halt is in force.
-            time.sleep(2.0)
-            assert not any(o in sim_orders(sim) for o in queued)
+            # and the halt is in force. A placement queued after the thaw is the barrier: once
+            # its halt refusal is out, the sender has been past anything queued before it.
+            (barrier,) = enqueue_new(r, 1, resting_buy())
+            refusal = poll(
+                lambda: [
+                    f for _i, f in r.xrange(cmds.REJECT_STREAM) if f.get("order_id") == str(barrier)
+                ],
+                20,
+                what="the thawed bridge refuses the barrier placement",
+            )
+            assert refusal[0]["reason"] == str(cmds.BridgeRejectReason.HALTED_GLOBAL)
+            assert not any(o in sim_orders(sim) for o in [*queued, barrier])
             assert resume(r, "tester", "drill over") is True
             assert r.get(cmds.HALT_GLOBAL_KEY) is None
             assert [f["action"] for _i, f in r.xrange(cmds.AUDIT_STREAM)][-1] == "resume"
@@ -236,3 +246,63 @@ def test_broker_outage_during_103_replacement_still_places_and_links(
             what="link published after the broker is back",
         )
         assert [(p["old_order_id"], p["new_order_id"]) for _n, p in published] == [(oid, new_id)]
+
+
+class FirstMarkerWriteFails(cmds.CommandLog):
+    """The bridge's real command log, except that the first `sent:` marker of a placement meets
+    a dropped Redis connection, after the order's bytes went out. Redis cannot be made to fail at
+    that exact instant from outside, so the fault is injected here; everything else is real."""
+
+    failed: list[str]
+    # Runs before the failure surfaces: a dead Redis connection is noticed only after a timeout.
+    detected_after: Callable[[], object]
+
+    def mark_sent_and_ack(self, key: str | None, stream_id: str) -> None:
+        if key is not None and ":" not in key.removeprefix("ib:sent:1:") and not self.failed:
+            self.failed.append(key)
+            self.detected_after()
+            raise redis.ConnectionError("connection lost after the order was written")
+        super().mark_sent_and_ack(key, stream_id)
+
+
+def test_marker_write_failing_after_the_write_does_not_send_the_order_again(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """The order left; only its `sent:` marker failed. With the venue's echo still in flight
+    (a slow link), a retry must not send the same id again: for a filled order IB answers 103,
+    and the 103 re-place would then trade it twice."""
+    with (
+        sim_thread() as sim,
+        TcpProxy("127.0.0.1", sim.port) as link,
+        bridge_in_process(redis_url, link.port) as bridge,
+    ):
+        wait_ready(r)
+        live = bridge.commands
+        flaky = FirstMarkerWriteFails(bridge.redis, live._lease_key, live._lease_value)
+        flaky.failed = []
+        # By the time the failure is noticed the market order has filled at the venue; its
+        # echo is still on the slow link.
+        flaky.detected_after = lambda: poll(lambda: sim_exec_ids(sim), 10, what="the fill")
+        bridge._command_log = flaky
+        link.reply_delay_s = 1.0
+        oid = client_api.allocate_order_id(r)
+        mkt = cmds.OrderSpec(action="BUY", quantity=Decimal(1), order_type="MKT")
+        enqueue_many(r, [(oid, mkt)])
+        poll(lambda: flaky.failed, 10, what="the marker write failed once")
+        poll(lambda: r.get(f"ib:sent:1:{oid}") or "", 10, what="marker").startswith("sent:")
+        link.reply_delay_s = 0.0
+        (barrier,) = enqueue_new(r, 1, mkt)
+        # The venue answers on one socket in order, and the outbox handles callbacks in arrival
+        # order: once the barrier's openOrder is out, any 103 for the first id has been recorded.
+        poll(
+            lambda: any(
+                p["order_id"] == barrier
+                for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
+            ),
+            15,
+            what="the barrier's openOrder published",
+        )
+        errors = [f for _i, f in r.xrange("epm:bridge:order_errors") if f["code"] == "103"]
+        assert errors == []
+        assert sorted(sim_orders(sim)) == [oid, barrier]
+        assert r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
