@@ -9,11 +9,21 @@ executions always gives the same figures, whatever order they arrived in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from enum import StrEnum
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -21,6 +31,28 @@ ONE = Decimal(1)
 # products stay exact.
 PRICE_QUANTUM = Decimal("1E-10")
 CENT = Decimal("0.01")
+
+# Python's default context keeps 28 significant digits and rounds silently past that (19-digit
+# quantity x 13-digit price difference already does). Every figure here is computed in this
+# wider context instead, so sums and products are exact for any quantity and price a ledger
+# can hold; the only rounding is the explicit quantization of averages and fees.
+EXACT_CONTEXT = Context(
+    prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def exact(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run `fn` in `EXACT_CONTEXT` (a decorator for every function doing money arithmetic)."""
+
+    @wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with localcontext(EXACT_CONTEXT):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 class Side(StrEnum):
@@ -84,6 +116,7 @@ class FillRecord:
         return parse_exec_id(self.execution_id)
 
     @property
+    @exact
     def signed_shares(self) -> Decimal:
         return self.shares if self.side is Side.BUY else -self.shares
 
@@ -121,6 +154,7 @@ def supersession(execution_ids: Iterable[str]) -> dict[str, str | None]:
     return result
 
 
+@exact
 def average(total_value: Decimal, quantity: Decimal) -> Decimal | None:
     """Average price, quantized to `PRICE_QUANTUM` (None for a zero quantity)."""
     if quantity == ZERO:
@@ -128,6 +162,7 @@ def average(total_value: Decimal, quantity: Decimal) -> Decimal | None:
     return (total_value / quantity).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+@exact
 def cumulative(fills: Iterable[FillRecord]) -> tuple[Decimal, Decimal | None]:
     """Cumulative quantity and volume-weighted average price of the effective fills."""
     effective = effective_fills(fills)
@@ -150,6 +185,7 @@ class PositionState:
     commissions: Decimal = ZERO
     multiplier: Decimal = ONE
 
+    @exact
     def unrealized_at(self, mark: Decimal) -> Decimal:
         """Unrealized P&L of the open quantity at `mark`."""
         if self.avg_price is None or self.quantity == ZERO:
@@ -157,6 +193,7 @@ class PositionState:
         return (mark - self.avg_price) * self.quantity * self.multiplier
 
 
+@exact
 def apply_fill(position: PositionState, fill: FillRecord) -> PositionState:
     """Fold one fill into a position by the average-cost method."""
     qty = position.quantity
@@ -185,6 +222,7 @@ def apply_fill(position: PositionState, fill: FillRecord) -> PositionState:
     return PositionState(new_qty, fill.price, realized, fees, multiplier)
 
 
+@exact
 def position_from_fills(fills: Iterable[FillRecord]) -> PositionState:
     """The position implied by a set of fills (corrections applied, time order)."""
     position = PositionState()
@@ -201,6 +239,7 @@ OPTION_PER_CONTRACT = Decimal("0.65")
 OPTION_MINIMUM = Decimal("1.00")
 
 
+@exact
 def estimate_commission(
     sec_type: str | None,
     shares: Decimal,

@@ -173,3 +173,18 @@ def test_realized_plus_unrealized_equals_cash_flow_pnl(
     # most (quantity it applies to) x 0.5e-10, so the total error is bounded by traded volume.
     traded = sum((f.shares for f in fills), D(0))
     assert abs(got - expected) <= 2 * traded * D("1e-10")
+
+
+def test_large_figures_are_not_rounded_by_the_default_decimal_context() -> None:
+    # 19 x 13 significant digits: Python's default context (28 digits) would round the realized
+    # P&L silently; the ledger's sums and products stay exact (only averages are quantized).
+    shares, buy, sell = D("1234567890123.456789"), D("100.1234567891"), D("200.9876543219")
+    position = position_from_fills(
+        [
+            fill("big.01", Side.BUY, str(shares), str(buy)),
+            fill("big2.01", Side.SELL, str(shares), str(sell), 1),
+        ]
+    )
+    # Exact: 1234567890123.456789 x 100.8641975328.
+    assert position.realized_pl == D("124523699537064.4717444612101792")
+    assert position.quantity == D(0)
