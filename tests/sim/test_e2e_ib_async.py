@@ -64,14 +64,17 @@ def wait_until(ib: IB, pred: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 def step(sim: SimServerThread, ib: IB, pred: Callable[[], Any], limit_s: int = 600) -> Any:
-    """Advance simulated time a second at a time until `pred()` holds."""
+    """Advance simulated time a second at a time until `pred()` holds.
+
+    After each step a reqCurrentTime round trip is the barrier: the server answers it after
+    everything the step sent this client, and ib_async handles messages in order, so `pred`
+    sees the whole step (no sleep that a loaded machine could outrun)."""
     for _ in range(limit_s):
-        ib.sleep(0.005)
         value = pred()
         if value:
             return value
         sim.advance(1)
-    ib.sleep(0.2)
+        ib.reqCurrentTime()
     return pred()
 
 
