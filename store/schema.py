@@ -9,6 +9,8 @@ in `migrations/versions/`; a test compares the migrated database with this metad
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -33,6 +35,34 @@ Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 # Key used in positions_current when a fill cannot be attributed to a strategy (e.g. an order
 # placed in TWS by hand); a primary key column cannot be NULL.
 UNATTRIBUTED_STRATEGY = "UNATTRIBUTED"
+
+
+def _fk(name: str, target: str, *, nullable: bool) -> sa.Column[Any]:
+    """A BIGINT reference to `target` ("table.id"); a fresh Column per table (SQLAlchemy)."""
+    return sa.Column(name, sa.BigInteger(), sa.ForeignKey(target), nullable=nullable)
+
+
+def _contract_ref() -> list[sa.Column[Any]]:
+    """Which contract an order or fill is in, as far as its callback said (all nullable)."""
+    return [
+        sa.Column("con_id", sa.BigInteger(), nullable=True),
+        sa.Column("symbol", sa.Text(), nullable=True),
+        sa.Column("sec_type", sa.Text(), nullable=True),
+    ]
+
+
+def _position_figures(*, with_multiplier: bool) -> list[sa.Column[Any]]:
+    """A position's size, average cost and P&L: the current row and each history row alike."""
+    multiplier = [sa.Column("multiplier", Money(), nullable=True)] if with_multiplier else []
+    return [
+        sa.Column("quantity", Money(), nullable=False),
+        sa.Column("avg_price", Money(), nullable=True),
+        *multiplier,
+        sa.Column("realized_pl", Money(), nullable=False),
+        sa.Column("unrealized_pl", Money(), nullable=True),
+        sa.Column("commissions", Money(), nullable=False),
+    ]
+
 
 intents = sa.Table(
     "intents",
@@ -71,20 +101,13 @@ execution_orders = sa.Table(
     # NULL until an id is allocated; also NULL for manual TWS orders (IB orderId <= 0).
     sa.Column("ib_order_id", sa.BigInteger(), nullable=True),
     sa.Column("perm_id", sa.BigInteger(), nullable=True, unique=True),
-    sa.Column("intent_id", sa.BigInteger(), sa.ForeignKey("intents.id"), nullable=True),
+    _fk("intent_id", "intents.id", nullable=True),
     # A replacement (cancel + new id, blueprint §5.3), a bracket child or a schedule slice
     # points at the order it belongs to; `parent_link` says which of these it is.
-    sa.Column(
-        "parent_order_id",
-        sa.BigInteger(),
-        sa.ForeignKey("execution_orders.id"),
-        nullable=True,
-    ),
+    _fk("parent_order_id", "execution_orders.id", nullable=True),
     sa.Column("parent_link", sa.Text(), nullable=True),
     sa.Column("strategy", sa.Text(), nullable=True),
-    sa.Column("con_id", sa.BigInteger(), nullable=True),
-    sa.Column("symbol", sa.Text(), nullable=True),
-    sa.Column("sec_type", sa.Text(), nullable=True),
+    *_contract_ref(),
     # NULL only for an order first seen in a callback that does not name it (an orderStatus
     # or execution for an order placed outside epm); the openOrder fills them in.
     sa.Column("action", sa.Text(), nullable=True),
@@ -124,12 +147,7 @@ order_events = sa.Table(
     "order_events",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column(
-        "order_id",
-        sa.BigInteger(),
-        sa.ForeignKey("execution_orders.id"),
-        nullable=False,
-    ),
+    _fk("order_id", "execution_orders.id", nullable=False),
     sa.Column("event_type", sa.Text(), nullable=False),
     sa.Column("ib_status", sa.Text(), nullable=True),
     sa.Column("from_state", sa.Text(), nullable=True),
@@ -155,19 +173,12 @@ fills = sa.Table(
     sa.Column("exec_base", sa.Text(), nullable=False),
     sa.Column("exec_seq", sa.Integer(), nullable=False),
     sa.Column("superseded_by", sa.Text(), nullable=True),
-    sa.Column(
-        "order_id",
-        sa.BigInteger(),
-        sa.ForeignKey("execution_orders.id"),
-        nullable=False,
-    ),
+    _fk("order_id", "execution_orders.id", nullable=False),
     sa.Column("order_ref", sa.Text(), nullable=True),
     sa.Column("ib_order_id", sa.BigInteger(), nullable=True),
     sa.Column("client_id", sa.Integer(), nullable=True),
     sa.Column("perm_id", sa.BigInteger(), nullable=True),
-    sa.Column("con_id", sa.BigInteger(), nullable=True),
-    sa.Column("symbol", sa.Text(), nullable=True),
-    sa.Column("sec_type", sa.Text(), nullable=True),
+    *_contract_ref(),
     sa.Column("strategy", sa.Text(), nullable=True),
     # BUY or SELL (IB's BOT / SLD translated).
     sa.Column("side", sa.Text(), nullable=False),
@@ -209,12 +220,7 @@ positions_current = sa.Table(
     sa.Column("strategy_id", sa.Text(), primary_key=True),
     sa.Column("symbol", sa.Text(), nullable=True),
     sa.Column("account", sa.Text(), nullable=True),
-    sa.Column("quantity", Money(), nullable=False),
-    sa.Column("avg_price", Money(), nullable=True),
-    sa.Column("multiplier", Money(), nullable=True),
-    sa.Column("realized_pl", Money(), nullable=False),
-    sa.Column("unrealized_pl", Money(), nullable=True),
-    sa.Column("commissions", Money(), nullable=False),
+    *_position_figures(with_multiplier=True),
     sa.Column("risk_tags", Json, nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
@@ -226,11 +232,7 @@ positions_history = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("con_id", sa.BigInteger(), nullable=False),
     sa.Column("strategy_id", sa.Text(), nullable=False),
-    sa.Column("quantity", Money(), nullable=False),
-    sa.Column("avg_price", Money(), nullable=True),
-    sa.Column("realized_pl", Money(), nullable=False),
-    sa.Column("unrealized_pl", Money(), nullable=True),
-    sa.Column("commissions", Money(), nullable=False),
+    *_position_figures(with_multiplier=False),
     # What changed it: an execution id, a commission, an EOD check, a manual adjustment.
     sa.Column("cause", sa.Text(), nullable=True),
     sa.Column("recorded_at", UtcDateTime(), nullable=False),
@@ -241,13 +243,8 @@ execution_metrics = sa.Table(
     "execution_metrics",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column(
-        "order_id",
-        sa.BigInteger(),
-        sa.ForeignKey("execution_orders.id"),
-        nullable=True,
-    ),
-    sa.Column("intent_id", sa.BigInteger(), sa.ForeignKey("intents.id"), nullable=True),
+    _fk("order_id", "execution_orders.id", nullable=True),
+    _fk("intent_id", "intents.id", nullable=True),
     sa.Column("strategy", sa.Text(), nullable=True),
     sa.Column("con_id", sa.BigInteger(), nullable=True),
     sa.Column("side", sa.Text(), nullable=True),
