@@ -403,14 +403,21 @@ class Bridge:
             if start is not None and not entries:
                 start = None
                 continue
-            for stream_id, fields in entries:
-                if start is not None:
-                    start = stream_id
-                    if not fields:
-                        # Deleted while pending (the kill switch purges queued placements).
-                        self.commands.ack(stream_id)
-                        continue
-                self._intake(stream_id, fields)
+            try:
+                for stream_id, fields in entries:
+                    if start is not None:
+                        start = stream_id
+                        if not fields:
+                            # Deleted while pending (the kill switch purges queued placements).
+                            self.commands.ack(stream_id)
+                            continue
+                    self._intake(stream_id, fields)
+            except redis.RedisError as e:
+                # Read again from our own unacknowledged entries, so the one that failed is not
+                # skipped; a copy of one already queued is harmless (sends are keyed).
+                log.warning("command_intake_failed", error=repr(e))
+                self.stop_event.wait(0.5)
+                start = "0"
 
     def _intake(self, stream_id: str, fields: dict[str, str]) -> None:
         parsed = cmds.parse_entry(stream_id, fields)
@@ -458,8 +465,30 @@ class Bridge:
         message: str,
         command: cmds.Command | None,
     ) -> None:
-        cmds.publish_reject(self.redis, stream_id, reason, message, command, _now())
-        self.commands.ack(stream_id)
+        """Announce a refusal, then acknowledge the entry; never raise into the calling thread.
+
+        A lost Redis connection is waited out (the owner must hear of the refusal). A write Redis
+        refuses outright (say WRONGTYPE on the rejects stream) would fail forever: it is logged
+        and the entry left unacknowledged, so the next start refuses it again, while the reader
+        carries on with the commands behind it (it once died here and the bridge went deaf).
+        """
+        delay = 0.05
+        while True:
+            try:
+                cmds.publish_reject(self.redis, stream_id, reason, message, command, _now())
+                self.commands.ack(stream_id)
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                if self.stop_event.is_set():
+                    return
+                log.warning("reject_retry", stream_id=stream_id, error=repr(e), delay_s=delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 2.0)
+            except redis.RedisError as e:
+                log.error(
+                    "reject_unrecorded", stream_id=stream_id, reason=str(reason), error=repr(e)
+                )
+                return
         log.warning("command_refused", stream_id=stream_id, reason=str(reason), detail=message)
 
     # --- sending ----------------------------------------------------------------------------

@@ -306,3 +306,20 @@ def test_marker_write_failing_after_the_write_does_not_send_the_order_again(
         assert errors == []
         assert sorted(sim_orders(sim)) == [oid, barrier]
         assert r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
+
+
+def test_command_reader_survives_a_refusal_redis_will_not_store(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """A refusal that cannot be written (here WRONGTYPE on the rejects stream) must not stop the
+    command reader: later orders still go out, and the refused entry stays pending for the next
+    start instead of being acknowledged unannounced."""
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port) as bridge:
+        wait_ready(r)
+        r.set(cmds.REJECT_STREAM, "not a stream")
+        bad = r.xadd(cmds.COMMAND_STREAM, {"type": "no_such_command", "body": "{}"})
+        (oid,) = enqueue_new(r, 1, resting_buy())
+        poll(lambda: oid in sim_orders(sim), 10, what="the next order sent")
+        pending = r.xpending_range(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP, "-", "+", 10)
+        assert [p["message_id"] for p in pending] == [bad]
+        assert all(t.is_alive() for t in bridge._threads if t.name == "commands")
