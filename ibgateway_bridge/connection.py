@@ -255,7 +255,12 @@ class IBSession:
         return self._resync()
 
     def _resync(self) -> bool:
-        if self._on_connected(self):
+        try:
+            synced = self._on_connected(self)
+        except Exception as e:  # a Redis error mid-resync: reconnect with backoff, never die
+            log.error("resync_failed", session=self.name, error=repr(e))
+            synced = False
+        if synced:
             self._set_state(SessionState.READY)
             return True
         client = self.client
