@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from ibgateway_bridge import client_api  # noqa: E402
 from ibgateway_bridge.runtime import BridgeConfig  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
-from tests.bridge.harness import bridge_in_process, sim_thread, wait_ready  # noqa: E402
+from tests.bridge.harness import bridge_in_process, poll, sim_thread, wait_ready  # noqa: E402
 from tests.services import postgres_database, redis_database  # noqa: E402
 
 SPY = {"con_id": 756733, "symbol": "SPY", "sec_type": "STK"}
@@ -84,14 +84,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    """The tests' `poll` at a 2 ms interval (latency is measured); a timeout ends the run."""
+    try:
+        return poll(condition, timeout, interval=0.002, what=what)
+    except AssertionError as e:
+        raise SystemExit(str(e)) from None
 
 
 def bench_redis(r: redis.Redis, n: int) -> list[float]:
