@@ -299,6 +299,10 @@ def _ensure_order(
     row = find_order(
         conn, order_ref=order_ref, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id
     )
+    if row is not None and order_ref and row.client_order_id == order_ref:
+        row = _adopt_stand_ins(
+            conn, row, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id, now=now
+        )
     if row is None:
         key = synthetic_client_order_id(client_id, ib_order_id, perm_id, fallback_key)
         values = {
@@ -362,6 +366,27 @@ def _record_event(
     conn.execute(stmt.on_conflict_do_nothing())
 
 
+def _store_fsm(conn: Connection, row: Row[Any], new: Order, now: datetime) -> None:
+    """Write the FSM's view of the order, if the row is still the version it was read at."""
+    result = conn.execute(
+        orders_t.update()
+        .where(orders_t.c.id == row.id, orders_t.c.version == row.version)
+        .values(
+            state=new.state.value,
+            filled_qty=new.filled_qty,
+            avg_fill_price=new.avg_fill_price,
+            ib_filled_qty=new.ib_filled_qty,
+            last_ib_status=new.last_ib_status,
+            reject_code=new.reject_code,
+            reject_reason=new.reject_reason,
+            updated_at=now,
+            version=row.version + 1,
+        )
+    )
+    if result.rowcount != 1:
+        raise StaleOrderError(f"order {row.client_order_id} changed concurrently")
+
+
 def _save_transition(
     conn: Connection,
     row: Row[Any],
@@ -373,23 +398,7 @@ def _save_transition(
 ) -> Row[Any]:
     new = transition.order
     if transition.applied:
-        result = conn.execute(
-            orders_t.update()
-            .where(orders_t.c.id == row.id, orders_t.c.version == row.version)
-            .values(
-                state=new.state.value,
-                filled_qty=new.filled_qty,
-                avg_fill_price=new.avg_fill_price,
-                ib_filled_qty=new.ib_filled_qty,
-                last_ib_status=new.last_ib_status,
-                reject_code=new.reject_code,
-                reject_reason=new.reject_reason,
-                updated_at=now,
-                version=row.version + 1,
-            )
-        )
-        if result.rowcount != 1:
-            raise StaleOrderError(f"order {row.client_order_id} changed concurrently")
+        _store_fsm(conn, row, new, now)
     event = transition.event
     _record_event(
         conn,
@@ -527,6 +536,133 @@ def _refresh_positions(
     for con_id, strategy in sorted({k for k in keys if k[0] is not None}):
         if con_id is not None:
             _refresh_position(conn, con_id, strategy, cause, now)
+
+
+# ----------------------------------------------------------------------------- stand-ins
+
+# Origins `_ensure_order` writes on an order it opens from a callback.
+_CALLBACK_ORIGINS = frozenset({"execution", "order_status", "open_order", "order_error"})
+
+
+def _is_stand_in(row: Row[Any]) -> bool:
+    """An order the ledger opened from a callback, not one epm placed (no strategy, no intent)."""
+    origin = (row.details or {}).get("origin")
+    return (
+        row.client_order_id.startswith("ib:")
+        and origin in _CALLBACK_ORIGINS
+        and row.strategy is None
+        and row.intent_id is None
+    )
+
+
+def _recorded_ib_event(event_row: Row[Any]) -> OrderEvent | None:
+    """The IB event a recorded callback carried, rebuilt from its stored payload.
+
+    None for callbacks that are not order events (executions are re-read as fills instead).
+    """
+    key = event_row.dedupe_key or ""
+    payload = event_row.payload or {}
+    at = event_row.ts_init
+    try:
+        if key.startswith("status:"):
+            status = OrderStatusReport.model_validate(payload)
+            return event_from_ib_status(status.ib_status, status.filled, status.remaining, at)
+        if key.startswith("open:"):
+            view = OpenOrderReport.model_validate(payload)
+            if view.ib_status is None:
+                return None
+            return event_from_ib_status(view.ib_status, *_open_order_progress(view), at)
+        if key.startswith("error:"):
+            error = OrderErrorReport.model_validate(payload)
+            return event_from_ib_error(error.code, error.message, at, ts_event=error.error_time)
+    except UnknownIbStatus:
+        return None
+    return None
+
+
+def _adopt_stand_ins(
+    conn: Connection,
+    row: Row[Any],
+    *,
+    client_id: int | None,
+    ib_order_id: int | None,
+    perm_id: int | None,
+    now: datetime,
+) -> Row[Any]:
+    """Fold into `row` the orders opened from callbacks that beat its IB ids to the ledger.
+
+    orderStatus and error() carry no orderRef. When one is recorded before our order row knows
+    its IB order id (two workers, or an orders path that records the id late), the ledger opens
+    a stand-in keyed `ib:{client_id}:{order_id}`. The first callback naming both our ref and
+    those ids proves they are one order: the stand-in's fills and events move to `row`, its
+    recorded IB events are replayed on `row`'s FSM (monotone, so their order does not matter),
+    the stand-in is deleted and its ids pass to `row`. Without this every later status (the
+    cancel confirmation) would keep landing on the stand-in and our order would never move.
+    """
+    clauses: list[sa.ColumnElement[bool]] = []
+    if _positive(ib_order_id) is not None and client_id is not None:
+        clauses.append(
+            sa.and_(orders_t.c.client_id == client_id, orders_t.c.ib_order_id == ib_order_id)
+        )
+    if _positive(perm_id) is not None:
+        clauses.append(orders_t.c.perm_id == perm_id)
+    if not clauses:
+        return row
+    holders = conn.execute(
+        sa.select(orders_t)
+        .where(sa.or_(*clauses), orders_t.c.id != row.id)
+        .order_by(orders_t.c.id)
+        .with_for_update()
+    ).all()
+    stand_ins = [h for h in holders if _is_stand_in(h)]
+    if not stand_ins:
+        return row
+    ids = [h.id for h in stand_ins]
+    strategy = row.strategy or UNATTRIBUTED_STRATEGY
+    moved = conn.execute(
+        sa.select(fills.c.con_id, fills.c.strategy).where(fills.c.order_id.in_(ids))
+    ).all()
+    touched = {(f.con_id, f.strategy) for f in moved} | {(f.con_id, strategy) for f in moved}
+    conn.execute(
+        fills.update().where(fills.c.order_id.in_(ids)).values(order_id=row.id, strategy=strategy)
+    )
+    events = conn.execute(
+        sa.select(order_events).where(order_events.c.order_id.in_(ids)).order_by(order_events.c.id)
+    ).all()
+    conn.execute(
+        order_events.update().where(order_events.c.order_id.in_(ids)).values(order_id=row.id)
+    )
+    conn.execute(orders_t.delete().where(orders_t.c.id.in_(ids)))
+    row = _backfill(
+        conn,
+        row,
+        {"ib_order_id": _positive(ib_order_id), "perm_id": _positive(perm_id)},
+        overwrite=False,
+        now=now,
+    )
+    before = _fsm_order(row)
+    fsm = before
+    for event_row in events:
+        event = _recorded_ib_event(event_row)
+        if event is not None:
+            fsm = apply(fsm, event).order
+    quantity, avg = cumulative(_fill_records(conn, fills.c.order_id == row.id))
+    fsm = apply(fsm, fill_event(fsm, quantity, avg, ts_init=now)).order
+    if fsm != before:
+        _store_fsm(conn, row, fsm, now)
+    _record_event(
+        conn,
+        row,
+        event_type="STAND_IN_ADOPTED",
+        applied=fsm != before,
+        from_state=before.state.value,
+        to_state=fsm.state.value,
+        now=now,
+        reason=f"adopted {', '.join(h.client_order_id for h in stand_ins)}",
+        payload={"adopted": [h.client_order_id for h in stand_ins]},
+    )
+    _refresh_positions(conn, touched, f"adopt:{row.client_order_id}", now)
+    return conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
 
 
 # ----------------------------------------------------------------------------- executions
@@ -813,6 +949,14 @@ def _view_stamp(received_at: datetime, dedupe_key: str) -> str:
     return f"{received_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {dedupe_key}"
 
 
+def _open_order_progress(report: OpenOrderReport) -> tuple[Decimal, Decimal]:
+    """Filled and remaining quantity as an openOrder implies them (it has no `remaining`)."""
+    filled = report.filled_quantity or ZERO
+    total = report.total_quantity
+    remaining = ZERO if report.ib_status == "Filled" else max((total or filled) - filled, ZERO)
+    return filled, remaining
+
+
 def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) -> LedgerResult:
     """Take IB's view of an order (target, prices, status); creates orders placed elsewhere.
 
@@ -863,9 +1007,7 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
             payload=payload,
             dedupe_key=dedupe_key,
         )
-    filled = report.filled_quantity or ZERO
-    total = report.total_quantity
-    remaining = ZERO if report.ib_status == "Filled" else max((total or filled) - filled, ZERO)
+    filled, remaining = _open_order_progress(report)
     return _apply_ib_status(
         conn,
         row,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -599,3 +601,85 @@ def test_report_times_are_stored_as_utc(engine: Engine) -> None:
     fill = one(engine, sa.select(fills.c.executed_at))
     assert fill.executed_at == T0
     assert fill.executed_at.utcoffset() == timedelta(0)
+
+
+def _refless_then_ref() -> list[tuple[str, dict[str, Any]]]:
+    """Callbacks of order A-1 (IB id 11): four without its orderRef, then an openOrder with it."""
+    return [
+        ("order_status", status("Submitted", "0", "100", received_at=T0.isoformat())),
+        ("execution", execution("g.01.01", "40", "190", order_ref=None)),
+        ("order_status", status("PendingCancel", "40", "60", received_at="2026-11-26T15:00:01Z")),
+        ("order_status", status("Cancelled", "40", "60", received_at="2026-11-26T15:00:02Z")),
+        ("open_order", open_order("100", T0, ib_status="Submitted")),
+    ]
+
+
+def assert_adopted(engine: Engine) -> None:
+    orders = rows(engine, sa.select(execution_orders))
+    assert [o.client_order_id for o in orders] == ["A-1"]
+    order = orders[0]
+    assert (order.ib_order_id, order.perm_id) == (11, 9001)
+    assert (order.state, order.filled_qty) == ("CANCELLED", D("40"))
+    fill = one(engine, sa.select(fills))
+    assert (fill.order_id, fill.strategy) == (order.id, "Momentum_EQ")
+    assert position(engine).quantity == D("40")
+    stray = rows(
+        engine,
+        sa.select(positions_current).where(
+            positions_current.c.strategy_id == UNATTRIBUTED_STRATEGY
+        ),
+    )
+    assert all(p.quantity == 0 for p in stray)
+    # One event per callback, plus the adoption itself when there was a stand-in to adopt.
+    events = rows(engine, sa.select(order_events.c.event_type))
+    adopted = [e for e in events if e.event_type == "STAND_IN_ADOPTED"]
+    assert len(adopted) <= 1
+    assert len(events) == len(_refless_then_ref()) + len(adopted)
+
+
+@pytest.mark.parametrize("ref_first", [False, True])
+def test_callbacks_that_beat_the_order_ref_join_our_order(engine: Engine, ref_first: bool) -> None:
+    # Our order is known by its ref before its IB id is recorded on it. orderStatus and error()
+    # carry no orderRef, so when they are recorded first they open an order keyed by the IB id;
+    # the first callback that names both (openOrder) must fold that one into ours, or every
+    # later status (the cancel confirmation) would land on the stand-in and ours never move.
+    our_order(engine, ib_order_id=None, state="PLACED")
+    sequence = _refless_then_ref()
+    if ref_first:
+        sequence = [sequence[-1], *sequence[:-1]]
+    for kind, payload in sequence:
+        assert run(engine, kind, payload)["outcome"] != "rejected"
+    assert_adopted(engine)
+    adoptions = rows(
+        engine,
+        sa.select(order_events).where(order_events.c.event_type == "STAND_IN_ADOPTED"),
+    )
+    assert len(adoptions) == (0 if ref_first else 1)
+
+
+def test_adoption_under_racing_workers(engine: Engine) -> None:
+    our_order(engine, ib_order_id=None, state="PLACED")
+    errors: list[BaseException] = []
+
+    def deliver(seed: int) -> None:
+        delivery = _refless_then_ref()
+        random.Random(seed).shuffle(delivery)
+        try:
+            for kind, payload in delivery:
+                for attempt in range(30):
+                    try:
+                        assert run(engine, kind, payload)["outcome"] != "rejected"
+                        break
+                    except (sa.exc.DBAPIError, ledger.StaleOrderError):
+                        if attempt == 29:
+                            raise
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=deliver, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert_adopted(engine)
