@@ -15,14 +15,21 @@ The order's cumulative quantity is recomputed from its effective fills and the F
 touched is recomputed from its effective fills in the same transaction. Because every figure is
 a function of the *set* of callbacks seen, any arrival order gives the same ledger.
 
+Order details from openOrder (target, prices) are the venue's view and overwrite ours, but only
+the newest view by the bridge's receive time does, so a late view of a modified order never
+shrinks its target back. Order ids from 103 replacements only grow.
+
 Locking (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): the order row is
-locked first (`FOR UPDATE`), then position rows in key order, so two tasks never wait on each
-other in a cycle. Reads of fills happen after the locks, so under READ COMMITTED they see every
-fill committed by a task that held the lock before.
+locked first (`FOR UPDATE`), then any stand-in it adopts, then position rows in key order, so
+two tasks never wait on each other in a cycle (a rare cycle between two position refreshes of
+one task is a deadlock PostgreSQL breaks, and the task retries). Reads of fills happen after the
+locks, so under READ COMMITTED they see every fill committed by a task that held the lock before.
 
 An order the ledger does not know (placed in TWS, or by a previous run whose row is gone) is
 created from whatever the callback says, keyed `ib:{client_id}:{order_id}` (or `ib:perm:{perm_id}`
-when IB gives no order id), so no execution is ever dropped.
+when IB gives no order id), so no execution is ever dropped. When such a stand-in was opened only
+because ref-less callbacks (orderStatus, error) beat our order's IB id to the ledger, the first
+callback naming our orderRef with those ids folds it into our order (`_adopt_stand_ins`).
 """
 
 from __future__ import annotations
