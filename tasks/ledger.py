@@ -69,11 +69,13 @@ return 1
 
 
 def _json_safe(payload: object) -> object:
+    # Kept as JSON when it is JSON PostgreSQL's JSONB can hold (no NUL); else as its repr, which
+    # escapes NUL and anything unserializable.
     try:
-        json_dumps(payload)
+        blob = json_dumps(payload)
     except (TypeError, ValueError):
         return repr(payload)[:10_000]
-    return payload
+    return repr(payload)[:10_000] if "\\u0000" in blob else payload
 
 
 def _reject(

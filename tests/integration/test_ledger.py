@@ -360,6 +360,13 @@ def test_order_errors(engine: Engine, code: int, state: str, event_type: str) ->
             execution("e1.01.01", "1", "1", time="0001-01-01T00:00:00+14:00"),
             "INVALID_EXECUTION",
         ),
+        # PostgreSQL text cannot hold NUL; the driver raised ValueError out of the task.
+        ("execution", execution("e1\x00.01.01", "1", "1"), "INVALID_EXECUTION"),
+        (
+            "order_error",
+            {**status("x", "0", "0"), "code": 201, "message": "a\x00b"},
+            "INVALID_ORDERERROR",
+        ),
     ],
 )
 def test_bad_payloads_are_rejected_with_a_code_not_raised(
