@@ -819,8 +819,13 @@ def record_commission(conn: Connection, report: CommissionReport, now: datetime)
         .values(execution_id=report.exec_id, received_at=now, **values)
         .on_conflict_do_update(index_elements=["execution_id"], set_=values)
     )
+    # Locked: a concurrent adoption (`_adopt_stand_ins`) may be moving this fill to another
+    # position; the lock makes this read wait for it and return the fill where it now is, so the
+    # commission lands in the position that holds the fill.
     fill = conn.execute(
-        sa.select(fills.c.con_id, fills.c.strategy).where(fills.c.execution_id == report.exec_id)
+        sa.select(fills.c.con_id, fills.c.strategy)
+        .where(fills.c.execution_id == report.exec_id)
+        .with_for_update()
     ).first()
     if fill is None:
         return LedgerResult(outcome="recorded", note="commission before its execution")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,6 +15,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from models.ledger_reports import OpenOrderReport
 from models.orders import InvalidTransition, OrderEvent, OrderEventType
 from store import ledger
 from store.db import dispose_engines, make_engine, write_transaction
@@ -690,3 +692,39 @@ def test_adoption_under_racing_workers(engine: Engine) -> None:
         t.join()
     assert errors == []
     assert_adopted(engine)
+
+
+def test_commission_racing_an_adoption_lands_on_the_adopted_position(pg_url: str) -> None:
+    # PostgreSQL only (SQLite serializes whole transactions). The adoption moves a fill from the
+    # UNATTRIBUTED position to our strategy's while a commissionReport for that fill is being
+    # recorded; the commission must end up in the position the fill ends up in.
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    wipe(engine)
+    our_order(engine, ib_order_id=None, state="PLACED")
+    run(engine, "execution", execution("g.01.01", "40", "190", order_ref=None))
+    report = commission("g.01.01", "0.35")
+    outcome: list[dict[str, Any]] = []
+    with write_transaction(engine) as conn:
+        ledger.record_open_order(conn, OpenOrderReport.model_validate(open_order("100", T0)), T0)
+        worker = threading.Thread(target=lambda: outcome.append(run(engine, "commission", report)))
+        worker.start()
+        # Wait (bounded) until the commission writer is blocked on a lock this transaction holds.
+        deadline = time.monotonic() + 20
+        while True:
+            with engine.connect() as probe:
+                waiting = probe.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar_one()
+            if waiting:
+                break
+            assert time.monotonic() < deadline, "the commission writer never waited"
+    worker.join(timeout=30)
+    assert outcome and outcome[0]["outcome"] == "recorded"
+    assert position(engine).commissions == D("0.35")
+    assert position(engine).quantity == D("40")
+    wipe(engine)
+    dispose_engines()
