@@ -41,6 +41,9 @@ class KillReport:
     ib_error: str | None
     purged: int
     elapsed_s: float
+    # Set when Redis could not be reached: IB was still told to cancel, but the halt flag, the
+    # purge and the audit entry may be missing and must be redone once Redis is back.
+    redis_error: str | None = None
 
 
 def _connect_and_global_cancel(
@@ -164,11 +167,21 @@ def kill_switch(
     """Halt everything now; see the module docstring for the order of steps and why."""
     started = time.monotonic()
     now = datetime.now(UTC)
-    client.set(
-        cmds.HALT_GLOBAL_KEY, json.dumps({"actor": actor, "reason": reason, "at": now.isoformat()})
-    )
+    redis_error: str | None = None
+    halt = json.dumps({"actor": actor, "reason": reason, "at": now.isoformat()})
+    try:
+        client.set(cmds.HALT_GLOBAL_KEY, halt)
+    except redis.RedisError as e:
+        # An emergency does not wait for Redis: IB is told to cancel regardless.
+        redis_error = repr(e)
+        log.error("kill_switch_halt_not_set", error=redis_error)
     sent, error = _connect_and_global_cancel(host, port, client_id, timeout_s)
-    purged = purge_queued_orders(client, now, orders_client_id)
+    purged = 0
+    if redis_error is None:
+        try:
+            purged = purge_queued_orders(client, now, orders_client_id)
+        except redis.RedisError as e:
+            redis_error = repr(e)
     elapsed = time.monotonic() - started
     details = {
         "reason": reason,
@@ -177,10 +190,16 @@ def kill_switch(
         "purged": str(purged),
         "elapsed_s": f"{elapsed:.3f}",
     }
-    record_audit(client, actor, "kill_switch", now, details, database_url)
-    if not sent:
-        cmds.raise_alert(client, "kill_switch_ib_unreachable", error or "unknown", now)
-    return KillReport(now, sent, error, purged, elapsed)
+    if redis_error is None:
+        try:
+            record_audit(client, actor, "kill_switch", now, details, database_url)
+            if not sent:
+                cmds.raise_alert(client, "kill_switch_ib_unreachable", error or "unknown", now)
+        except redis.RedisError as e:
+            redis_error = repr(e)
+    if redis_error is not None:
+        log.error("kill_switch_redis_unreachable", error=redis_error, **details)
+    return KillReport(now, sent, error, purged, elapsed, redis_error)
 
 
 def resume(client: redis.Redis, actor: str, reason: str, database_url: str | None = None) -> bool:

@@ -46,8 +46,15 @@ def kill_switch_command(
         f"global halt set; reqGlobalCancel sent={report.global_cancel_sent}; "
         f"purged {report.purged} queued order command(s); {report.elapsed_s:.3f}s"
     )
+    if report.redis_error is not None:
+        typer.echo(
+            f"Redis not reached ({report.redis_error}): halt flag, purge and audit may be "
+            "missing; run the kill switch again once Redis is back",
+            err=True,
+        )
     if not report.global_cancel_sent:
         typer.echo(f"IB not reached: {report.ib_error}", err=True)
+    if report.redis_error is not None or not report.global_cancel_sent:
         raise typer.Exit(2)
 
 

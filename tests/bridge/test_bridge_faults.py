@@ -343,3 +343,27 @@ def test_session_reconnects_after_its_resync_hit_a_redis_error(
         wait_ready(r, 20)
         (oid,) = enqueue_new(r, 1, resting_buy())
         poll(lambda: oid in sim_orders(sim), 10, what="an order sent after recovery")
+
+
+def test_kill_switch_cancels_at_ib_with_redis_unreachable(r: redis.Redis, redis_url: str) -> None:
+    """The emergency path must not hinge on Redis: with its Redis unreachable the kill switch
+    still sends reqGlobalCancel, and says what it could not record."""
+    with (
+        sim_thread() as sim,
+        bridge_in_process(redis_url, sim.port),
+        TcpProxy.for_url(redis_url) as dead,
+    ):
+        wait_ready(r)
+        working = enqueue_new(r, 3, resting_buy())
+        poll(lambda: all(o in sim_orders(sim) for o in working), 10, what="working orders")
+        dead.cut()
+        unreachable = redis.Redis.from_url(dead.url_via(redis_url), decode_responses=True)
+        report = kill_switch(unreachable, "127.0.0.1", sim.port, client_id=99, reason="drill")
+        assert report.global_cancel_sent and report.ib_error is None
+        assert report.redis_error is not None and report.purged == 0
+        poll(
+            lambda: sim.call(lambda s: s.venue.open_orders(None)) == [],
+            5,
+            what="every working order cancelled",
+        )
+        assert r.get(cmds.HALT_GLOBAL_KEY) is None  # not recorded: the report says so
