@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import typer
@@ -17,6 +19,18 @@ from epm.cli import app
 
 def _actor(actor: str | None) -> str:
     return actor or os.environ.get("USER") or "operator"
+
+
+@contextmanager
+def _redis_reached() -> Iterator[None]:
+    """An unreachable Redis is an operator-facing message and exit code 2, not a traceback."""
+    import redis
+
+    try:
+        yield
+    except redis.RedisError as e:
+        typer.echo(f"Redis not reached: {e}", err=True)
+        raise typer.Exit(2) from e
 
 
 @app.command("kill-switch")
@@ -69,7 +83,8 @@ def resume_command(
     from ibgateway_bridge.killswitch import resume
 
     settings = get_settings()
-    was_halted = resume(get_redis(settings), _actor(actor), reason, settings.database_url)
+    with _redis_reached():
+        was_halted = resume(get_redis(settings), _actor(actor), reason, settings.database_url)
     typer.echo("global halt lifted" if was_halted else "no global halt was set (audited anyway)")
 
 
@@ -79,7 +94,8 @@ def cancel_command(order_id: int = typer.Argument(..., help="IB order id to canc
     from ibgateway_bridge.client_api import enqueue_cancel
 
     try:
-        stream_id = enqueue_cancel(order_id)
+        with _redis_reached():
+            stream_id = enqueue_cancel(order_id)
     except ValueError as e:
         typer.echo(f"invalid order id: {e}", err=True)
         raise typer.Exit(2) from e
@@ -92,12 +108,26 @@ def status_command(
 ) -> None:
     """Bridge lease and connections, halts, command backlog, last order id, recent alerts."""
     from epm.redis_conn import get_redis
+
+    with _redis_reached():
+        status = _status(get_redis())
+    if as_json:
+        json.dump(status, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    for key, value in status.items():
+        typer.echo(f"{key}: {json.dumps(value, default=str)}")
+
+
+def _status(r: Any) -> dict[str, Any]:
+    """Everything `epm status` shows, read from Redis."""
+    import redis
+
     from ibgateway_bridge import commands as cmds
     from ibgateway_bridge.ids import OrderIdAllocator
     from ibgateway_bridge.lease import lease_holder
     from ibgateway_bridge.runtime import FARMS_KEY, STATE_KEY
 
-    r = get_redis()
     holder, ttl = lease_holder(r)
     pending = 0
     length = 0
@@ -105,11 +135,11 @@ def status_command(
         length = int(r.xlen(cmds.COMMAND_STREAM))
         try:
             pending = int(r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"])
-        except Exception:  # no consumer group yet: nothing pending
+        except redis.ResponseError:  # no consumer group yet (NOGROUP): nothing pending
             pending = 0
     halts = {k: r.get(k) for k in r.scan_iter("epm:halt:*")}
     alerts = [f for _id, f in cast(list[Any], r.xrevrange(cmds.ALERT_STREAM, count=5))]
-    status = {
+    return {
         "bridge_lease": holder,
         "lease_ttl_ms": ttl,
         "bridge": r.hgetall(STATE_KEY),
@@ -119,9 +149,3 @@ def status_command(
         "last_order_id": OrderIdAllocator(r).last(),
         "recent_alerts": alerts,
     }
-    if as_json:
-        json.dump(status, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return
-    for key, value in status.items():
-        typer.echo(f"{key}: {json.dumps(value, default=str)}")

@@ -12,7 +12,15 @@ import redis
 
 from ibgateway_bridge import client_api
 from ibgateway_bridge import commands as cmds
-from tests.bridge.harness import REPO, bridge_in_process, poll, sim_orders, sim_thread, wait_ready
+from tests.bridge.harness import (
+    REPO,
+    TcpProxy,
+    bridge_in_process,
+    poll,
+    sim_orders,
+    sim_thread,
+    wait_ready,
+)
 
 SPY = {"con_id": 756733, "symbol": "SPY", "sec_type": "STK"}
 
@@ -90,3 +98,13 @@ def test_cli_cancel_rejects_bad_order_id(r: redis.Redis, redis_url: str, tmp_pat
     done = epm(redis_url, 1, tmp_path, "cancel", "0")
     assert done.returncode == 2 and "invalid order id" in done.stderr
     assert not r.exists(cmds.COMMAND_STREAM)
+
+
+def test_cli_redis_unreachable_is_a_message_not_a_traceback(redis_url: str, tmp_path: Path) -> None:
+    with TcpProxy.for_url(redis_url) as dead:
+        dead.cut()
+        url = dead.url_via(redis_url)
+        for args in (("status", "--json"), ("cancel", "5"), ("resume", "--reason", "x")):
+            done = epm(url, 1, tmp_path, *args)
+            assert done.returncode == 2, (args, done.stderr)
+            assert "Redis not reached" in done.stderr and "Traceback" not in done.stderr
