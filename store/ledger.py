@@ -95,6 +95,8 @@ orders_t = execution_orders
 
 # Key in `execution_orders.details` of the newest openOrder view applied (`_view_stamp`).
 OPEN_ORDER_VIEW = "open_order_view"
+# Key in `execution_orders.details` listing the stand-ins an order adopted (`_adopt_stand_ins`).
+ADOPTED = "adopted"
 
 
 class StaleOrderError(RuntimeError):
@@ -119,6 +121,8 @@ class LedgerResult:
     state: str | None = None
     note: str | None = None
     order: dict[str, str] = field(default_factory=dict)
+    # Stand-ins this order adopted (`_adopt_stand_ins`): their rows are gone, so are their mirrors.
+    retired: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -425,6 +429,7 @@ def _save_transition(
 
 
 def _result(outcome: str, row: Row[Any], applied: bool, note: str | None) -> LedgerResult:
+    adopted = (row.details or {}).get(ADOPTED)
     return LedgerResult(
         outcome=outcome,
         applied=applied,
@@ -432,6 +437,7 @@ def _result(outcome: str, row: Row[Any], applied: bool, note: str | None) -> Led
         state=row.state,
         note=note,
         order=order_mirror(row),
+        retired=tuple(adopted) if isinstance(adopted, list) else (),
     )
 
 
@@ -640,12 +646,17 @@ def _adopt_stand_ins(
         order_events.update().where(order_events.c.order_id.in_(ids)).values(order_id=row.id)
     )
     conn.execute(orders_t.delete().where(orders_t.c.id.in_(ids)))
+    earlier = (row.details or {}).get(ADOPTED)
+    adopted = sorted(
+        {*(earlier if isinstance(earlier, list) else []), *(h.client_order_id for h in stand_ins)}
+    )
     row = _backfill(
         conn,
         row,
         {"ib_order_id": _positive(ib_order_id), "perm_id": _positive(perm_id)},
         overwrite=False,
         now=now,
+        details={ADOPTED: adopted},
     )
     before = _fsm_order(row)
     fsm = before

@@ -138,6 +138,12 @@ def process_callback(
     if redis_client is not None and result.order:
         try:
             mirror_order(redis_client, result.order)
+            if result.retired:
+                # Adopted stand-ins have no row any more; repeated on every write of the
+                # adopter, so a stand-in mirror written late by a slower task goes too.
+                redis_client.delete(
+                    *(MIRROR_KEY.format(client_order_id=coid) for coid in result.retired)
+                )
         except redis.RedisError as e:
             # The mirror is a cache of the DB; the next write of this order refreshes it.
             log.warning("ledger.mirror_failed", error=repr(e), **_ids(result))

@@ -728,3 +728,15 @@ def test_commission_racing_an_adoption_lands_on_the_adopted_position(pg_url: str
     assert position(engine).quantity == D("40")
     wipe(engine)
     dispose_engines()
+
+
+def test_adopted_stand_in_leaves_no_mirror(engine: Engine, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    our_order(engine, ib_order_id=None, state="PLACED")
+    for kind, payload in _refless_then_ref():
+        process_callback(kind, payload, engine=engine, redis_client=client, now=T0)
+        if kind == "order_status" and payload["ib_status"] == "Submitted":
+            assert client.hget("exec:order:ib:1:11", "state") == "PLACED"
+    assert client.exists("exec:order:ib:1:11") == 0
+    assert client.hget("exec:order:A-1", "state") == "CANCELLED"
+    client.delete("exec:order:A-1")
