@@ -53,7 +53,9 @@ def _contract_ref() -> list[sa.Column[Any]]:
 
 def _position_figures(*, with_multiplier: bool) -> list[sa.Column[Any]]:
     """A position's size, average cost and P&L: the current row and each history row alike."""
-    multiplier = [sa.Column("multiplier", Money(), nullable=True)] if with_multiplier else []
+    multiplier: list[sa.Column[Any]] = (
+        [sa.Column("multiplier", Money(), nullable=True)] if with_multiplier else []
+    )
     return [
         sa.Column("quantity", Money(), nullable=False),
         sa.Column("avg_price", Money(), nullable=True),
