@@ -71,9 +71,21 @@ def test_replayed_place_same_order_id_is_sent_once(r: redis.Redis, redis_url: st
             what="both entries acknowledged",
         )
         assert list(sim_orders(sim)) == [oid]
-        # A re-sent place of a working order would show up as a second openOrder from the sim.
-        opens = [p for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")]
-        assert len({p["order_id"] for p in opens}) == 1
+        # A re-sent place of a working order is a modification at the venue: a second openOrder
+        # for `oid`. Callbacks are published in socket order, so once a later order's openOrder
+        # is published, any openOrder of a resend would already be there.
+        barrier = client_api.allocate_order_id(r)
+        client_api.enqueue_place(barrier, "coid-barrier", SPY, resting(), client=r)
+
+        def opens_of(order_id: int) -> list[dict[str, object]]:
+            return [
+                p
+                for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
+                if p["order_id"] == order_id
+            ]
+
+        poll(lambda: opens_of(barrier), 10, what="the barrier order's openOrder")
+        assert len(opens_of(oid)) == 1
         assert not r.exists(cmds.REJECT_STREAM)
 
 
