@@ -13,8 +13,10 @@ trading on this connection, raises an alert and retries only per policy; 1100 pa
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +62,19 @@ class PacedClient(EClient):
         super().sendMsg(*args)
         with self._count_lock:
             self.sent_count += 1
+
+    def disconnect(self) -> None:
+        """Shut the socket down before ibapi closes it, so the venue hears FIN at once.
+
+        A plain close() while the reader thread sits in recv() is deferred by the kernel until
+        that recv returns (ibapi's 1 s socket timeout): the venue would hold our client id that
+        long, and an immediate reconnect would meet 326.
+        """
+        sock = getattr(self.conn, "socket", None) if self.conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        super().disconnect()
 
     def sendMsgProtoBuf(self, *args: Any) -> None:
         # 10.x at server versions >= 201 frames many requests as protobuf: paced the same way.

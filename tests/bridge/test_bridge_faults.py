@@ -332,15 +332,12 @@ def test_session_reconnects_after_its_resync_hit_a_redis_error(
     reconnect with backoff, not in a dead connect loop that never trades again."""
     r.set("ib:order:last_id", "corrupt")
     # Reconnecting right after our own disconnect can meet a 326 (the venue has not freed the id
-    # yet); a short 326 retry keeps the test quick.
-    config = BridgeConfig(
-        send_extra_tasks=False, reconnect_base_s=0.1, reconnect_cap_s=1.0, id_in_use_retry_s=0.5
-    )
-    with sim_thread() as sim, bridge_in_process(redis_url, sim.port, config) as bridge:
+    # yet): that one is retried with the reconnect backoff, not the 30 s id-in-use policy.
+    with sim_thread() as sim, bridge_in_process(redis_url, sim.port) as bridge:
         poll(lambda: bridge.orders.connection_number >= 2, 20, what="a second connect attempt")
         assert r.hget("ib:bridge:state", "client1") != "READY"
         r.set("ib:order:last_id", "0")
-        wait_ready(r, 20)
+        wait_ready(r, 10)
         (oid,) = enqueue_new(r, 1, resting_buy())
         poll(lambda: oid in sim_orders(sim), 10, what="an order sent after recovery")
 
