@@ -26,7 +26,8 @@ from sqlalchemy.engine import Engine
 from store import ledger
 from store.db import dispose_engines, make_engine, write_transaction
 from store.migrate import upgrade
-from store.schema import UNATTRIBUTED_STRATEGY, execution_orders, fills, metadata
+from store.schema import UNATTRIBUTED_STRATEGY as UNATTRIBUTED
+from store.schema import execution_orders, fills, metadata
 from store.schema import positions_current as positions
 from tasks.ledger import process_callback
 
@@ -43,6 +44,9 @@ class _Order:
     strategy: str
     con_id: int
     action: str
+    # Our order, but its IB id is not on the row yet: executions without its orderRef open a
+    # stand-in that the first execution with the ref folds into it.
+    id_unknown: bool = False
 
     @property
     def sign(self) -> Decimal:
@@ -58,7 +62,8 @@ ORDERS = (
     _Order("P-2", 22, 5002, "Momentum_EQ", 1001, "SELL"),
     _Order("P-3", 23, 5003, "MeanRev_EQ", 1001, "BUY"),
     _Order("P-4", 24, 5004, "MeanRev_EQ", 2002, "SELL"),
-    _Order(None, 0, 5005, UNATTRIBUTED_STRATEGY, 1001, "SELL"),
+    _Order(None, 0, 5005, UNATTRIBUTED, 1001, "SELL"),
+    _Order("P-6", 26, 5006, "Momentum_EQ", 2002, "BUY", id_unknown=True),
 )
 
 
@@ -89,7 +94,7 @@ def _reset(engine: Engine) -> None:
                 {
                     "client_order_id": o.coid,
                     "client_id": 1,
-                    "ib_order_id": o.ib_order_id,
+                    "ib_order_id": None if o.id_unknown else o.ib_order_id,
                     "strategy": o.strategy,
                     "con_id": o.con_id,
                     "symbol": f"SYM{o.con_id}",
@@ -112,6 +117,7 @@ class _Version:
     shares: Decimal
     price: Decimal
     at: int
+    with_ref: bool = True
 
     @property
     def exec_id(self) -> str:
@@ -126,7 +132,7 @@ class _Version:
                 "order_id": o.ib_order_id,
                 "client_id": 1 if o.coid is not None else 0,
                 "perm_id": o.perm_id,
-                "order_ref": o.coid,
+                "order_ref": o.coid if self.with_ref else None,
                 "con_id": o.con_id,
                 "symbol": f"SYM{o.con_id}",
                 "sec_type": "STK",
@@ -156,7 +162,10 @@ def sessions(draw: st.DrawFn) -> tuple[list[_Version], list[Callback]]:
         # Which suffixes IB sent for this execution: 1 always, corrections possibly skip.
         seqs = sorted(draw(st.sets(st.integers(min_value=2, max_value=5), max_size=2)) | {1})
         for seq in seqs:
-            versions.append(_Version(order, base, seq, draw(_shares), draw(_prices), at=i))
+            with_ref = not order.id_unknown or draw(st.booleans())
+            versions.append(
+                _Version(order, base, seq, draw(_shares), draw(_prices), at=i, with_ref=with_ref)
+            )
     callbacks = [v.callback() for v in versions]
     for v in versions:
         if draw(st.booleans()):
@@ -183,8 +192,14 @@ def expected_positions(versions: list[_Version]) -> dict[tuple[int, str], Decima
             latest[v.base] = v
     totals: dict[tuple[int, str], Decimal] = {}
     for v in latest.values():
-        totals[v.order.key] = totals.get(v.order.key, D(0)) + v.order.sign * v.shares
+        key = v.order.key if _attributed(v.order, versions) else (v.order.con_id, UNATTRIBUTED)
+        totals[key] = totals.get(key, D(0)) + v.order.sign * v.shares
     return totals
+
+
+def _attributed(order: _Order, versions: list[_Version]) -> bool:
+    """Whether the ledger can know the order's fills are ours: some execution named its ref."""
+    return any(v.with_ref for v in versions if v.order == order)
 
 
 def _deliver(engine: Engine, callbacks: list[Callback]) -> None:
@@ -220,11 +235,15 @@ def check_invariant(engine: Engine, versions: list[_Version]) -> None:
             latest[v.base] = v
     for o in ORDERS:
         coid = o.coid if o.coid is not None else f"ib:perm:{o.perm_id}"
+        if o.id_unknown and not _attributed(o, versions):
+            coid = f"ib:1:{o.ib_order_id}"  # the stand-in, never adopted
         filled = sum((v.shares for v in latest.values() if v.order == o), D(0))
         if coid in orders:
             assert orders[coid] == filled, coid
         else:
             assert filled == D(0), coid
+        if o.id_unknown and _attributed(o, versions):
+            assert f"ib:1:{o.ib_order_id}" not in orders
 
 
 _SETTINGS = settings(
