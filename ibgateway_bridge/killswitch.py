@@ -81,13 +81,27 @@ def _connect_and_global_cancel(
     sent = False
     if ready:
         sent = client.sends(lambda: global_cancel(client))
+        if sent:
+            # The venue answers requests in order: once reqCurrentTime is answered, it has read
+            # reqGlobalCancel too, so closing now cannot lose it in a socket buffer.
+            client.reqCurrentTime()
+            if not _await_control(control, "current_time", deadline):
+                error = "reqGlobalCancel sent, but the venue did not confirm it read it"
     elif error is None:
         error = "no nextValidId before the timeout"
-    # Give the socket a moment to flush before closing (the bytes are in the kernel already).
-    time.sleep(0.05)
     client.disconnect()
     decoder.join(timeout=2)
     return sent, error
+
+
+def _await_control(control: queue.Queue[Message], kind: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            if control.get(timeout=0.05).kind == kind:
+                return True
+        except queue.Empty:
+            continue
+    return False
 
 
 def purge_queued_orders(client: redis.Redis, now: datetime, orders_client_id: int = 1) -> int:
