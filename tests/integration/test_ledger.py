@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,36 +25,17 @@ from store.schema import (
     contracts,
     execution_orders,
     fills,
-    metadata,
     order_events,
     positions_current,
     positions_history,
     risk_events,
 )
 from tasks.ledger import mirror_order, process_callback
+from tests.integration.conftest import wipe
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 D = Decimal
 CON_ID = 265598
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
-    """A migrated ledger on each dialect, emptied before the test."""
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    upgrade(url)
-    eng = make_engine(url)
-    wipe(eng)
-    yield eng
-    wipe(eng)
-    dispose_engines()
-
-
-def wipe(engine: Engine) -> None:
-    """Delete every row (children first), keeping the migrated schema."""
-    with write_transaction(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
 
 
 def our_order(engine: Engine, coid: str = "A-1", ib_order_id: int = 11, **kw: Any) -> None:

@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from store import ledger
-from store.db import dispose_engines, make_engine, write_transaction
-from store.migrate import upgrade
+from store.db import write_transaction
 from store.schema import UNATTRIBUTED_STRATEGY as UNATTRIBUTED
-from store.schema import execution_orders, fills, metadata
+from store.schema import execution_orders, fills
 from store.schema import positions_current as positions
 from tasks.ledger import process_callback
+from tests.integration.conftest import wipe
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 D = Decimal
@@ -67,24 +65,9 @@ ORDERS = (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    upgrade(url)
-    yield make_engine(url)
-    _wipe(make_engine(url))
-    dispose_engines()
-
-
-def _wipe(engine: Engine) -> None:
-    with write_transaction(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
 def _reset(engine: Engine) -> None:
     """An empty ledger holding epm's own orders (targets too large to matter here)."""
-    _wipe(engine)
+    wipe(engine)
     with write_transaction(engine) as conn:
         for o in ORDERS:
             if o.coid is None:

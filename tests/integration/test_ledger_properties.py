@@ -3,12 +3,10 @@ sequence gives the same fills, orders and positions, on SQLite and on PostgreSQL
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,8 +15,9 @@ from sqlalchemy.engine import Engine
 from store import ledger
 from store.db import dispose_engines, make_engine, write_transaction
 from store.migrate import upgrade
-from store.schema import commissions, execution_orders, fills, metadata, positions_current
+from store.schema import commissions, execution_orders, fills, positions_current
 from tasks.ledger import process_callback
+from tests.integration.conftest import wipe
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 D = Decimal
@@ -26,25 +25,9 @@ CON_ID = 265598
 Callback = tuple[str, dict[str, Any]]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    upgrade(url)
-    yield make_engine(url)
-    _wipe(make_engine(url))
-    dispose_engines()
-
-
-def _wipe(engine: Engine) -> None:
-    """Delete every row (children first); the session's PostgreSQL database is shared."""
-    with write_transaction(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
 def _reset(engine: Engine) -> None:
     """Empty the ledger and create the two orders epm itself placed."""
-    _wipe(engine)
+    wipe(engine)
     with write_transaction(engine) as conn:
         for coid, ib_id, action, qty in (("A-1", 11, "BUY", "100"), ("A-2", 12, "SELL", "30")):
             ledger.create_order(

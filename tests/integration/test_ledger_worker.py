@@ -8,7 +8,6 @@ import random
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -32,7 +31,6 @@ from tests.integration.test_ledger_properties import (
     _open,
     _reset,
     _status,
-    _wipe,
     replay,
     snapshot,
 )
@@ -74,15 +72,6 @@ def session_recording() -> list[Callback]:
     seq.append(_commission(clock, "0000c.0000.01.01", "1.00"))
     seq.append(_status(clock, C, "Filled", D(20), D(20)))
     return seq
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    upgrade(url)
-    yield make_engine(url)
-    _wipe(make_engine(url))
-    dispose_engines()
 
 
 def test_racing_threads_record_each_callback_once(engine: Engine) -> None:
