@@ -29,10 +29,12 @@ from ibgateway_bridge.translate import decimal_str, iso_utc, parse_ib_time, to_d
 log = get_logger("ibgateway_bridge.wrapper")
 
 # Error codes the connection manager acts on (NOTES: 326 id in use, 1100/1101/1102 connectivity,
-# 2103-2108/2157/2158 farm notices, 502/504 not connected, 100 pacing, 103 duplicate order id).
+# 2103-2108/2157/2158 farm notices, 502/504 not connected, 100 pacing, 103 duplicate order id;
+# 104/105/135 a refused modify and 161/202/10147/10148 a cancel answered, which settle the
+# bridge's view of that order).
 CONTROL_CODES = frozenset(
-    {100, 103, 326, 502, 504, 507, 1100, 1101, 1102, 1300, 2103, 2104, 2105, 2106, 2107, 2108}
-    | {2110, 2157, 2158}
+    {100, 103, 104, 105, 135, 161, 202, 326, 502, 504, 507, 1100, 1101, 1102, 1300}
+    | {2103, 2104, 2105, 2106, 2107, 2108, 2110, 2157, 2158, 10147, 10148}
 )
 
 # Tick types (ibapi ticktype): sizes and prices we mirror into md:{conid}.
@@ -139,7 +141,7 @@ class BridgeWrapper(EWrapper):
         def run() -> None:
             data = payloads.open_order_payload(orderId, contract, order, orderState, self._clock())
             self._emit("open_order", data)
-            self._emit("order_seen", {"order_id": int(orderId)}, control=True)
+            self._emit("order_seen", _seen(data), control=True)
 
         self._guard("openOrder", run)
 
@@ -172,26 +174,26 @@ class BridgeWrapper(EWrapper):
         whyHeld: str,
         mktCapPrice: Any = None,
     ) -> None:
-        self._guard(
-            "orderStatus",
-            lambda: self._emit(
-                "order_status",
-                payloads.order_status_payload(
-                    int(orderId),
-                    status,
-                    filled,
-                    remaining,
-                    avgFillPrice,
-                    permId,
-                    parentId,
-                    lastFillPrice,
-                    clientId,
-                    whyHeld,
-                    mktCapPrice,
-                    self._clock(),
-                ),
-            ),
-        )
+        def run() -> None:
+            data = payloads.order_status_payload(
+                int(orderId),
+                status,
+                filled,
+                remaining,
+                avgFillPrice,
+                permId,
+                parentId,
+                lastFillPrice,
+                clientId,
+                whyHeld,
+                mktCapPrice,
+                self._clock(),
+            )
+            self._emit("order_status", data)
+            # The bridge's per-order view (acks, cancels settled) needs statuses too.
+            self._emit("order_seen", _seen(data), control=True)
+
+        self._guard("orderStatus", run)
 
     def execDetails(self, reqId: int, contract: Any, execution: Any) -> None:
         def run() -> None:
@@ -199,7 +201,7 @@ class BridgeWrapper(EWrapper):
                 int(reqId), contract, execution, self.client_id, self._clock()
             )
             self._emit("execution", data)
-            self._emit("order_seen", {"order_id": data["order_id"]}, control=True)
+            self._emit("order_seen", _seen(data), control=True)
 
         self._guard("execDetails", run)
 
@@ -404,3 +406,13 @@ class BridgeWrapper(EWrapper):
             self._emit("depth", data)
 
         self._guard("updateMktDepthL2", run)
+
+
+def _seen(data: dict[str, Any]) -> dict[str, Any]:
+    """What the connection manager keeps of an order callback: its ids, ref and IB status."""
+    return {
+        "order_id": data.get("order_id"),
+        "order_ref": data.get("order_ref"),
+        "perm_id": data.get("perm_id"),
+        "ib_status": data.get("ib_status"),
+    }
