@@ -115,7 +115,9 @@ class BridgeWrapper(EWrapper):
             data = payloads.error_payload(
                 int(reqId), int(code), str(text), advanced, error_time, self.client_id, now
             )
-            if int(code) in CONTROL_CODES:
+            if int(code) in CONTROL_CODES or int(reqId) > 0:
+                # An error about an order is the venue's answer to it: the connection manager
+                # settles what it waits for (placements, cancels) on it.
                 self._emit("error", data, control=True)
             if int(reqId) > 0:
                 self._emit("error", data)
