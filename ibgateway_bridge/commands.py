@@ -3,19 +3,25 @@
 Workers never talk to IB; they `XADD` a command (see `client_api`) and the bridge reads the stream
 with the consumer group `bridge`. A command is acknowledged (`XACK`) only after its bytes are on the
 socket and a sent marker is recorded, in one Lua script that also checks the bridge still holds its
-lease (fencing). Markers:
+lease (fencing). Markers (`Marker`), one per placement `ib:sent:{client_id}:{order_id}` and one
+per modification `…:v{version}`, hold `{state}:{stream_id}:{reason}:{order_ref}`:
 
-- `ib:sent:{client_id}:{order_id}` for a placement, `…:v{version}` for a modification,
-  `…:cancel` for a cancel. The value is `pending:{stream_id}` just before the write and
-  `sent:{stream_id}` after it.
-- A placement replayed after a crash whose marker says `sent` is acknowledged without sending. One
-  whose marker says `pending` (the bridge died between the two writes) is held until the reconnect
-  resync has listed the venue's open orders and executions: the venue knowing the id means it was
-  sent, otherwise it is sent now. So no command reaches the venue twice.
+- `pending` just before the socket write, `sent` after it;
+- `refused` when the bridge (or the kill switch's purge) refused the command for good: every later
+  copy of it (a Celery redelivery, a reread) is refused the same way, so a refused or cancelled
+  order can never go out after all.
+
+A placement replayed after a crash whose marker says `sent` is acknowledged without sending. One
+whose marker says `pending` (the bridge died between the two writes) is settled once the reconnect
+resync has listed the venue's open and completed orders and executions: the venue (or the ledger's
+mirror) knowing the order means it was sent; a complete resync that does not know it means it never
+left, and it is sent now; anything short of certainty refuses it (`SEND_UNCERTAIN`), never resends.
+Cancels carry no marker: IB answers a repeated cancel with 10148/161 and nothing changes, so every
+cancel command goes out (a refused cancel can be asked for again).
 
 Halts (`epm:halt:global`, `epm:halt:instrument:{con_id}`, `epm:halt:strategy:{name}`) refuse
-placements and modifications at send time; cancels always go. A refused command is acknowledged and
-published to `epm:bridge:rejects` with a reason code.
+placements and modifications at send time, checked again right before the socket write; cancels
+always go. A refused command is acknowledged and published to `epm:bridge:rejects` with a reason.
 """
 
 from __future__ import annotations
@@ -71,6 +77,10 @@ class BridgeRejectReason(StrEnum):
     MARKET_DATA_LINES_EXHAUSTED = "MARKET_DATA_LINES_EXHAUSTED"
     CLIENT_ID_IN_USE = "CLIENT_ID_IN_USE"
     ORDER_ID_NOT_ALLOCATED = "ORDER_ID_NOT_ALLOCATED"
+    # A modification of an order whose placement never went out (refused, purged, unsent).
+    ORDER_NOT_SENT = "ORDER_NOT_SENT"
+    # A crash left a placement's fate unknown and the venue's lists could not settle it.
+    SEND_UNCERTAIN = "SEND_UNCERTAIN"
 
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -227,6 +237,9 @@ class Envelope:
     stream_id: str
     command: Command
     enqueued_at: datetime | None
+    # Set by the bridge for a placement it sent whose bytes the venue never got (a reset
+    # connection): its own `sent` marker does not stop it.
+    resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,17 +286,55 @@ def parse_entry(stream_id: str, fields: dict[str, str]) -> Envelope | BadCommand
     return Envelope(stream_id, command, enqueued)  # type: ignore[arg-type]
 
 
+def place_key(client_id: int, order_id: int) -> str:
+    """The marker key of the placement under `order_id`."""
+    return SENT_KEY.format(client_id=client_id, order_id=order_id)
+
+
 def sent_key(client_id: int, command: Command) -> str | None:
-    """The sent-marker key for `command`, or None for commands that need none."""
+    """The sent-marker key for `command`, or None for commands that need none (cancels too)."""
     if isinstance(command, PlaceOrder):
-        return SENT_KEY.format(client_id=client_id, order_id=command.order_id)
+        return place_key(client_id, command.order_id)
     if isinstance(command, ModifyOrder):
-        base = SENT_KEY.format(client_id=client_id, order_id=command.order_id)
-        return f"{base}:v{command.version}"
-    if isinstance(command, CancelOrder):
-        base = SENT_KEY.format(client_id=client_id, order_id=command.order_id)
-        return f"{base}:cancel"
+        return f"{place_key(client_id, command.order_id)}:v{command.version}"
     return None
+
+
+class MarkerState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A parsed marker; `order_ref` is None on markers written before refs were recorded."""
+
+    state: MarkerState
+    stream_id: str
+    reason: str = ""
+    order_ref: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> Marker:
+        parts = value.split(":", 3)
+        state = MarkerState(parts[0])
+        if len(parts) < 4:
+            return cls(state, parts[1] if len(parts) > 1 else "")
+        return cls(state, parts[1], parts[2], parts[3] or None)
+
+    def encode(self) -> str:
+        return f"{self.state}:{self.stream_id}:{self.reason}:{self.order_ref or ''}"
+
+    def other_order(self, order_ref: str) -> bool:
+        """True when the marker belongs to another order that was given the same id."""
+        return self.order_ref is not None and self.order_ref != order_ref
+
+
+def marker_value(
+    state: MarkerState, stream_id: str, order_ref: str | None, reason: str = ""
+) -> str:
+    return Marker(state, stream_id, reason, order_ref).encode()
 
 
 def ensure_group(client: redis.Redis, stream: str = COMMAND_STREAM) -> None:
@@ -309,7 +360,7 @@ end
 return 1
 """
 
-# Pre-write marker: only while the lease is ours, and never over an existing marker.
+# Pre-write (or refusal) marker: only while the lease is ours, and never over an existing marker.
 _MARK_PENDING_LUA = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
@@ -319,6 +370,24 @@ if cur then
   return cur
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+# Replace our own `pending` marker (ARGV[4] is its prefix): refused for good (ARGV[2]) or, when
+# ARGV[2] is empty, removed because nothing left the socket. Anyone else's marker stays.
+_SETTLE_PENDING_LUA = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local cur = redis.call('GET', KEYS[2])
+if cur and string.sub(cur, 1, string.len(ARGV[4])) ~= ARGV[4] then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+end
 return 1
 """
 
@@ -345,6 +414,7 @@ class CommandLog:
         self.consumer = consumer
         self._mark_ack = client.register_script(_MARK_ACK_LUA)
         self._mark_pending = client.register_script(_MARK_PENDING_LUA)
+        self._settle_pending = client.register_script(_SETTLE_PENDING_LUA)
 
     def read(
         self, start: str | None, count: int = 100, block_ms: int = 200
@@ -380,11 +450,20 @@ class CommandLog:
         value = self._redis.get(key)
         return None if value is None else str(value)
 
-    def mark_pending(self, key: str, stream_id: str) -> str | None:
-        """Write `pending:{id}` before the socket write; returns an existing marker instead."""
+    def mark_pending(self, key: str, stream_id: str, order_ref: str | None = None) -> str | None:
+        """Write `pending` before the socket write; returns an existing marker instead."""
+        return self._claim(key, marker_value(MarkerState.PENDING, stream_id, order_ref))
+
+    def claim_refusal(
+        self, key: str, stream_id: str, reason: str, order_ref: str | None = None
+    ) -> str | None:
+        """Mark a command that never went out as refused for good, unless a marker exists
+        (returned instead): a copy was sent, is being sent, or was refused already."""
+        return self._claim(key, marker_value(MarkerState.REFUSED, stream_id, order_ref, reason))
+
+    def _claim(self, key: str, value: str) -> str | None:
         result = self._mark_pending(
-            keys=[self._lease_key, key],
-            args=[self._lease_value, f"pending:{stream_id}", SENT_TTL_S],
+            keys=[self._lease_key, key], args=[self._lease_value, value, SENT_TTL_S]
         )
         if result == -1:
             raise LeaseFencedError("lease lost before send")
@@ -392,11 +471,31 @@ class CommandLog:
             return None
         return str(result)
 
-    def mark_sent_and_ack(self, key: str | None, stream_id: str) -> None:
-        """After the write: marker `sent:{id}` and XACK, atomically, under the lease."""
+    def refuse_pending(self, key: str, stream_id: str, reason: str, order_ref: str | None) -> None:
+        """Our `pending` marker becomes `refused` (the write was stopped before any byte left)."""
+        value = marker_value(MarkerState.REFUSED, stream_id, order_ref, reason)
+        self._settle(key, stream_id, value)
+
+    def clear_pending(self, key: str, stream_id: str) -> None:
+        """Remove our `pending` marker: nothing left the socket, the command will be retried."""
+        self._settle(key, stream_id, "")
+
+    def _settle(self, key: str, stream_id: str, value: str) -> None:
+        prefix = f"{MarkerState.PENDING}:{stream_id}"
+        result = self._settle_pending(
+            keys=[self._lease_key, key], args=[self._lease_value, value, SENT_TTL_S, prefix]
+        )
+        if result == -1:
+            raise LeaseFencedError("lease lost while settling a marker")
+
+    def mark_sent_and_ack(
+        self, key: str | None, stream_id: str, order_ref: str | None = None
+    ) -> None:
+        """After the write: marker `sent` and XACK, atomically, under the lease."""
+        value = marker_value(MarkerState.SENT, stream_id, order_ref)
         result = self._mark_ack(
             keys=[self._lease_key, key or "", self.stream],
-            args=[self._lease_value, f"sent:{stream_id}", SENT_TTL_S, COMMAND_GROUP, stream_id],
+            args=[self._lease_value, value, SENT_TTL_S, COMMAND_GROUP, stream_id],
         )
         if result == -1:
             raise LeaseFencedError("lease lost after send")

@@ -2,7 +2,10 @@
 
 `PacedClient` routes every outgoing message through the connection's `SlidingWindowLimiter` (the
 EClient's `sendMsg` is the single choke point, so requests, cancels and orders all count), and
-counts the messages that actually reached the socket so a caller knows whether its bytes left.
+counts the messages whose every byte the kernel took (ibapi's own send ignores a refused or short
+write), so a caller knows whether its bytes left. A caller may pass a *gate* that runs after the
+pacing wait, just before the bytes go: the bridge checks the halts there, so an order that waited
+for a pacing slot cannot reach the venue after the kill switch's global cancel.
 
 `IBSession` owns the connect loop: connect → wait for `nextValidId` → `reqCurrentTime` (client-id
 governance: the id must answer before anything trades) → the owner's resync hook → READY. It
@@ -43,25 +46,63 @@ class SessionState(StrEnum):
     STOPPED = "STOPPED"
 
 
+class SendRefused(Exception):
+    """A gate refused the message after its pacing wait; nothing was written."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class PacedClient(EClient):
-    """EClient whose every message waits for a pacing slot; counts messages written."""
+    """EClient whose every message waits for a pacing slot; counts messages fully written."""
 
     def __init__(self, wrapper: BridgeWrapper, limiter: SlidingWindowLimiter) -> None:
         super().__init__(wrapper)
         self.limiter = limiter
         self.sent_count = 0
         self._count_lock = threading.Lock()
+        # Per thread: the gate of the request being sent, and whether its last write completed.
+        self._local = threading.local()
+
+    def connect(self, host: str, port: int, clientId: int) -> None:
+        super().connect(host, port, clientId)
+        conn = self.conn
+        if conn is not None and getattr(conn, "socket", None) is not None:
+            # ibapi writes with socket.send and drops its result: a short write or a closed
+            # socket would count as sent. Every frame goes out whole with sendall, or raises.
+            conn.sendMsg = self._write_frame
+
+    def _write_frame(self, frame: bytes) -> int:
+        conn = self.conn
+        if conn is None:
+            return 0
+        with conn.lock:
+            sock = conn.socket
+            if sock is None or not conn.isConnected():
+                return 0
+            sock.sendall(frame)
+        self._local.wrote = True
+        return len(frame)
 
     def sendMsg(self, *args: Any) -> None:
         # ibapi 9.81 passes the message text; 10.x passes (msgId, text): forward either.
+        self._paced(super().sendMsg, *args)
+
+    def _paced(self, send: Callable[..., None], *args: Any) -> None:
         if self.conn is None or not self.conn.isConnected():
             return
         self.limiter.acquire()
         if self.conn is None or not self.conn.isConnected():
             return
-        super().sendMsg(*args)
-        with self._count_lock:
-            self.sent_count += 1
+        gate: Callable[[], None] | None = getattr(self._local, "gate", None)
+        if gate is not None:
+            gate()  # raises SendRefused
+        self._local.wrote = False
+        send(*args)
+        if self._local.wrote:
+            with self._count_lock:
+                self.sent_count += 1
 
     def disconnect(self) -> None:
         """Shut the socket down before ibapi closes it, so the venue hears FIN at once.
@@ -78,19 +119,20 @@ class PacedClient(EClient):
 
     def sendMsgProtoBuf(self, *args: Any) -> None:
         # 10.x at server versions >= 201 frames many requests as protobuf: paced the same way.
-        if self.conn is None or not self.conn.isConnected():
-            return
-        self.limiter.acquire()
-        if self.conn is None or not self.conn.isConnected():
-            return
-        super().sendMsgProtoBuf(*args)  # type: ignore[misc]
-        with self._count_lock:
-            self.sent_count += 1
+        self._paced(super().sendMsgProtoBuf, *args)  # type: ignore[misc]
 
-    def sends(self, action: Callable[[], None]) -> bool:
-        """Run an EClient request; True when at least one message reached the socket."""
+    def sends(self, action: Callable[[], None], gate: Callable[[], None] | None = None) -> bool:
+        """Run an EClient request; True when at least one message reached the socket whole.
+
+        `gate` runs after the pacing wait, right before the write, in this thread only; it
+        raises `SendRefused` to stop the request with nothing written.
+        """
         before = self.sent_count
-        action()
+        self._local.gate = gate
+        try:
+            action()
+        finally:
+            self._local.gate = None
         return self.sent_count > before
 
 

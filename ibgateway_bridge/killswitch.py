@@ -1,10 +1,14 @@
 """The emergency kill switch and its release: independent of the bridge and of the workers.
 
 `kill_switch` works when the bridge is hung or frozen: it sets the global halt first (the bridge
-checks it before every placement), opens its own IB connection as client 99 and sends
-`reqGlobalCancel` (the venue cancels every working order of every client), then purges queued
-placements and modifications from the command stream (XDEL; each gets a reject event so its owner
-closes the order), and writes an audit entry. Cancels stay queued: they are still wanted.
+checks it before every placement and again right before the socket write), opens its own IB
+connection as client 99 and sends `reqGlobalCancel` (the venue cancels every working order of every
+client), then purges queued placements and modifications: each gets a `refused` marker (so neither
+the copy the bridge may already hold in memory nor any later copy of it can go out after `epm
+resume`), is deleted from the command stream and gets a reject event so its owner closes the order;
+then it writes an audit entry. A command whose marker shows the bridge is sending it right now is
+left to the bridge, which refuses it at the socket (the halt is already set). Cancels stay queued:
+they are still wanted.
 
 `resume` lifts the halt with an audit entry. Audit entries go to the `epm:audit` stream and, when a
 ledger database is configured and migrated, to its `audit_log` table.
@@ -105,7 +109,11 @@ def _await_control(control: queue.Queue[Message], kind: str, deadline: float) ->
 
 
 def purge_queued_orders(client: redis.Redis, now: datetime, orders_client_id: int = 1) -> int:
-    """XDEL every queued place/modify not yet sent; publish a reject for each; return the count."""
+    """Refuse for good every queued place/modify not yet sent (marker, XDEL, reject event).
+
+    Returns the count. The marker is written only where none exists (SET NX): `sent` stays sent,
+    and `pending` belongs to the bridge's sender, whose socket-time halt check refuses it.
+    """
     purged = 0
     last = "-"
     while True:
@@ -124,8 +132,16 @@ def purge_queued_orders(client: redis.Redis, now: datetime, orders_client_id: in
             parsed = cmds.parse_entry(stream_id, fields)
             command = parsed.command if isinstance(parsed, cmds.Envelope) else None
             key = cmds.sent_key(orders_client_id, command) if command is not None else None
-            if key is not None and str(client.get(key) or "").startswith("sent:"):
-                continue
+            if key is not None:
+                ref = getattr(command, "client_order_id", None)
+                marker = cmds.marker_value(
+                    cmds.MarkerState.REFUSED,
+                    stream_id,
+                    ref,
+                    str(cmds.BridgeRejectReason.HALTED_GLOBAL),
+                )
+                if not client.set(key, marker, nx=True, ex=cmds.SENT_TTL_S):
+                    continue
             if client.xdel(cmds.COMMAND_STREAM, stream_id):
                 purged += 1
                 cmds.publish_reject(

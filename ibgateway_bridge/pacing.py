@@ -8,7 +8,11 @@ starts, holds at most N. Every outgoing message of a connection passes through i
 `sendMsg` is the choke point), not only orders.
 
 `PriorityBacklog` orders what waits for the limiter: cancels and the global cancel before modifies,
-modifies before placements, data requests last; first in, first out within a priority.
+modifies before placements, data requests last; first in, first out within a priority. Priority
+applies across orders only: the commands of one order share a *lane* and leave in the order they
+came, one at a time (a modify queued behind its placement must not reach IB first, where it would
+be taken as the new order and the placement would then revert it). A command handed back after a
+failed send keeps its place at the front of its lane.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Generic, TypeVar
@@ -103,31 +107,47 @@ class SlidingWindowLimiter:
 
 
 @dataclass(order=True)
-class _Entry(Generic[T]):
+class Ticket(Generic[T]):
+    """One waiting command; `get` hands it out and the sender returns it with `done`/`requeue`."""
+
     priority: int
     seq: int
     enqueued_at: float = field(compare=False)
     item: T = field(compare=False)
+    lane: Hashable | None = field(default=None, compare=False)
 
 
 class PriorityBacklog(Generic[T]):
-    """Thread-safe priority queue of commands waiting to be sent, with a backlog gauge."""
+    """Thread-safe priority queue of commands waiting to be sent, with a backlog gauge.
+
+    Within a lane (one order) items leave first in, first out, and a lane's next item becomes
+    eligible only once the one handed out is `done`; across lanes the most urgent goes first.
+    """
 
     def __init__(self, connection: str = "orders", clock: Callable[[], float] = time.monotonic):
-        self._heap: list[_Entry[T]] = []
+        self._heap: list[Ticket[T]] = []
+        # Per lane: the items waiting behind the lane's head (which is in the heap or out).
+        self._behind: dict[Hashable, deque[Ticket[T]]] = {}
+        self._active: set[Hashable] = set()
+        self._out: set[Hashable] = set()
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._clock = clock
         self._gauge = BACKLOG.labels(connection)
 
-    def put(self, item: T, priority: int) -> None:
+    def put(self, item: T, priority: int, lane: Hashable | None = None) -> None:
         with self._cond:
-            heapq.heappush(self._heap, _Entry(priority, next(self._seq), self._clock(), item))
-            self._gauge.set(len(self._heap))
-            self._cond.notify()
+            ticket = Ticket(priority, next(self._seq), self._clock(), item, lane)
+            if lane is not None and lane in self._active:
+                self._behind.setdefault(lane, deque()).append(ticket)
+            else:
+                if lane is not None:
+                    self._active.add(lane)
+                heapq.heappush(self._heap, ticket)
+            self._changed()
 
-    def get(self, timeout: float | None = None) -> tuple[T, float] | None:
-        """Pop the most urgent item and its enqueue time, or None after `timeout` seconds."""
+    def get(self, timeout: float | None = None) -> Ticket[T] | None:
+        """Hand out the most urgent eligible item, or None after `timeout` seconds."""
         deadline = None if timeout is None else self._clock() + timeout
         with self._cond:
             while not self._heap:
@@ -135,25 +155,69 @@ class PriorityBacklog(Generic[T]):
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(timeout=remaining)
-            entry = heapq.heappop(self._heap)
-            self._gauge.set(len(self._heap))
-            return entry.item, entry.enqueued_at
+            ticket = heapq.heappop(self._heap)
+            if ticket.lane is not None:
+                self._out.add(ticket.lane)
+            self._changed()
+            return ticket
+
+    def done(self, ticket: Ticket[T]) -> None:
+        """The handed-out item is finished: its lane's next item becomes eligible."""
+        with self._cond:
+            lane = ticket.lane
+            if lane is None:
+                return
+            self._out.discard(lane)
+            waiting = self._behind.get(lane)
+            if waiting:
+                heapq.heappush(self._heap, waiting.popleft())
+                if not waiting:
+                    del self._behind[lane]
+            else:
+                self._active.discard(lane)
+            self._changed()
+
+    def requeue(self, ticket: Ticket[T]) -> None:
+        """Give a handed-out item back; it keeps its sequence, so its lane order holds."""
+        with self._cond:
+            if ticket.lane is not None:
+                self._out.discard(ticket.lane)
+            heapq.heappush(self._heap, ticket)
+            self._changed()
 
     def remove_if(self, predicate: Callable[[T], bool]) -> list[T]:
         """Take out every waiting item matching `predicate` (a cancel overtaking its place)."""
         with self._cond:
-            kept = [e for e in self._heap if not predicate(e.item)]
-            removed = [e.item for e in self._heap if predicate(e.item)]
-            if removed:
-                heapq.heapify(kept)
-                self._heap = kept
-                self._gauge.set(len(self._heap))
+            waiting = sorted([*self._heap, *(t for q in self._behind.values() for t in q)])
+            removed = [t.item for t in waiting if predicate(t.item)]
+            if not removed:
+                return []
+            self._heap = []
+            self._behind = {}
+            self._active = set(self._out)
+            for ticket in (t for t in waiting if not predicate(t.item)):
+                lane = ticket.lane
+                if lane is not None and lane in self._active:
+                    self._behind.setdefault(lane, deque()).append(ticket)
+                else:
+                    if lane is not None:
+                        self._active.add(lane)
+                    self._heap.append(ticket)
+            heapq.heapify(self._heap)
+            self._changed()
             return removed
 
     def items(self) -> list[T]:
         with self._cond:
-            return [e.item for e in sorted(self._heap)]
+            return [t.item for t in sorted(self._waiting())]
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._heap)
+            return len(self._heap) + sum(len(q) for q in self._behind.values())
+
+    def _waiting(self) -> list[Ticket[T]]:
+        return [*self._heap, *(t for q in self._behind.values() for t in q)]
+
+    def _changed(self) -> None:
+        self._gauge.set(len(self._heap) + sum(len(q) for q in self._behind.values()))
+        self._cond.notify()

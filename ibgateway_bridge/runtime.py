@@ -12,6 +12,7 @@ import contextlib
 import queue
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,20 +24,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from epm.logging import get_logger
 from epm.settings import Settings
 from ibgateway_bridge import commands as cmds
-from ibgateway_bridge.connection import IBSession, SessionState
+from ibgateway_bridge.connection import IBSession, SendRefused, SessionState
 from ibgateway_bridge.ibobjects import cancel_order, global_cancel, to_ib_contract, to_ib_order
 from ibgateway_bridge.ids import OrderIdAllocator
 from ibgateway_bridge.lease import BridgeLease, LeaseGrant, LeaseHeldError
 from ibgateway_bridge.marketdata import MarketDataLines
 from ibgateway_bridge.outbox import ORDER_REPLACED, Outbox
-from ibgateway_bridge.pacing import SEND_WAIT, Priority
+from ibgateway_bridge.pacing import SEND_WAIT, Priority, Ticket
 from ibgateway_bridge.translate import ib_filter_time
+from ibgateway_bridge.venue_orders import VenueOrders
 from ibgateway_bridge.wrapper import Message
 
 log = get_logger("ibgateway_bridge")
 
 STATE_KEY = "ib:bridge:state"
 FARMS_KEY = "ib:bridge:farms"
+# The ledger's Redis mirror of an order (written by `tasks.ledger` after each commit).
+ORDER_MIRROR_KEY = "exec:order:{client_order_id}"
 ACCOUNT_TAGS = "NetLiquidation,TotalCashValue,BuyingPower,AvailableFunds,ExcessLiquidity,"
 ACCOUNT_TAGS += "InitMarginReq,MaintMarginReq,GrossPositionValue"
 
@@ -108,10 +112,8 @@ class Bridge:
             if self.config.account_session
             else None
         )
-        self._known_order_ids: set[int] = set()
-        # Placements sent on this connection, for a 103 re-place (sender writes, control reads).
-        self._recent_places: dict[int, cmds.PlaceOrder] = {}
-        self._recent_lock = threading.Lock()
+        # What the venue said of client 1's orders, and what the bridge still waits to hear.
+        self.venue = VenueOrders()
         self._replace_pending: list[cmds.PlaceOrder] = []
         self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
         self._threads: list[threading.Thread] = []
@@ -258,7 +260,7 @@ class Bridge:
             last = self.allocator.sync(session.next_valid_id)
             log.info("order_ids_synced", next_valid_id=session.next_valid_id, last_id=last)
         if session is self.orders:
-            self._known_order_ids.clear()
+            self.venue.begin_resync()
             for name in ("open_order_end", "exec_details_end", "completed_orders_end"):
                 session.event(name).clear()
             client.reqOpenOrders()
@@ -271,9 +273,12 @@ class Bridge:
                 return False
             if not session.wait_event("exec_details_end", timeout):
                 return False
-            # Completed orders are best effort: an older gateway may not answer.
-            session.wait_event("completed_orders_end", min(timeout, 3.0))
-            log.info("orders_resynced", known_orders=len(self._known_order_ids))
+            # An older gateway may not answer for completed orders: then the resync is not
+            # complete, and no placement whose fate is unknown is sent on its word.
+            complete = session.wait_event("completed_orders_end", min(timeout, 3.0))
+            self.venue.end_resync(complete)
+            self._settle_after_resync(session)
+            log.info("orders_resynced", complete=complete)
         else:
             if self._account_subs_on == session.connection_number:
                 # 1101/1102 on the same socket: drop what it already streams before asking again.
@@ -314,13 +319,13 @@ class Bridge:
 
     def _on_control(self, session: IBSession, msg: Message) -> None:
         kind = msg.kind
-        if kind == "order_seen":
+        if kind in ("order_seen", "completed_order") and session is self.orders:
             order_id = msg.data.get("order_id")
-            if order_id:
-                self._known_order_ids.add(int(order_id))
-        elif kind == "completed_order":
-            if msg.data.get("order_id"):
-                self._known_order_ids.add(int(msg.data["order_id"]))
+            self.venue.seen(
+                int(order_id) if order_id else None,
+                msg.data.get("order_ref") or None,
+                msg.data.get("ib_status") or None,
+            )
         elif kind == "next_valid_id" and session is self.orders:
             self.allocator.sync(int(msg.data["order_id"]))
             self._replace_duplicates()
@@ -347,47 +352,71 @@ class Bridge:
             self.redis.hset(FARMS_KEY, _farm_name(text), "broken")
         elif code in (2104, 2106, 2158):
             self.redis.hset(FARMS_KEY, _farm_name(text), "ok")
-        elif code == 103 and session is self.orders:
+        elif session is self.orders and int(msg.data.get("order_id") or 0) > 0:
             order_id = int(msg.data["order_id"])
-            with self._recent_lock:
-                original = self._recent_places.pop(order_id, None)
-            if original is not None:
-                # NOTES: 103 = duplicate order id → resync ids, re-place under a fresh id.
-                self._replace_pending.append(original)
-                client = session.client
-                if client is not None:
-                    client.reqIds(-1)
+            if code == 103:
+                # NOTES: 103 = duplicate order id → resync ids, re-place under a fresh id; but
+                # only a first placement the venue never accepted. A 103 answering a modify
+                # (of a cancelled order) or a resent placement must never become a new order.
+                original = self.venue.take_unaccepted(order_id)
+                if original is not None:
+                    self._replace_pending.append(original)
+                    client = session.client
+                    if client is not None:
+                        client.reqIds(-1)
+            else:
+                self.venue.answered(order_id, code)
 
     def _replace_duplicates(self) -> None:
-        """Re-place each 103'd order under a fresh id; the ledger link goes through the outbox.
+        """Re-place each 103'd placement under a fresh id (see `_replace`).
 
-        The replacement command is written first and the original leaves the pending list only
-        once it is on the stream, so a Redis error retries it at the next `nextValidId`. The link
-        is queued for the outbox, which retries a broker outage instead of failing here (a direct
-        `send_task` here once raised before the XADD and the order was never re-placed).
+        The original leaves the pending list only once its replacement is on the stream, so a
+        Redis error retries it at the next `nextValidId`.
         """
         while self._replace_pending:
-            original = self._replace_pending[0]
-            new_id = self.allocator.allocate()
-            replacement = original.model_copy(update={"order_id": new_id})
-            now = _now()
-            fields: dict[Any, Any] = dict(cmds.encode_command(replacement, now))
-            self.redis.xadd(cmds.COMMAND_STREAM, fields)
+            self._replace(self._replace_pending[0], "IB_103_DUPLICATE_ORDER_ID")
             self._replace_pending.pop(0)
-            link = {
-                "old_order_id": original.order_id,
-                "new_order_id": new_id,
-                "client_order_id": original.client_order_id,
-                "client_id": self.settings.ib_client_id_orders,
-                "reason": "IB_103_DUPLICATE_ORDER_ID",
-                "at": now.isoformat(),
-            }
-            if self.config.send_extra_tasks:
-                self.data.put(Message(ORDER_REPLACED, self.settings.ib_client_id_orders, link, now))
-            log.warning("order_replaced_after_103", **link)
-            cmds.audit(
-                self.redis, "bridge", "order_replaced", now, **{k: str(v) for k, v in link.items()}
+
+    def _replace(self, original: cmds.PlaceOrder, reason: str) -> int:
+        """Queue `original` again under a fresh id; the ledger link goes through the outbox.
+
+        The link is queued for the outbox, which retries a broker outage instead of failing here
+        (a direct `send_task` here once raised before the XADD and the order was never placed).
+        """
+        new_id = self.allocator.allocate()
+        replacement = original.model_copy(update={"order_id": new_id})
+        now = _now()
+        fields: dict[Any, Any] = dict(cmds.encode_command(replacement, now))
+        self.redis.xadd(cmds.COMMAND_STREAM, fields)
+        self.venue.replaced(original.order_id, new_id)
+        link = {
+            "old_order_id": original.order_id,
+            "new_order_id": new_id,
+            "client_order_id": original.client_order_id,
+            "client_id": self.settings.ib_client_id_orders,
+            "reason": reason,
+            "at": now.isoformat(),
+        }
+        if self.config.send_extra_tasks:
+            self.data.put(Message(ORDER_REPLACED, self.settings.ib_client_id_orders, link, now))
+        log.warning("order_replaced", **link)
+        cmds.audit(
+            self.redis, "bridge", "order_replaced", now, **{k: str(v) for k, v in link.items()}
+        )
+        return new_id
+
+    def _settle_after_resync(self, session: IBSession) -> None:
+        """Placements sent on an earlier connection that the venue does not know lost their
+        bytes with it: sent again (same id, same stream entry). Cancels of orders the venue still
+        shows working are repeated. Only on a complete resync: never resend on doubt."""
+        if not self.venue.resync_complete:
+            return
+        settlement = self.venue.settle()
+        for env in (*settlement.lost_places, *settlement.repeat_cancels):
+            log.warning(
+                "unanswered_command_repeated", stream_id=env.stream_id, kind=env.command.type
             )
+            session.backlog.put(env, _priority(env.command), lane=_lane(env.command))
 
     # --- command intake ---------------------------------------------------------------------
     def _reader_loop(self) -> None:
@@ -426,37 +455,45 @@ class Bridge:
             return
         command = parsed.command
         if isinstance(command, cmds.CancelOrder):
-            removed = self.orders.backlog.remove_if(
-                lambda env: (
-                    isinstance(env.command, cmds.PlaceOrder | cmds.ModifyOrder)
-                    and env.command.order_id == command.order_id
-                )
+            self._cancel_queued(stream_id, command)
+        target = self.orders if _lane(command) is not None else (self.account or self.orders)
+        if isinstance(command, cmds.GlobalCancel | cmds.RequestExecutions):
+            target = self.orders
+        target.backlog.put(parsed, _priority(command), lane=_lane(command))
+
+    def _cancel_queued(self, stream_id: str, command: cmds.CancelOrder) -> None:
+        """A cancel takes the order's queued placement and modifications out of the backlog.
+
+        A removed placement that never went out is refused for good (`refused` marker, so a
+        later copy of it is refused too) and announced; one whose marker shows that another copy
+        of it was sent (a redelivery, a reread) is only a duplicate: dropped silently, and the
+        cancel still goes to the venue. The cancel itself is always queued; whether it needs the
+        venue is decided when it is sent (`_send_cancel`).
+        """
+        removed = self.orders.backlog.remove_if(
+            lambda env: (
+                isinstance(env.command, cmds.PlaceOrder | cmds.ModifyOrder)
+                and env.command.order_id == command.order_id
             )
-            placed_removed = False
-            for env in removed:
-                self._reject(
-                    env.stream_id,
-                    cmds.BridgeRejectReason.CANCELED_BEFORE_SEND,
-                    f"cancel {stream_id} overtook it",
-                    env.command,
+        )
+        for env in removed:
+            order_command = env.command
+            assert isinstance(order_command, cmds.PlaceOrder | cmds.ModifyOrder)
+            key = cmds.sent_key(self.settings.ib_client_id_orders, order_command)
+            reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND
+            existing = (
+                self.commands.claim_refusal(
+                    key, env.stream_id, str(reason), order_command.client_order_id
                 )
-                placed_removed = placed_removed or isinstance(env.command, cmds.PlaceOrder)
-            if placed_removed:
-                # The venue never saw the order: nothing to cancel there.
-                self.commands.ack(stream_id)
-                return
-            self.orders.backlog.put(parsed, Priority.CANCEL)
-        elif isinstance(command, cmds.GlobalCancel):
-            self.orders.backlog.put(parsed, Priority.GLOBAL_CANCEL)
-        elif isinstance(command, cmds.ModifyOrder):
-            self.orders.backlog.put(parsed, Priority.MODIFY)
-        elif isinstance(command, cmds.PlaceOrder):
-            self.orders.backlog.put(parsed, Priority.PLACE)
-        elif isinstance(command, cmds.RequestExecutions):
-            self.orders.backlog.put(parsed, Priority.REQUEST)
-        else:
-            target = self.account or self.orders
-            target.backlog.put(parsed, Priority.REQUEST)
+                if key is not None
+                else None
+            )
+            if existing is not None:
+                # A copy of a command already sent, being sent or refused: nothing to announce.
+                log.info("duplicate_copy_dropped", stream_id=env.stream_id, marker=existing)
+                self.commands.ack(env.stream_id)
+                continue
+            self._reject(env.stream_id, reason, f"cancel {stream_id} overtook it", order_command)
 
     def _reject(
         self,
@@ -499,10 +536,10 @@ class Bridge:
             if not self.lease.held():
                 self.stop_event.wait(0.2)
                 continue
-            got = session.backlog.get(timeout=0.2)
-            if got is None:
+            ticket: Ticket[cmds.Envelope] | None = session.backlog.get(timeout=0.2)
+            if ticket is None:
                 continue
-            env, enqueued = got
+            env = ticket.item
             try:
                 done = self._send(session, env)
             except cmds.LeaseFencedError as e:
@@ -514,10 +551,12 @@ class Bridge:
                 done = False
             if done:
                 SEND_WAIT.labels(session.name, str(env.command.type)).observe(
-                    time.monotonic() - enqueued
+                    time.monotonic() - ticket.enqueued_at
                 )
+                session.backlog.done(ticket)
             else:
-                session.backlog.put(env, _priority(env.command))
+                # Back at the front of its order's lane: the order's later commands wait for it.
+                session.backlog.requeue(ticket)
                 self.stop_event.wait(0.05)
 
     def _send(self, session: IBSession, env: cmds.Envelope) -> bool:
@@ -526,57 +565,217 @@ class Bridge:
         client = session.client
         if client is None or not session.ready.is_set():
             return False
-        if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
-            reason = cmds.halt_reason(self.redis, command.contract.con_id, command.strategy)
-            if reason is not None:
-                self._reject(env.stream_id, reason, "halted at send time", command)
-                return True
-            if isinstance(command, cmds.PlaceOrder) and command.order_id > self.allocator.last():
-                self._reject(
-                    env.stream_id,
-                    cmds.BridgeRejectReason.ORDER_ID_NOT_ALLOCATED,
-                    f"order id {command.order_id} was never allocated from ib:order:last_id",
-                    command,
-                )
-                return True
         if isinstance(command, cmds.SubscribeMarketData | cmds.UnsubscribeMarketData):
             return self._market_data(client, env)
-        key = cmds.sent_key(session.client_id, command)
-        if key is not None:
-            existing = self.commands.mark_pending(key, env.stream_id)
-            if existing is not None and existing.startswith("sent:"):
-                log.info("duplicate_command_skipped", stream_id=env.stream_id, marker=existing)
-                self.commands.ack(env.stream_id)
-                return True
-            if existing is not None and self._venue_knows(command):
-                # A crash between the write and the marker: the venue has it, do not resend.
-                self.commands.mark_sent_and_ack(key, env.stream_id)
-                return True
-        if isinstance(command, cmds.PlaceOrder):
-            # Recorded before the write: a 103 for this id can arrive before the write returns.
-            with self._recent_lock:
-                self._recent_places[command.order_id] = command
-                if len(self._recent_places) > 10_000:
-                    self._recent_places.pop(next(iter(self._recent_places)))
-        sent = client.sends(lambda: self._write(client, command))
-        if not sent:
+        if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
+            return self._send_order(client, env, command)
+        if isinstance(command, cmds.CancelOrder):
+            return self._send_cancel(client, env, command)
+        if not client.sends(lambda: self._write(client, command)):
             return False
-        self._record_sent(key, env.stream_id)
+        self._record_sent(None, env.stream_id, None)
         return True
 
-    def _record_sent(self, key: str | None, stream_id: str) -> None:
+    def _send_order(
+        self, client: Any, env: cmds.Envelope, command: cmds.PlaceOrder | cmds.ModifyOrder
+    ) -> bool:
+        """A placement or modification: refusals, markers, the venue's knowledge, then bytes."""
+        if isinstance(command, cmds.ModifyOrder):
+            # A modify follows its order onto the id it was re-placed under.
+            current = self.venue.current_id(command.order_id)
+            if current != command.order_id:
+                command = command.model_copy(update={"order_id": current})
+        refusal = self._refusal(command)
+        if refusal is not None:
+            reason, message = refusal
+            self._refuse(env, command, reason, message)
+            return True
+        key = cmds.sent_key(self.settings.ib_client_id_orders, command)
+        assert key is not None
+        ref = command.client_order_id
+        existing = self.commands.mark_pending(key, env.stream_id, ref)
+        if existing is not None:
+            settled = self._settle_marker(env, command, key, cmds.Marker.parse(existing))
+            if settled is not None:
+                return settled
+        if isinstance(command, cmds.PlaceOrder):
+            other = self.venue.held_by_other(command)
+            if other is not None:
+                # The venue holds this id under another order: sending ours would modify it.
+                self.commands.clear_pending(key, env.stream_id)
+                self._replace(command, f"ID_IN_USE_AT_VENUE:{other}")
+                self.commands.ack(env.stream_id)
+                return True
+            self.venue.placing(env)
+        else:
+            self.venue.modifying(command)
+        try:
+            sent = client.sends(
+                lambda: self._write(client, command), gate=lambda: self._gate(command)
+            )
+        except SendRefused as e:
+            reason = cmds.BridgeRejectReason(e.reason)
+            self.commands.refuse_pending(key, env.stream_id, str(reason), ref)
+            self._reject(env.stream_id, reason, "halted at the socket write", command)
+            return True
+        if not sent:
+            # Nothing left the socket: the next attempt is a first attempt again.
+            self.commands.clear_pending(key, env.stream_id)
+            return False
+        self._record_sent(key, env.stream_id, ref)
+        return True
+
+    def _refusal(
+        self, command: cmds.PlaceOrder | cmds.ModifyOrder
+    ) -> tuple[cmds.BridgeRejectReason, str] | None:
+        """Why this order command must not go out at all, checked before any marker."""
+        reason = cmds.halt_reason(self.redis, command.contract.con_id, command.strategy)
+        if reason is not None:
+            return reason, "halted at send time"
+        if isinstance(command, cmds.PlaceOrder) and command.order_id > self.allocator.last():
+            return (
+                cmds.BridgeRejectReason.ORDER_ID_NOT_ALLOCATED,
+                f"order id {command.order_id} was never allocated from ib:order:last_id",
+            )
+        if isinstance(command, cmds.ModifyOrder) and not self._placement_out(command.order_id):
+            # At the venue a modify of an id it does not know would be a new order.
+            return (
+                cmds.BridgeRejectReason.ORDER_NOT_SENT,
+                f"order {command.order_id} was never sent; a modify cannot place it",
+            )
+        return None
+
+    def _placement_out(self, order_id: int) -> bool:
+        if self.venue.knows_id(order_id):
+            return True
+        marker = self.commands.marker(cmds.place_key(self.settings.ib_client_id_orders, order_id))
+        return marker is not None and cmds.Marker.parse(marker).state == cmds.MarkerState.SENT
+
+    def _gate(self, command: cmds.PlaceOrder | cmds.ModifyOrder) -> None:
+        """Right before the bytes go (after the pacing wait): the halts, once more."""
+        reason = cmds.halt_reason(self.redis, command.contract.con_id, command.strategy)
+        if reason is not None:
+            raise SendRefused(str(reason))
+
+    def _settle_marker(
+        self,
+        env: cmds.Envelope,
+        command: cmds.PlaceOrder | cmds.ModifyOrder,
+        key: str,
+        marker: cmds.Marker,
+    ) -> bool | None:
+        """An earlier attempt left a marker: decide without sending twice. None = send now."""
+        ref = command.client_order_id
+        if marker.state == cmds.MarkerState.REFUSED:
+            if marker.stream_id != env.stream_id:
+                # A copy of a command refused for good: refused the same way.
+                reason = cmds.BridgeRejectReason(marker.reason)
+                self._reject(env.stream_id, reason, "refused before, for good", command)
+            else:
+                self.commands.ack(env.stream_id)  # refused and announced already
+            return True
+        if isinstance(command, cmds.PlaceOrder) and marker.other_order(ref):
+            # Another order went out under this id: ours gets a fresh one.
+            self._replace(command, f"ID_IN_USE:{marker.order_ref}")
+            self.commands.ack(env.stream_id)
+            return True
+        if marker.state == cmds.MarkerState.SENT:
+            if env.resend and marker.stream_id == env.stream_id:
+                return None  # its bytes died with the old connection (`_settle_after_resync`)
+            log.info("duplicate_command_skipped", stream_id=env.stream_id, marker=marker.encode())
+            self.commands.ack(env.stream_id)
+            return True
+        # `pending`: a crash (or a failed write) between the marker and the bytes.
+        if isinstance(command, cmds.ModifyOrder):
+            return None  # a modify is safe to repeat: the venue applies the same fields again
+        if self.venue.accepted(command) or self._ledger_saw(ref):
+            self.commands.mark_sent_and_ack(key, env.stream_id, ref)
+            return True
+        if not self.venue.resync_complete:
+            reason = cmds.BridgeRejectReason.SEND_UNCERTAIN
+            self.commands.refuse_pending(key, marker.stream_id, str(reason), ref)
+            cmds.raise_alert(
+                self.redis,
+                "send_uncertain",
+                f"order {command.order_id} ({ref}) may or may not be at the venue; not resent",
+                _now(),
+                order_id=str(command.order_id),
+            )
+            self._reject(env.stream_id, reason, "the venue's lists were incomplete", command)
+            return True
+        return None  # a complete resync does not know it: it never reached the venue
+
+    def _ledger_saw(self, client_order_id: str) -> bool:
+        """The ledger recorded a venue callback for this order (its Redis mirror says so)."""
+        mirror = self.redis.hmget(
+            ORDER_MIRROR_KEY.format(client_order_id=client_order_id),
+            ["last_ib_status", "filled_qty", "ib_filled_qty", "perm_id"],
+        )
+        status, filled, ib_filled, perm_id = mirror
+        return bool(status or perm_id) or any(v not in (None, "", "0") for v in (filled, ib_filled))
+
+    def _send_cancel(self, client: Any, env: cmds.Envelope, command: cmds.CancelOrder) -> bool:
+        """Cancel the order where it lives now; an order never sent needs no venue."""
+        target = self.venue.current_id(command.order_id)
+        if not self.venue.knows_id(target):
+            key = cmds.place_key(self.settings.ib_client_id_orders, target)
+            reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND
+            existing = self.commands.claim_refusal(key, env.stream_id, str(reason))
+            if existing is None or cmds.Marker.parse(existing).state == cmds.MarkerState.REFUSED:
+                # No placement of it ever went out, and none ever will (the refused marker).
+                if existing is None:
+                    self._reject(env.stream_id, reason, "the order was never sent", command)
+                else:
+                    self.commands.ack(env.stream_id)
+                return True
+        cancel = command if target == command.order_id else cmds.CancelOrder(order_id=target)
+        if not client.sends(lambda: self._write(client, cancel)):
+            return False
+        self.venue.cancelling(replace(env, command=cancel))
+        self._record_sent(None, env.stream_id, None)
+        return True
+
+    def _refuse(
+        self,
+        env: cmds.Envelope,
+        command: cmds.PlaceOrder | cmds.ModifyOrder,
+        reason: cmds.BridgeRejectReason,
+        message: str,
+    ) -> None:
+        """Refuse for good: the marker makes every later copy of the command refused too.
+
+        A copy of a command that already went out (or was refused and announced) is only
+        acknowledged: announcing a refusal for it would make its owner close a working order.
+        """
+        key = cmds.sent_key(self.settings.ib_client_id_orders, command)
+        ref = command.client_order_id
+        existing = (
+            self.commands.claim_refusal(key, env.stream_id, str(reason), ref) if key else None
+        )
+        if key is not None and existing is not None:
+            marker = cmds.Marker.parse(existing)
+            mine = marker.stream_id == env.stream_id
+            if marker.state == cmds.MarkerState.PENDING and mine:
+                self.commands.refuse_pending(key, env.stream_id, str(reason), ref)
+            elif marker.state != cmds.MarkerState.REFUSED or mine:
+                log.info("refused_copy_dropped", stream_id=env.stream_id, marker=existing)
+                self.commands.ack(env.stream_id)
+                return
+        self._reject(env.stream_id, reason, message, command)
+
+    def _record_sent(self, key: str | None, stream_id: str, order_ref: str | None) -> None:
         """The bytes left: the `sent:` marker must land before this command counts as not done.
 
         Handing a written command back to the backlog because Redis blipped would send it again
-        while the venue's echo may still be in flight; for an order already filled IB answers 103,
-        and the 103 re-place would then trade it twice. So the marker is retried here, for as long
-        as Redis is away; a stopping bridge leaves the `pending:` marker, which the next start
+        while the venue's echo may still be in flight; for an order already filled IB answers 104
+        (or 103), and a re-place would then trade it twice. So the marker is retried here, for as
+        long as Redis is away; a stopping bridge leaves the `pending:` marker, which the next start
         resolves against the venue's open and completed orders.
         """
         delay = 0.05
         while True:
             try:
-                self.commands.mark_sent_and_ack(key, stream_id)
+                self.commands.mark_sent_and_ack(key, stream_id, order_ref)
                 return
             except redis.RedisError as e:  # LeaseFencedError is not one: it stops the sender
                 if self.stop_event.is_set():
@@ -597,13 +796,6 @@ class Bridge:
         self.commands.ack(env.stream_id)
         return True
 
-    def _venue_knows(self, command: cmds.Command) -> bool:
-        order_id = getattr(command, "order_id", None)
-        if isinstance(command, cmds.PlaceOrder):
-            return order_id in self._known_order_ids
-        # A modify or cancel left ambiguous is sent again: both are safe to repeat at the venue.
-        return False
-
     def _write(self, client: Any, command: cmds.Command) -> None:
         if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
             client.placeOrder(
@@ -622,6 +814,13 @@ class Bridge:
             client.reqPositions()
         elif isinstance(command, cmds.RequestContractDetails):
             client.reqContractDetails(self.md.next_req_id(), to_ib_contract(command.contract))
+
+
+def _lane(command: cmds.Command) -> int | None:
+    """Commands of one order share a lane: they leave in the order they came."""
+    if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder | cmds.CancelOrder):
+        return command.order_id
+    return None
 
 
 def _priority(command: cmds.Command) -> Priority:

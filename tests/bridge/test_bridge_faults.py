@@ -223,13 +223,13 @@ def test_broker_outage_during_103_replacement_still_places_and_links(
         bridge_in_process(redis_url, sim.port, config, broker.url_via(redis_url)),
     ):
         wait_ready(r)
-        oid = client_api.allocate_order_id(r)
+        oid, later = client_api.allocate_order_id(r), client_api.allocate_order_id(r)
         mkt = cmds.OrderSpec(action="BUY", quantity=Decimal(1), order_type="MKT")
-        enqueue_many(r, [(oid, mkt)])
-        poll(lambda: oid in sim_orders(sim), 10, what="first order")
+        # Two producers queued out of id order: the later id reached the venue first, so the
+        # venue refuses the earlier one with 103 (ids must grow) and never accepted it.
+        enqueue_many(r, [(later, mkt)])
+        poll(lambda: later in sim_orders(sim), 10, what="the later id's order")
         broker.cut()
-        # The marker lost (Redis restored from an old snapshot): the id goes out again, IB says 103.
-        r.delete(f"ib:sent:1:{oid}")
         enqueue_many(r, [(oid, mkt)])
         links = poll(
             lambda: [f for _i, f in r.xrange(cmds.AUDIT_STREAM) if f["action"] == "order_replaced"],
@@ -257,12 +257,14 @@ class FirstMarkerWriteFails(cmds.CommandLog):
     # Runs before the failure surfaces: a dead Redis connection is noticed only after a timeout.
     detected_after: Callable[[], object]
 
-    def mark_sent_and_ack(self, key: str | None, stream_id: str) -> None:
+    def mark_sent_and_ack(
+        self, key: str | None, stream_id: str, order_ref: str | None = None
+    ) -> None:
         if key is not None and ":" not in key.removeprefix("ib:sent:1:") and not self.failed:
             self.failed.append(key)
             self.detected_after()
             raise redis.ConnectionError("connection lost after the order was written")
-        super().mark_sent_and_ack(key, stream_id)
+        super().mark_sent_and_ack(key, stream_id, order_ref)
 
 
 def test_marker_write_failing_after_the_write_does_not_send_the_order_again(

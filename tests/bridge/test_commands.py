@@ -60,20 +60,28 @@ def test_parse_entry_bad_input_gives_reason_code(fields: dict[str, str], reason:
     assert parsed.reason == reason
 
 
-def test_sent_keys_distinguish_place_modify_versions_and_cancel() -> None:
+def test_sent_keys_distinguish_place_and_modify_versions_cancels_have_none() -> None:
     spec = cmds.ContractSpec(**SPY)
     order = client_api.limit_order("BUY", "1", "1")
     place = cmds.PlaceOrder(order_id=5, client_order_id="a", contract=spec, order=order)
     mod1 = cmds.ModifyOrder(order_id=5, version=1, client_order_id="a", contract=spec, order=order)
     mod2 = cmds.ModifyOrder(order_id=5, version=2, client_order_id="a", contract=spec, order=order)
-    keys = {
-        cmds.sent_key(1, place),
-        cmds.sent_key(1, mod1),
-        cmds.sent_key(1, mod2),
-        cmds.sent_key(1, cmds.CancelOrder(order_id=5)),
-    }
-    assert keys == {"ib:sent:1:5", "ib:sent:1:5:v1", "ib:sent:1:5:v2", "ib:sent:1:5:cancel"}
+    keys = {cmds.sent_key(1, place), cmds.sent_key(1, mod1), cmds.sent_key(1, mod2)}
+    assert keys == {"ib:sent:1:5", "ib:sent:1:5:v1", "ib:sent:1:5:v2"}
+    # Every cancel goes out: a second cancel after IB refused the first must reach the venue.
+    assert cmds.sent_key(1, cmds.CancelOrder(order_id=5)) is None
     assert cmds.sent_key(1, cmds.GlobalCancel()) is None
+
+
+def test_marker_round_trip_and_legacy_values() -> None:
+    marker = cmds.Marker.parse(cmds.marker_value(cmds.MarkerState.SENT, "5-0", "c:with:colons"))
+    assert marker == cmds.Marker(cmds.MarkerState.SENT, "5-0", "", "c:with:colons")
+    assert marker.other_order("c-other") and not marker.other_order("c:with:colons")
+    legacy = cmds.Marker.parse("pending:7-1")
+    assert legacy == cmds.Marker(cmds.MarkerState.PENDING, "7-1")
+    assert not legacy.other_order("anything")  # written before refs were kept: not proof
+    refused = cmds.marker_value(cmds.MarkerState.REFUSED, "8-0", None, "HALTED_GLOBAL")
+    assert cmds.Marker.parse(refused).reason == "HALTED_GLOBAL"
 
 
 def _log(r: redis.Redis) -> tuple[cmds.CommandLog, BridgeLease]:
@@ -86,16 +94,35 @@ def _log(r: redis.Redis) -> tuple[cmds.CommandLog, BridgeLease]:
 
 def test_marker_then_ack_removes_from_pending_and_blocks_resend(r: redis.Redis) -> None:
     log, _lease = _log(r)
-    sid = client_api.enqueue_cancel(42, client=r)
+    sid = client_api.enqueue_place(
+        42, "c-42", SPY, client_api.limit_order("BUY", "1", "1"), client=r
+    )
     entries = log.read(start=None)
     assert [e[0] for e in entries] == [sid]
-    key = "ib:sent:1:42:cancel"
-    assert log.mark_pending(key, sid) is None
+    key = "ib:sent:1:42"
+    assert log.mark_pending(key, sid, "c-42") is None
     # A second attempt sees the pending marker of the first.
-    assert log.mark_pending(key, sid) == f"pending:{sid}"
-    log.mark_sent_and_ack(key, sid)
-    assert r.get(key) == f"sent:{sid}"
+    assert log.mark_pending(key, sid, "c-42") == f"pending:{sid}::c-42"
+    log.mark_sent_and_ack(key, sid, "c-42")
+    assert r.get(key) == f"sent:{sid}::c-42"
     assert r.xpending(cmds.COMMAND_STREAM, cmds.COMMAND_GROUP)["pending"] == 0
+    # A refusal never overwrites a marker, and settling touches only our own pending one.
+    assert log.claim_refusal(key, "9-9", "HALTED_GLOBAL", "c-42") == f"sent:{sid}::c-42"
+    log.refuse_pending(key, sid, "HALTED_GLOBAL", "c-42")
+    log.clear_pending(key, sid)
+    assert r.get(key) == f"sent:{sid}::c-42"
+
+
+def test_pending_marker_settles_to_refused_or_cleared(r: redis.Redis) -> None:
+    log, _lease = _log(r)
+    log.mark_pending("ib:sent:1:7", "1-0", "c-7")
+    log.refuse_pending("ib:sent:1:7", "1-0", "HALTED_GLOBAL", "c-7")
+    assert r.get("ib:sent:1:7") == "refused:1-0:HALTED_GLOBAL:c-7"
+    log.mark_pending("ib:sent:1:8", "2-0", "c-8")
+    log.clear_pending("ib:sent:1:8", "2-0")
+    assert r.get("ib:sent:1:8") is None
+    assert log.claim_refusal("ib:sent:1:8", "2-0", "CANCELED_BEFORE_SEND") is None
+    assert r.get("ib:sent:1:8") == "refused:2-0:CANCELED_BEFORE_SEND:"
 
 
 def test_unacked_entry_is_redelivered_to_the_same_consumer(r: redis.Redis) -> None:

@@ -38,13 +38,19 @@ def test_error_three_signatures_give_the_same_message() -> None:
         assert msg.data["message"] == "Order rejected"
         if len(args) == 5:
             assert msg.data["error_time"] == "2026-11-26T14:30:01+00:00"
-        assert control.empty()  # 201 is an order matter, not a connection one
+        # An order's error is the venue's answer to it: the connection manager hears it too
+        # (it settles the placement it waited for), the ledger gets it through the data queue.
+        assert control.get_nowait().data == msg.data and control.empty()
 
 
 def test_error_control_codes_reach_the_connection_manager() -> None:
     w, data, control = wrapper()
     w.error(-1, 1100, "Connectivity between IB and TWS has been lost.")
     assert control.get_nowait().data["code"] == 1100
+    w.error(-1, 2158, "Sec-def data farm connection is OK:secdefil")
+    assert control.get_nowait().data["code"] == 2158
+    w.error(-1, 399, "Order message: a warning for nobody in particular")
+    assert control.empty()  # a notice for no request is not the connection manager's matter
     assert data.empty()  # reqId -1: no order to tell the ledger about
 
 

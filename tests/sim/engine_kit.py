@@ -97,6 +97,8 @@ class BookMarket:
         self._depth: dict[int, list[DepthLevel]] = {}
         self._halts: dict[int, HaltState] = {}
         self.open = True
+        # The session's regular close, when a test needs one (MOC/LOC cancel cutoff).
+        self.close_at: datetime | None = None
         self.depth_calls = 0
         self.watching: dict[int, int] = {}
 
@@ -162,6 +164,9 @@ class BookMarket:
 
     def session_open(self, now: datetime) -> bool:
         return self.open
+
+    def session_close(self, now: datetime) -> datetime | None:
+        return self.close_at
 
     def watch(self, con_id: int) -> None:
         self.watching[con_id] = self.watching.get(con_id, 0) + 1

@@ -303,7 +303,13 @@ def test_cancel_races_and_duplicate_ids() -> None:
     assert msg == "OrderId 2 that needs to be cancelled cannot be cancelled, state: Filled."
     assert errors(v.cancel(1, 77, later(1))) == [10147]
     assert errors(v.cancel(1, 1, later(2))) == [10148]
-    assert errors(v.place(order(2, "BUY", "100", "MKT"), later(2))) == [103]
+    # A placeOrder for a finished id is a modification IB refuses: 104 for a filled order,
+    # 103 for a cancelled one; an unknown id at or below the highest used is 103 too.
+    assert errors(v.place(order(2, "BUY", "100", "MKT"), later(2))) == [104]
+    assert errors(v.place(order(1, "BUY", "100", "LMT", "1.00"), later(2))) == [103]
+    v.place(order(9, "BUY", "1", "LMT", "1.00"), later(2))
+    assert errors(v.place(order(5, "BUY", "1", "LMT", "1.00"), later(2))) == [103]
+    assert v.order(1, 5) is None
     # ids are per client: client 2 may use 1
     assert errors(v.place(order(1, "BUY", "1", "LMT", "1.00", client_id=2), later(2))) == []
 
@@ -315,6 +321,26 @@ def test_global_cancel_cancels_every_client() -> None:
     ev = v.global_cancel(later(1))
     assert errors(ev) == [202, 202]
     assert v.open_orders(None) == []
+
+
+def test_close_auction_orders_cannot_be_cancelled_in_the_cutoff() -> None:
+    """As at the exchanges: no MOC/LOC cancel in the last 10 minutes before the close; IB
+    answers 161 and the order keeps working, while other orders cancel as usual."""
+    v, market = make()
+    market.close_at = later(5 * 60)
+    v.place(order(1, "BUY", "100", "MOC"), T0)
+    v.place(order(2, "BUY", "100", "LMT", "499.00"), T0)
+    ev = v.cancel(1, 1, T0)
+    assert errors(ev) == [161]
+    assert next(e for e in ev if isinstance(e, VenueError)).message.startswith(
+        "Cancel attempted when order is not in a cancellable state"
+    )
+    # An auction order waits for the cross as PreSubmitted, still working.
+    assert v.order(1, 1).status == OrderStatusName.PRE_SUBMITTED  # type: ignore[union-attr]
+    assert errors(v.global_cancel(later(1))) == [161, 202]
+    assert [o.request.order_id for o in v.open_orders(1)] == [1]
+    market.close_at = later(30 * 60)  # before the cutoff, the MOC cancels
+    assert errors(v.cancel(1, 1, later(2))) == [202]
 
 
 def test_validation_errors_carry_ib_codes() -> None:

@@ -40,9 +40,11 @@ DONE = frozenset(
 
 # IB error codes the venue emits (names from IB's message catalogue).
 ERR_DUPLICATE_ID = 103
+ERR_MODIFY_FILLED = 104
 ERR_MODIFY_MISMATCH = 105
 ERR_BAD_TICK = 110
 ERR_HALTED = 154
+ERR_NOT_CANCELLABLE = 161
 ERR_NO_SECURITY = 200
 ERR_REJECTED = 201
 ERR_CANCELLED = 202
@@ -51,11 +53,15 @@ ERR_CANCEL_UNKNOWN = 10147
 ERR_CANCEL_DONE = 10148
 
 MSG_DUPLICATE_ID = "Duplicate order id"
+MSG_MODIFY_FILLED = "Can't modify a filled order."
 MSG_MODIFY_MISMATCH = "Order being modified does not match original order"
 MSG_BAD_TICK = "The price does not conform to the minimum price variation for this contract."
 MSG_HALTED = "Orders cannot be transmitted for a halted security."
 MSG_NO_SECURITY = "No security definition has been found for the request"
 MSG_CANCELLED = "Order Canceled - reason:"
+# Exchanges accept no MOC/LOC cancel in the last minutes before the closing cross (NYSE and Nasdaq:
+# 15:50 ET on a full day); IB refuses such a cancel with 161 and the order keeps working.
+CLOSE_AUCTION_CANCEL_CUTOFF_S = 600
 
 
 def msg_rejected(reason: str) -> str:
@@ -68,6 +74,10 @@ def msg_validation(cause: str) -> str:
 
 def msg_cancel_unknown(order_id: int) -> str:
     return f"OrderId {order_id} that needs to be cancelled is not found."
+
+
+def msg_not_cancellable(perm_id: int) -> str:
+    return f"Cancel attempted when order is not in a cancellable state. Order permId ={perm_id}"
 
 
 def msg_cancel_done(order_id: int, state: str) -> str:

@@ -46,14 +46,17 @@ from tws_sim.engine.matching import (
 )
 from tws_sim.engine.orders import (
     AUCTION_CLOSE_TYPES,
+    CLOSE_AUCTION_CANCEL_CUTOFF_S,
     ERR_BAD_TICK,
     ERR_CANCEL_DONE,
     ERR_CANCEL_UNKNOWN,
     ERR_CANCELLED,
     ERR_DUPLICATE_ID,
     ERR_HALTED,
+    ERR_MODIFY_FILLED,
     ERR_MODIFY_MISMATCH,
     ERR_NO_SECURITY,
+    ERR_NOT_CANCELLABLE,
     ERR_REJECTED,
     ERR_VALIDATION,
     LIMIT_PRICE_TYPES,
@@ -61,6 +64,7 @@ from tws_sim.engine.orders import (
     MSG_CANCELLED,
     MSG_DUPLICATE_ID,
     MSG_HALTED,
+    MSG_MODIFY_FILLED,
     MSG_MODIFY_MISMATCH,
     MSG_NO_SECURITY,
     ORDER_TYPES,
@@ -70,6 +74,7 @@ from tws_sim.engine.orders import (
     WorkingOrder,
     msg_cancel_done,
     msg_cancel_unknown,
+    msg_not_cancellable,
     msg_rejected,
     msg_validation,
 )
@@ -200,15 +205,29 @@ class Venue:
     # Orders in
 
     def place(self, req: OrderRequest, now: datetime) -> list[VenueEvent]:
-        """A placeOrder: a new order, or a modification of a working one with the same id."""
+        """A placeOrder: a new order, or a modification of a working one with the same id.
+
+        As at IB, a new order's id must exceed every id the client used before: an unknown id
+        at or below that is 103 (duplicate order id). A placeOrder for a finished id is a
+        modification of a finished order: 104 for a filled one, 103 for a cancelled or
+        rejected one (IB answers a reused id of a dead order so).
+        """
         out: list[VenueEvent] = []
         key = (req.client_id, req.order_id)
-        if req.order_id > self._max_id.get(req.client_id, 0):
+        highest = self._max_id.get(req.client_id, 0)
+        existing = self._orders.get(key)
+        if existing is None and req.order_id <= highest:
+            out.append(VenueError(req.client_id, req.order_id, ERR_DUPLICATE_ID, MSG_DUPLICATE_ID))
+            return out
+        if req.order_id > highest:
             self._max_id[req.client_id] = req.order_id
             self._dirty = True
-        existing = self._orders.get(key)
         if existing is None:
             self._new(req, now, out)
+        elif existing.done and existing.status == _FILLED:
+            out.append(
+                VenueError(req.client_id, req.order_id, ERR_MODIFY_FILLED, MSG_MODIFY_FILLED)
+            )
         elif existing.done:
             out.append(VenueError(req.client_id, req.order_id, ERR_DUPLICATE_ID, MSG_DUPLICATE_ID))
         else:
@@ -233,17 +252,45 @@ class Venue:
                     msg_cancel_done(order_id, order.status.value),
                 )
             )
+        elif self._locked_for_close(order, now):
+            out.append(
+                VenueError(
+                    client_id, order_id, ERR_NOT_CANCELLABLE, msg_not_cancellable(order.perm_id)
+                )
+            )
         else:
             self._cancel(order, now, out, confirm=True)
         self._persist()
         return out
 
+    def _locked_for_close(self, order: WorkingOrder, now: datetime) -> bool:
+        """An MOC/LOC order in the closing cross's cancel cutoff cannot be cancelled."""
+        if order.req.order_type not in AUCTION_CLOSE_TYPES:
+            return False
+        close = self._market.session_close(now)
+        if close is None:
+            return False
+        return close - timedelta(seconds=CLOSE_AUCTION_CANCEL_CUTOFF_S) <= now < close
+
     def global_cancel(self, now: datetime) -> list[VenueEvent]:
-        """reqGlobalCancel: every working order of every client is cancelled (202 each)."""
+        """reqGlobalCancel: every working order of every client is cancelled (202 each), but
+        an MOC/LOC order inside the closing cross's cutoff, which the exchange keeps (161)."""
         out: list[VenueEvent] = []
         for order in list(self._orders.values()):
-            if not order.done:
-                self._cancel(order, now, out, confirm=True)
+            if order.done:
+                continue
+            if self._locked_for_close(order, now):
+                req = order.req
+                out.append(
+                    VenueError(
+                        req.client_id,
+                        req.order_id,
+                        ERR_NOT_CANCELLABLE,
+                        msg_not_cancellable(order.perm_id),
+                    )
+                )
+                continue
+            self._cancel(order, now, out, confirm=True)
         self._persist()
         return out
 

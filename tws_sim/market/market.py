@@ -194,6 +194,13 @@ class Market:
         """Regular hours per the XNYS calendar, or always when the scenario says `always_open`."""
         return self.scenario.always_open or in_regular_hours(now)
 
+    def session_close(self, now: datetime) -> datetime | None:
+        """Today's regular close (aware UTC; early closes included), None when there is none."""
+        if self.scenario.always_open:
+            return None
+        bounds = session_bounds(now.astimezone(ET).date())
+        return None if bounds is None else bounds[1]
+
     # ---------------------------------------------------------------------------------------------
     # Subscriptions
 
