@@ -10,7 +10,8 @@ CANCEL_REQUESTED → CANCELLED on the side. `apply(order, event)` looks the pair
   working one) are bugs: `apply` raises `InvalidTransition`.
 - Filled quantity is truth: whatever the state, a cumulative quantity that reaches the target
   makes the order FILLED (a fill that raced a cancel or a reject wins), and a partial fill after
-  a terminal state is recorded on the order without reviving it.
+  a terminal state is recorded on the order without reviving it. A fill event whose cumulative
+  quantity is zero is no progress and moves no state.
 
 Monotonicity: every transition except CANCEL_REJECTED moves up the order given by `STATE_RANK`
 (V < S < P < PF < CR < C < R < F < CL), and the IB status kept on the order moves up
@@ -18,10 +19,22 @@ Monotonicity: every transition except CANCEL_REJECTED moves up the order given b
 they arrive and however often each is repeated, which is what lets the ledger run with late acks
 and redelivered tasks. CANCEL_REJECTED (IB error 161/10148: the cancel failed) is the one
 deliberate step back, from CANCEL_REQUESTED to PLACED or PARTIAL_FILLED.
+
+The guarantee holds for one target. A modification changes the target (the venue's newest
+openOrder view), and "complete" is only meaningful against it: 100 filled of a target of 100
+is FILLED, of 150 (the same order, upsized) it is not. So when the target changes,
+`needs_rederive` tells whether the state still agrees with it, and `rederive` recomputes the
+order from its recorded facts under the new target instead of keeping a FILLED latched against
+the old one (or, for a downsized order, missing the completion). That is not a transition of the
+table, and the only way an order leaves FILLED (CLOSED is never re-derived); IB's own orderStatus
+"Filled" with remaining 0 is among the facts and keeps the order FILLED under any target. With
+it, the order is a function of the set of facts (newest target, cumulative fills, IB statuses
+and errors, our own commands), whatever their arrival order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -424,6 +437,10 @@ def apply(order: Order, event: OrderEvent) -> Transition:
     if rule is None:
         raise InvalidTransition(order.state, event_type)
 
+    if event_type is E.PARTIALLY_FILLED and progress <= ZERO:
+        # Nothing has filled (a fill event rebuilt from no executions, as after adopting a
+        # stand-in that had none): no progress, so no move to PARTIAL_FILLED.
+        rule = Rule(Outcome.LATE, None, "nothing filled")
     if rule.outcome is Outcome.BACK_TO_WORKING:
         to = S.PARTIAL_FILLED if progress > ZERO else S.PLACED
     elif rule.outcome is Outcome.LATE or rule.to is None:
@@ -459,6 +476,42 @@ def apply(order: Order, event: OrderEvent) -> Transition:
     else:
         note = rule.note if changed else (rule.note or "duplicate")
     return Transition(new, order, event, applied=changed, note=note)
+
+
+def needs_rederive(order: Order) -> bool:
+    """True when the state disagrees with the order's (new) target: re-derive it (`rederive`).
+
+    That is a FILLED order whose progress falls short of the target (FILLED was reached against
+    an earlier, smaller target, or IB said Filled: the facts decide which), or an order short
+    of FILLED whose progress now reaches it (a downsized target). CLOSED is ours and final.
+    """
+    if order.state is S.CLOSED:
+        return False
+    return (order.state is S.FILLED) != order.complete_at(order.progress_qty)
+
+
+def rederive(order: Order, start: OrderState, facts: Iterable[OrderEvent]) -> Order:
+    """The order as its recorded `facts` make it under its current target.
+
+    `facts` are every event recorded for the order, in recording order (IB's callbacks rebuilt
+    from their payloads, our own commands), ending with a fill event for the cumulative of its
+    effective fills; `start` is the state the order had before the first of them. They are
+    applied from scratch to `order`'s target, so the result is what the order would be had the
+    target been known before any of them. An event of ours that cannot happen in a re-derived
+    state is left out (the venue's facts decide, and ours were legal when they were recorded).
+    """
+    derived = Order(client_order_id=order.client_order_id, quantity=order.quantity, state=start)
+    for event in facts:
+        try:
+            derived = apply(derived, event).order
+        except InvalidTransition:
+            continue
+    return replace(derived, updated_at=order.updated_at)
+
+
+def same_facts(one: Order, other: Order) -> bool:
+    """True when two views of an order agree on everything but `updated_at`."""
+    return replace(one, updated_at=None) == replace(other, updated_at=None)
 
 
 def fill_event(

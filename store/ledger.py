@@ -17,7 +17,11 @@ a function of the *set* of callbacks seen, any arrival order gives the same ledg
 
 Order details from openOrder (target, prices) are the venue's view and overwrite ours, but only
 the newest view by the bridge's receive time does, so a late view of a modified order never
-shrinks its target back. Order ids from 103 replacements only grow.
+shrinks its target back; when the new target no longer agrees with the state (a FILLED reached
+against the old one), the order is re-derived from its recorded facts (`_agree_with_target`).
+Order ids only grow: a 103 replacement, or a callback naming our ref under a higher id, moves
+the order onto it (`record_order_replaced`, `_follow_ib_order_id`), adopting a stand-in that
+holds it.
 
 Locking (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers): the order row is
 locked first (`FOR UPDATE`), then any stand-in it adopts, then position rows in key order, so
@@ -72,6 +76,7 @@ from models.ledger_reports import (
 from models.orders import (
     Order,
     OrderEvent,
+    OrderEventType,
     OrderState,
     Transition,
     UnknownIbStatus,
@@ -79,6 +84,9 @@ from models.orders import (
     event_from_ib_error,
     event_from_ib_status,
     fill_event,
+    needs_rederive,
+    rederive,
+    same_facts,
 )
 from store.schema import (
     UNATTRIBUTED_STRATEGY,
@@ -97,6 +105,9 @@ orders_t = execution_orders
 OPEN_ORDER_VIEW = "open_order_view"
 # Key in `execution_orders.details` listing the stand-ins an order adopted (`_adopt_stand_ins`).
 ADOPTED = "adopted"
+# Key in `execution_orders.details` listing the IB order ids an order left for a higher one
+# (a 103 replacement, or a callback naming our ref under the new id: `_follow_ib_order_id`).
+PREVIOUS_IB_ORDER_IDS = "previous_ib_order_ids"
 
 
 class StaleOrderError(RuntimeError):
@@ -314,6 +325,7 @@ def _ensure_order(
         row = _adopt_stand_ins(
             conn, row, client_id=client_id, ib_order_id=ib_order_id, perm_id=perm_id, now=now
         )
+        row = _follow_ib_order_id(conn, row, client_id=client_id, ib_order_id=ib_order_id, now=now)
     if row is None:
         key = synthetic_client_order_id(client_id, ib_order_id, perm_id, fallback_key)
         values = {
@@ -337,6 +349,62 @@ def _ensure_order(
         if row is None:
             raise StaleOrderError(f"order {key} could not be created or found")
     return _backfill(conn, row, {**ids, **describe}, overwrite=False, now=now)
+
+
+def _move_ib_order_id(conn: Connection, row: Row[Any], new_id: int, now: datetime) -> Row[Any]:
+    """Put `row` on IB order id `new_id`, keeping the id it leaves in its details."""
+    details = dict(row.details or {})
+    if row.ib_order_id is not None and row.ib_order_id != new_id:
+        earlier = details.get(PREVIOUS_IB_ORDER_IDS)
+        details[PREVIOUS_IB_ORDER_IDS] = sorted(
+            {*(earlier if isinstance(earlier, list) else []), row.ib_order_id}
+        )
+    conn.execute(
+        orders_t.update()
+        .where(orders_t.c.id == row.id)
+        .values(ib_order_id=new_id, details=details, updated_at=now, version=row.version + 1)
+    )
+    return conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
+
+
+def _follow_ib_order_id(
+    conn: Connection,
+    row: Row[Any],
+    *,
+    client_id: int | None,
+    ib_order_id: int | None,
+    now: datetime,
+) -> Row[Any]:
+    """Move our order onto a higher IB order id that a callback naming our ref gives it.
+
+    IB order ids only grow, and after error 103 the bridge re-places our order (same orderRef)
+    under a fresh one. A callback carrying our ref and that id proves the new id is ours even
+    when the bridge's replacement link (`record_order_replaced`) has not been recorded yet (or
+    never is); without the move every later ref-less callback for the new id would open a
+    stand-in. A lower id (a late callback of the old one) moves nothing; an id held by another
+    order of ours is left to it. Recorded as event `ORDER_ID_FOLLOWED`, the old id in
+    `details["previous_ib_order_ids"]`.
+    """
+    new_id = _positive(ib_order_id)
+    old_id = row.ib_order_id
+    if new_id is None or old_id is None or client_id != row.client_id or new_id <= old_id:
+        return row
+    holder = sa.and_(orders_t.c.client_id == row.client_id, orders_t.c.ib_order_id == new_id)
+    if _id_taken(conn, holder, row.id):
+        return row
+    row = _move_ib_order_id(conn, row, new_id, now)
+    _record_event(
+        conn,
+        row,
+        event_type="ORDER_ID_FOLLOWED",
+        applied=True,
+        from_state=row.state,
+        to_state=row.state,
+        now=now,
+        reason=f"ib order id {old_id} -> {new_id}: a callback names our ref with it",
+        payload={"old_order_id": old_id, "new_order_id": new_id, "client_id": row.client_id},
+    )
+    return row
 
 
 def _event_recorded(conn: Connection, dedupe_key: str) -> bool:
@@ -593,6 +661,86 @@ def _recorded_ib_event(event_row: Row[Any]) -> OrderEvent | None:
     return None
 
 
+# Our own events (`apply_order_event`) as `order_events` records them: facts to re-derive from.
+_OWN_EVENTS = frozenset(
+    {
+        OrderEventType.SCHEDULED,
+        OrderEventType.PLACED,
+        OrderEventType.CANCEL_REQUESTED,
+        OrderEventType.CLOSED,
+        OrderEventType.REJECTED,
+        OrderEventType.CANCELLED,
+    }
+)
+# Dedupe-key prefixes of the events the ledger records for IB callbacks.
+_IB_CALLBACK_KEYS = ("status:", "open:", "error:", "exec:")
+
+
+def _order_facts(
+    conn: Connection, row: Row[Any], now: datetime
+) -> tuple[OrderState, list[OrderEvent]]:
+    """Every fact recorded for an order, as FSM events in recording order, and its first state.
+
+    IB callbacks are rebuilt from their stored payloads, our own commands from their type;
+    executions are not replayed one by one but as one final fill event for the cumulative of
+    the order's effective fills (as the ledger computes it for every execution).
+    """
+    recorded = conn.execute(
+        sa.select(order_events).where(order_events.c.order_id == row.id).order_by(order_events.c.id)
+    ).all()
+    facts: list[OrderEvent] = []
+    for event_row in recorded:
+        key = event_row.dedupe_key or ""
+        event: OrderEvent | None = None
+        if key.startswith(_IB_CALLBACK_KEYS):
+            event = _recorded_ib_event(event_row)
+        elif event_row.event_type in _OWN_EVENTS:
+            event = OrderEvent(
+                type=OrderEventType(event_row.event_type),
+                ts_init=event_row.ts_init,
+                ts_event=event_row.ts_event,
+            )
+        if event is not None:
+            facts.append(event)
+    quantity, avg = cumulative(_fill_records(conn, fills.c.order_id == row.id))
+    facts.append(fill_event(_fsm_order(row), quantity, avg, ts_init=now))
+    first = next((r.from_state for r in recorded if r.from_state is not None), row.state)
+    return OrderState(first), facts
+
+
+def _agree_with_target(
+    conn: Connection, row: Row[Any], *, previous: Decimal | None, now: datetime
+) -> Row[Any]:
+    """Re-derive the order from its facts when its state disagrees with its (new) target.
+
+    The newest openOrder view sets the target. A FILLED reached against an earlier target (100
+    filled of 100, before the view of the modify to 150 was recorded) must not stick, nor may
+    a downsized order miss its completion: the order becomes what its facts make it under the
+    target it has now (`models.orders.rederive`), as if the view had been recorded first.
+    Recorded as event `TARGET_CHANGED` when that changes the order.
+    """
+    fsm = _fsm_order(row)
+    if not needs_rederive(fsm):
+        return row
+    start, facts = _order_facts(conn, row, now)
+    derived = rederive(fsm, start, facts)
+    if same_facts(derived, fsm):
+        return row
+    _store_fsm(conn, row, derived, now)
+    _record_event(
+        conn,
+        row,
+        event_type="TARGET_CHANGED",
+        applied=True,
+        from_state=fsm.state.value,
+        to_state=derived.state.value,
+        now=now,
+        reason=f"target now {row.quantity} (was {previous}): re-derived from the order's facts",
+        payload={"previous_quantity": previous, "quantity": row.quantity},
+    )
+    return conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
+
+
 def _adopt_stand_ins(
     conn: Connection,
     row: Row[Any],
@@ -650,10 +798,12 @@ def _adopt_stand_ins(
     adopted = sorted(
         {*(earlier if isinstance(earlier, list) else []), *(h.client_order_id for h in stand_ins)}
     )
+    # The stand-ins' ids are ours now; a replacement link (no permId) takes the stand-in's.
+    held_perm = next((h.perm_id for h in stand_ins if _positive(h.perm_id) is not None), None)
     row = _backfill(
         conn,
         row,
-        {"ib_order_id": _positive(ib_order_id), "perm_id": _positive(perm_id)},
+        {"ib_order_id": _positive(ib_order_id), "perm_id": _positive(perm_id) or held_perm},
         overwrite=False,
         now=now,
         details={ADOPTED: adopted},
@@ -664,6 +814,8 @@ def _adopt_stand_ins(
         event = _recorded_ib_event(event_row)
         if event is not None:
             fsm = apply(fsm, event).order
+    # The cumulative of every fill now on the order (zero when the stand-ins had none: a fill
+    # event at zero is no progress and leaves a PLACED order PLACED).
     quantity, avg = cumulative(_fill_records(conn, fills.c.order_id == row.id))
     fsm = apply(fsm, fill_event(fsm, quantity, avg, ts_init=now)).order
     if fsm != before:
@@ -1016,10 +1168,13 @@ def record_open_order(conn: Connection, report: OpenOrderReport, now: datetime) 
         return _duplicate(row)
     stamp = _view_stamp(report.received_at, dedupe_key)
     shown = (row.details or {}).get(OPEN_ORDER_VIEW)
+    previous = row.quantity
     if not isinstance(shown, str) or stamp > shown:
         row = _backfill(
             conn, row, describe, overwrite=True, now=now, details={OPEN_ORDER_VIEW: stamp}
         )
+    # The view may have changed the target (here, or by naming one the order lacked).
+    row = _agree_with_target(conn, row, previous=previous, now=now)
     if report.ib_status is None:
         return _record_unapplied(
             conn,
@@ -1071,7 +1226,10 @@ def record_order_replaced(
     """After IB error 103 the bridge re-placed the order under a new id: follow it.
 
     Order ids only grow (DESIGN invariant), so of several replacements recorded in any order
-    the highest id stands; a link to a lower id than the order's is recorded, not applied.
+    the highest id stands; a link to a lower id than the order's is recorded, not applied. The
+    link wins over a stand-in: when a ref-less callback for the new id reached the ledger first
+    and opened `ib:{client_id}:{new id}`, that stand-in is adopted here (its fills, events and
+    ids pass to our order), so the order ends on the new id whatever the arrival order.
     """
     payload = report.model_dump(mode="json")
     dedupe_key = f"replaced:{report.client_id}:{report.old_order_id}:{report.new_order_id}"
@@ -1081,17 +1239,31 @@ def record_order_replaced(
     if _event_recorded(conn, dedupe_key):
         return _result("duplicate", row, applied=False, note="replacement already recorded")
     refused: str | None = None
-    if row.ib_order_id is not None and report.new_order_id <= row.ib_order_id:
+    if row.ib_order_id == report.new_order_id:
+        # A callback naming our ref under the new id got here first (`_follow_ib_order_id`).
+        refused = f"order already on id {row.ib_order_id}"
+    elif row.ib_order_id is not None and report.new_order_id < row.ib_order_id:
         refused = f"order already on id {row.ib_order_id}, not older id {report.new_order_id}"
-    elif _id_taken(
-        conn,
-        sa.and_(
-            orders_t.c.client_id == report.client_id,
-            orders_t.c.ib_order_id == report.new_order_id,
-        ),
-        row.id,
-    ):
-        refused = f"id {report.new_order_id} already belongs to another order"
+    else:
+        # The link proves the new id is ours: a stand-in that a ref-less callback for it opened
+        # before this link was recorded is folded into our order, not allowed to keep the id.
+        row = _adopt_stand_ins(
+            conn,
+            row,
+            client_id=report.client_id,
+            ib_order_id=report.new_order_id,
+            perm_id=None,
+            now=now,
+        )
+        if row.ib_order_id != report.new_order_id and _id_taken(
+            conn,
+            sa.and_(
+                orders_t.c.client_id == report.client_id,
+                orders_t.c.ib_order_id == report.new_order_id,
+            ),
+            row.id,
+        ):
+            refused = f"id {report.new_order_id} already belongs to another order"
     if refused is not None:
         return _record_unapplied(
             conn,
@@ -1102,11 +1274,8 @@ def record_order_replaced(
             payload=payload,
             dedupe_key=dedupe_key,
         )
-    conn.execute(
-        orders_t.update()
-        .where(orders_t.c.id == row.id)
-        .values(ib_order_id=report.new_order_id, updated_at=now, version=row.version + 1)
-    )
+    if row.ib_order_id != report.new_order_id:
+        row = _move_ib_order_id(conn, row, report.new_order_id, now)
     _record_event(
         conn,
         row,

@@ -22,6 +22,8 @@ from models.orders import (
     event_from_ib_error,
     event_from_ib_status,
     fill_event,
+    needs_rederive,
+    rederive,
 )
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -382,3 +384,63 @@ def test_learning_the_target_later_completes_a_filled_order() -> None:
     known = replace(order, quantity=Decimal("50"))
     result = apply(known, event_from_ib_status("Submitted", Decimal(0), Decimal("50"), T0))
     assert result.order.state is S.FILLED
+
+
+@pytest.mark.parametrize("state", [S.VALIDATED, S.SCHEDULED, S.PLACED])
+def test_fill_event_at_zero_is_no_progress(state: OrderState) -> None:
+    # Issue 9 item 8: adopting a stand-in that had no fills replays a fill event for the
+    # cumulative of no executions; nothing filled, so the order must not become PARTIAL_FILLED.
+    order = _order_in(state)
+    result = apply(order, fill_event(order, Decimal(0), None, T0))
+    assert result.order.state is state
+    assert result.applied is False
+    assert result.note == "nothing filled"
+
+
+def _upsized_facts(ending: list[OrderEvent]) -> list[OrderEvent]:
+    """100 filled of an order modified from 100 to 150, then `ending`, then the fill total."""
+    return [
+        event_from_ib_status("Submitted", Decimal(0), QTY, T0),
+        event_from_ib_status("Submitted", QTY, Decimal(50), T0),
+        *ending,
+        OrderEvent(E.FILLED, ts_init=T0, filled_qty=QTY, avg_fill_price=Decimal("2")),
+    ]
+
+
+def test_needs_rederive_when_the_state_disagrees_with_the_target() -> None:
+    filled = replace(_order_in(S.FILLED), ib_filled_qty=QTY)
+    assert needs_rederive(filled) is False
+    assert needs_rederive(replace(filled, quantity=Decimal(150))) is True
+    partial = _order_in(S.PARTIAL_FILLED)
+    assert needs_rederive(partial) is False
+    assert needs_rederive(replace(partial, quantity=Decimal(40))) is True
+    assert needs_rederive(replace(_order_in(S.CLOSED), quantity=Decimal(150))) is False
+
+
+def test_rederive_undoes_a_fill_against_a_stale_target() -> None:
+    # Issue 9 item 7: 100 filled of the old target 100 latched FILLED; the cancel that followed
+    # was "late". Under the new target 150 the same facts make the order CANCELLED.
+    cancelled = event_from_ib_status("Cancelled", QTY, Decimal(50), T0)
+    latched = Order("o-1", QTY, S.PLACED)
+    for event in _upsized_facts([cancelled]):
+        latched = apply(latched, event).order
+    assert latched.state is S.FILLED
+    upsized = replace(latched, quantity=Decimal(150))
+    derived = rederive(upsized, S.PLACED, _upsized_facts([cancelled]))
+    assert derived.state is S.CANCELLED
+    assert (derived.filled_qty, derived.ib_filled_qty) == (QTY, QTY)
+    assert derived.last_ib_status == "Cancelled"
+    assert derived.quantity == Decimal(150)
+    working = rederive(upsized, S.PLACED, _upsized_facts([]))
+    assert working.state is S.PARTIAL_FILLED
+
+
+def test_rederive_keeps_ib_filled_with_nothing_remaining_final() -> None:
+    done = event_from_ib_status("Filled", Decimal(150), Decimal(0), T0)
+    order = Order("o-1", Decimal(200), S.FILLED, filled_qty=QTY, ib_filled_qty=Decimal(150))
+    assert rederive(order, S.PLACED, _upsized_facts([done])).state is S.FILLED
+
+
+def test_rederive_skips_our_own_events_the_derived_state_cannot_take() -> None:
+    facts = [OrderEvent(E.PLACED, ts_init=T0), OrderEvent(E.SCHEDULED, ts_init=T0)]
+    assert rederive(Order("o-1", QTY), S.VALIDATED, facts).state is S.PLACED

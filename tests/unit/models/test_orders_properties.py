@@ -25,6 +25,8 @@ from models.orders import (
     event_from_ib_error,
     event_from_ib_status,
     fill_event,
+    needs_rederive,
+    rederive,
 )
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -172,3 +174,42 @@ def test_no_transition_but_cancel_rejected_lowers_the_rank(
             apply(order, event)
         return
     assert STATE_RANK[apply(order, event).order.state] >= STATE_RANK[state]
+
+
+def _facts(callbacks: list[Callback]) -> list[OrderEvent]:
+    """The facts the ledger re-derives from: events as recorded, executions as one total."""
+    events = [c for c in callbacks if isinstance(c, OrderEvent)]
+    seen = {c.exec_id: c.shares for c in callbacks if isinstance(c, Execution)}
+    total = sum(seen.values(), Decimal(0))
+    fill = OrderEvent(
+        OrderEventType.PARTIALLY_FILLED, ts_init=T0, filled_qty=total, avg_fill_price=Decimal("10")
+    )
+    return [*events, fill]
+
+
+@settings(max_examples=400, deadline=None)
+@given(deliveries(), st.sampled_from([Decimal(60), Decimal(150)]), st.data())
+def test_a_target_changed_mid_delivery_ends_as_if_known_first(
+    case: tuple[list[Callback], list[Callback]], new_target: Decimal, data: st.DataObject
+) -> None:
+    # A modify (up or down) whose openOrder view is recorded after some of the callbacks:
+    # re-deriving at the view gives the order the facts make under the new target, the same
+    # as when the view came first (issue 9 item 7).
+    _, delivered = case
+    cut = data.draw(st.integers(min_value=0, max_value=len(delivered)))
+    start = Order("o-1", TARGET, state=OrderState.SCHEDULED)
+    before, _ = _replay(delivered[:cut], start)
+    retargeted = replace(before, quantity=new_target)
+    if needs_rederive(retargeted):
+        retargeted = rederive(retargeted, OrderState.SCHEDULED, _facts(delivered[:cut]))
+    got = retargeted
+    seen = {c.exec_id: c.shares for c in delivered[:cut] if isinstance(c, Execution)}
+    for callback in delivered[cut:]:
+        if isinstance(callback, Execution):
+            seen[callback.exec_id] = callback.shares
+            event = fill_event(got, sum(seen.values(), Decimal(0)), Decimal("10"), T0)
+        else:
+            event = callback
+        got = apply(got, event).order
+    expected, _ = _replay(delivered, replace(start, quantity=new_target))
+    assert _comparable(got) == _comparable(expected)
