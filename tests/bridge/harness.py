@@ -311,6 +311,9 @@ class TcpProxy:
         self._target = (target_host, target_port)
         # Seconds each server → client chunk is held back (network latency); settable any time.
         self.reply_delay_s = 0.0
+        # While set, client → server bytes are taken and dropped (a path that swallows what the
+        # client's kernel accepted, before the connection resets).
+        self.swallow_upstream = False
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port = int(self._listener.getsockname()[1])
@@ -380,7 +383,9 @@ class TcpProxy:
             client.settimeout(None)
             with self._lock:
                 self._conns.extend((client, upstream))
-            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(
+                target=_pump, args=(client, upstream, None, self._swallowing), daemon=True
+            ).start()
             threading.Thread(
                 target=_pump, args=(upstream, client, self._reply_delay), daemon=True
             ).start()
@@ -388,12 +393,22 @@ class TcpProxy:
     def _reply_delay(self) -> float:
         return self.reply_delay_s
 
+    def _swallowing(self) -> bool:
+        return self.swallow_upstream
 
-def _pump(src: socket.socket, dst: socket.socket, delay: Callable[[], float] | None = None) -> None:
+
+def _pump(
+    src: socket.socket,
+    dst: socket.socket,
+    delay: Callable[[], float] | None = None,
+    swallow: Callable[[], bool] | None = None,
+) -> None:
     """Copy bytes one way until either side closes (holding each chunk back `delay()` seconds,
-    in order, to model latency); then close both ways."""
+    in order, to model latency; dropping it while `swallow()`); then close both ways."""
     try:
         while data := src.recv(65536):
+            if swallow is not None and swallow():
+                continue
             if delay is not None and (hold := delay()) > 0:
                 time.sleep(hold)
             dst.sendall(data)
