@@ -59,7 +59,8 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 # With Redis, an unacknowledged message comes back only after the visibility timeout; keep it short
-# enough for recovery and longer than any task's run time (epm uses no long countdowns/ETAs).
+# enough for recovery and longer than any task's run time (epm uses no long countdowns/ETAs: a
+# ledger retry's countdown, held unacknowledged by the worker, stays under half of it).
 broker_transport_options = {
     "visibility_timeout": int(os.environ.get("EPM_VISIBILITY_TIMEOUT", "300")),
 }

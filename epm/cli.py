@@ -21,6 +21,7 @@ app = typer.Typer(
 _COMMAND_MODULES = (
     "epm.commands.demo",
     "epm.commands.db",
+    "epm.commands.ledger",
     "epm.commands.intake",
     "epm.commands.sim",
     "epm.commands.bridge",

@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     max_active_intents: dict[str, int] = Field(default_factory=dict)
 
     max_order_notional_default: Decimal = Decimal("250000")
+
+    # Ledger tasks (tasks/ledger.py). Store outages, deadlocks and version conflicts retry without
+    # limit, with capped exponential backoff and full jitter; the cap is also held below half the
+    # broker's visibility timeout (a countdown past it would have Redis redeliver the message).
+    ledger_retry_base_s: float = Field(default=1.0, gt=0)
+    ledger_retry_max_s: float = Field(default=30.0, gt=0)
+    # From this attempt on a retrying callback logs a warning each try and raises an alert.
+    ledger_alert_after: int = Field(default=10, ge=1)
+    # At most one `ledger_retrying` alert on epm:alerts per this many seconds (0: every attempt).
+    ledger_alert_interval_s: float = Field(default=60.0, ge=0)
+    # Retries of an IntegrityError (a concurrent creation: the retry finds the row) or of an
+    # unexpected exception before the callback is parked in ledger_dead_letters.
+    ledger_bounded_retries: int = Field(default=3, ge=0)
     flower_basic_auth: str | None = None
     require_services: bool = False
 

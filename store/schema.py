@@ -2,9 +2,10 @@
 
 Uniqueness here is what makes writes idempotent: intents on `signal_id`, orders on
 `client_order_id`, on `(client_id, ib_order_id)` and on `perm_id`, fills on `execution_id`,
-commissions on `execution_id`, order events on `dedupe_key`. Money is `Money` (exact NUMERIC /
-TEXT on SQLite), timestamps are `UtcDateTime` (aware UTC). Any change here needs a new migration
-in `migrations/versions/`; a test compares the migrated database with this metadata.
+commissions on `execution_id`, order events and dead letters on `dedupe_key`. Money is `Money`
+(exact NUMERIC / TEXT on SQLite), timestamps are `UtcDateTime` (aware UTC). Any change here
+needs a new migration in `migrations/versions/`; a test compares the migrated database with this
+metadata.
 """
 
 from __future__ import annotations
@@ -354,4 +355,32 @@ contracts = sa.Table(
     sa.Column("fetched_at", UtcDateTime(), nullable=False),
     sa.Index(None, "symbol", "sec_type"),
     sa.Index(None, "local_symbol"),
+)
+
+# Callbacks the ledger could not record for a reason no retry fixes (a constraint, a bug), kept
+# with their original payload until an operator replays them (`epm ledger replay`). Store
+# outages never land here: those retry without limit.
+ledger_dead_letters = sa.Table(
+    "ledger_dead_letters",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # The callback kind (`store.ledger.WRITERS` key: "execution", "commission", ...).
+    sa.Column("kind", sa.Text(), nullable=False),
+    # sha256 of kind and payload: the same callback failing again updates its letter.
+    sa.Column("dedupe_key", sa.Text(), nullable=False, unique=True),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("task_name", sa.Text(), nullable=True),
+    sa.Column("task_id", sa.Text(), nullable=True),
+    # INTEGRITY_ERROR or UNEXPECTED_ERROR; the exception's class; its message.
+    sa.Column("error_code", sa.Text(), nullable=False),
+    sa.Column("error_class", sa.Text(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=True),
+    # Tries so far: the task's (with its retries) plus each failed replay.
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("first_failed_at", UtcDateTime(), nullable=False),
+    sa.Column("last_failed_at", UtcDateTime(), nullable=False),
+    # Set when a replay recorded it; `resolution` says how (the ledger's outcome).
+    sa.Column("resolved_at", UtcDateTime(), nullable=True),
+    sa.Column("resolution", sa.Text(), nullable=True),
+    sa.Index(None, "resolved_at"),
 )

@@ -16,8 +16,38 @@ see `ibgateway_bridge/payloads.py`) and running one write transaction (`store.le
 
 A payload that cannot be recorded becomes a `risk_events` row (kind `LEDGER_PAYLOAD_REJECTED`,
 with its reason code) and the task returns normally: bad input never loops through redeliveries.
-Store outages, lock conflicts and concurrent creations are retried with backoff; the transaction
-either committed or left nothing, and the retry finds what committed.
+
+Failures while writing, and what happens to the callback (the transaction either committed or
+left nothing, so every retry is safe and finds what committed):
+
+- Transient (`is_transient`): the database unreachable or dropping the connection
+  (OperationalError, InterfaceError, a pool timeout, any driver error that invalidated the
+  connection), a deadlock or serialization failure (OperationalError on PostgreSQL), "database is
+  locked" (SQLite), `StaleOrderError`. Retried **without limit**: a callback survives an outage
+  of any length. The countdown is capped exponential backoff with full jitter
+  (`EPM_LEDGER_RETRY_BASE_S`, `EPM_LEDGER_RETRY_MAX_S`), never more than half the broker's
+  visibility timeout: with Redis a retry is a new message whose countdown the worker holds
+  unacknowledged, and one held past the timeout would be delivered a second time. From attempt
+  `EPM_LEDGER_ALERT_AFTER` on, each try logs `ledger.retrying_long` with the attempt count and a
+  `ledger_retrying` alert goes to `epm:alerts` (at most one per `EPM_LEDGER_ALERT_INTERVAL_S`
+  across workers).
+- IntegrityError: ambiguous. A unique-key race with a concurrent creator (two workers opening the
+  same stand-in order or fill) is resolved by a retry, which finds the row the other committed; a
+  violation no retry changes (a constraint the payload cannot meet) fails the same way every
+  time. A retry cannot tell them apart up front, so IntegrityError gets `EPM_LEDGER_BOUNDED_RETRIES`
+  retries (a race resolves on the first), then the callback is dead-lettered. Classifying by
+  constraint name instead would silently turn a new constraint into a loop or a loss.
+- Anything else (a bug, a driver error of another class): the same bounded retries (a
+  timing-dependent bug gets a second chance), then dead-lettered.
+
+Dead-lettered callbacks go to `ledger_dead_letters` (`store.dead_letters`) with their original
+payload, error class and message, attempts and first/last failure times, and a
+`ledger_dead_letter` alert; the task returns `{"outcome": "dead_lettered", ...}` and is
+acknowledged. `epm ledger dead-letters` lists them, `epm ledger replay ID|--all`
+(`replay_dead_letter`) re-runs the stored payload through `process_callback`, the same
+idempotent path, and marks the letter resolved. If the letter itself cannot be written, the task
+keeps retrying like an outage: the message stays in the broker until the letter or the callback
+lands. A `record_batch` parks only the failing item and records the others.
 
 After commit the order is mirrored to Redis hash `exec:order:{client_order_id}` (the DB is the
 truth; a mirror write only lands if its `version` is newer than the one in Redis).
@@ -25,20 +55,23 @@ truth; a mirror write only lands if its `version` is newer than the one in Redis
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 import sqlalchemy as sa
+from celery import Task
 from celery.signals import worker_process_init
 from sqlalchemy.engine import Engine
 
 from epm.logging import get_logger
 from epm.redis_conn import get_redis, reset_redis_cache
-from epm.settings import get_settings
+from epm.settings import Settings, get_settings
 from models.ledger_reports import ReportError, parse_report
 from models.orders import InvalidTransition
-from store import ledger
+from store import dead_letters, ledger
 from store.db import dispose_engines, json_dumps, make_engine, write_transaction
 from store.schema import risk_events
 from tasks.app import celery_app
@@ -49,14 +82,24 @@ Outcome = dict[str, Any]
 
 MIRROR_KEY = "exec:order:{client_order_id}"
 
-# Only failures that another try can fix: store outages, deadlocks/serialization failures, a
-# unique-key race with a concurrent creator, a version bump under us.
+# Failures that time fixes, retried without limit: store outages (the database unreachable, the
+# connection dropped), deadlocks/serialization failures and SQLite's "database is locked"
+# (OperationalError), a pool timeout, a version bump under us. IntegrityError is not here: see
+# the module docstring.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sa.exc.OperationalError,
     sa.exc.InterfaceError,
-    sa.exc.IntegrityError,
+    sa.exc.TimeoutError,
     ledger.StaleOrderError,
 )
+
+# The bridge's alert stream (`ibgateway_bridge.commands.ALERT_STREAM`, same field shape: kind,
+# message, at, extras), spelled here so the ledger does not import the bridge.
+ALERT_STREAM = "epm:alerts"
+_ALERT_THROTTLE_KEY = "epm:alerts:throttle:{kind}"
+_ALERT_MAXLEN = 10_000
+# Past 2**this the backoff ceiling is the cap anyway; keeps the float finite for any attempt.
+_MAX_BACKOFF_EXPONENT = 32
 
 # Sets the hash only when the incoming version is newer, so two workers finishing out of order
 # never leave the older state in Redis.
@@ -160,81 +203,338 @@ def _ids(result: ledger.LedgerResult) -> dict[str, str]:
     }
 
 
-def _run(kind: str, payload: object) -> Outcome:
-    settings = get_settings()
-    return process_callback(
-        kind,
-        payload,
-        engine=make_engine(settings.resolved_database_url()),
-        redis_client=get_redis(settings),
-        now=datetime.now(UTC),
+def is_transient(error: BaseException) -> bool:
+    """True for failures that time fixes (retried without limit), see `TRANSIENT_ERRORS`."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, sa.exc.DBAPIError) and bool(error.connection_invalidated)
+
+
+def retry_countdown(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Seconds before retry number `attempt + 1`: full jitter under min(cap, base * 2**attempt).
+
+    The cap never exceeds half the broker's visibility timeout, so a retry held by a worker is
+    never redelivered to another while it waits.
+    """
+    visibility = float(
+        (celery_app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
     )
+    ceiling = min(cap_s, visibility / 2, base_s * 2.0 ** min(attempt, _MAX_BACKOFF_EXPONENT))
+    return rng.uniform(0, ceiling)
 
 
-_TASK_OPTIONS: dict[str, Any] = {
-    "acks_late": True,
-    "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": True,
-    "retry_backoff_max": 30,
-    "retry_jitter": True,
-    "max_retries": 10,
-}
+def raise_alert(client: redis.Redis, kind: str, message: str, now: datetime, **extra: str) -> None:
+    """Append an alert to `epm:alerts` (never raises: an alert must not fail the callback)."""
+    fields: dict[Any, Any] = {
+        "kind": kind,
+        "message": message,
+        "at": now.astimezone(UTC).isoformat(),
+        **extra,
+    }
+    try:
+        client.xadd(ALERT_STREAM, fields, maxlen=_ALERT_MAXLEN, approximate=True)
+    except redis.RedisError as e:
+        log.warning("ledger.alert_failed", kind=kind, error=repr(e))
+
+
+def _alert_due(client: redis.Redis, kind: str, interval_s: float) -> bool:
+    """At most one alert of `kind` per interval across every worker (SET NX PX)."""
+    if interval_s <= 0:
+        return True
+    try:
+        key = _ALERT_THROTTLE_KEY.format(kind=kind)
+        return bool(client.set(key, "1", nx=True, px=max(int(interval_s * 1000), 1)))
+    except redis.RedisError:
+        return True
+
+
+def _callback_key(kind: str, payload: object) -> str:
+    """The callback's own idempotency key, for logs and alerts (exec_id, or the order id)."""
+    if not isinstance(payload, dict):
+        return ""
+    for name in ("exec_id", "order_id", "con_id"):
+        if payload.get(name) is not None:
+            return str(payload[name])
+    return ""
+
+
+@dataclass(frozen=True)
+class _RetryState:
+    """What a retry message carries besides the payload (its `ledger_retry` keyword)."""
+
+    bounded: int = 0  # failures so far that count against EPM_LEDGER_BOUNDED_RETRIES
+    first_failed_at: str | None = None
+
+    @classmethod
+    def load(cls, raw: object) -> _RetryState:
+        if not isinstance(raw, dict):
+            return cls()
+        bounded = raw.get("bounded", 0)
+        first = raw.get("first_failed_at")
+        return cls(
+            bounded=bounded if isinstance(bounded, int) else 0,
+            first_failed_at=first if isinstance(first, str) else None,
+        )
+
+    def dump(self) -> dict[str, Any]:
+        return {"bounded": self.bounded, "first_failed_at": self.first_failed_at}
+
+    def first_failure(self, now: datetime) -> datetime:
+        if self.first_failed_at is None:
+            return now
+        try:
+            return datetime.fromisoformat(self.first_failed_at)
+        except ValueError:
+            return now
+
+
+class _Attempt:
+    """One run of a ledger task: the stores, the clock reading, and what a failure does."""
+
+    def __init__(self, task: Task, raw_state: object) -> None:
+        self.task = task
+        self.settings: Settings = get_settings()
+        self.engine = make_engine(self.settings.resolved_database_url())
+        self.redis = get_redis(self.settings)
+        self.now = datetime.now(UTC)
+        self.state = _RetryState.load(raw_state)
+        self.attempts = int(task.request.retries or 0) + 1
+
+    def record(self, kind: str, payload: object) -> Outcome:
+        return process_callback(
+            kind, payload, engine=self.engine, redis_client=self.redis, now=self.now
+        )
+
+    def failed(self, error: Exception, kind: str, payload: object) -> Outcome:
+        """Retry the task (raises celery's Retry) or dead-letter the callback (its outcome)."""
+        transient = is_transient(error)
+        if transient:
+            self._retry(error, kind, payload, self.state)
+        if self.state.bounded < self.settings.ledger_bounded_retries:
+            self._retry(error, kind, payload, _with_bounded(self.state, self.state.bounded + 1))
+        try:
+            return self._dead_letter(error, kind, payload)
+        except Exception as write_error:
+            # The letter could not be written: keep the message, retrying like an outage.
+            log.error(
+                "ledger.dead_letter_failed",
+                kind=kind,
+                key=_callback_key(kind, payload),
+                error=repr(error),
+                write_error=repr(write_error),
+            )
+            self._retry(write_error, kind, payload, self.state)
+
+    def _retry(
+        self, error: BaseException, kind: str, payload: object, state: _RetryState
+    ) -> NoReturn:
+        settings = self.settings
+        if state.first_failed_at is None:
+            state = _RetryState(state.bounded, self.now.isoformat())
+        countdown = retry_countdown(
+            self.attempts - 1, settings.ledger_retry_base_s, settings.ledger_retry_max_s, _rng
+        )
+        fields = {
+            "task": self.task.name,
+            "callback": kind,
+            "key": _callback_key(kind, payload),
+            "attempts": self.attempts,
+            "error": repr(error)[:500],
+            "countdown_s": round(countdown, 3),
+        }
+        if self.attempts >= settings.ledger_alert_after:
+            log.warning("ledger.retrying_long", first_failed_at=state.first_failed_at, **fields)
+            if _alert_due(self.redis, "ledger_retrying", settings.ledger_alert_interval_s):
+                raise_alert(
+                    self.redis,
+                    "ledger_retrying",
+                    f"{self.task.name} retrying since {state.first_failed_at}: "
+                    f"attempt {self.attempts}, {type(error).__name__}",
+                    self.now,
+                    **{k: str(v) for k, v in fields.items()},
+                    first_failed_at=str(state.first_failed_at),
+                )
+        else:
+            log.info("ledger.retrying", **fields)
+        raise self.task.retry(
+            args=list(self.task.request.args or []),
+            kwargs={"ledger_retry": state.dump()},
+            countdown=countdown,
+            exc=error,
+            max_retries=None,
+        )
+
+    def _dead_letter(self, error: Exception, kind: str, payload: object) -> Outcome:
+        code = "INTEGRITY_ERROR" if isinstance(error, sa.exc.IntegrityError) else "UNEXPECTED_ERROR"
+        message = str(error)
+        with write_transaction(self.engine) as conn:
+            letter_id = dead_letters.park(
+                conn,
+                kind=kind,
+                payload=_json_safe(payload),
+                error_code=code,
+                error_class=type(error).__name__,
+                message=message,
+                attempts=self.attempts,
+                first_failed_at=self.state.first_failure(self.now),
+                now=self.now,
+                task_name=self.task.name,
+                task_id=self.task.request.id,
+            )
+        log.error(
+            "ledger.dead_lettered",
+            dead_letter_id=letter_id,
+            kind=kind,
+            key=_callback_key(kind, payload),
+            code=code,
+            error=repr(error)[:500],
+            attempts=self.attempts,
+        )
+        raise_alert(
+            self.redis,
+            "ledger_dead_letter",
+            f"{kind} callback parked in ledger_dead_letters ({code}); "
+            "`epm ledger replay` once the cause is fixed",
+            self.now,
+            dead_letter_id=str(letter_id),
+            task=self.task.name,
+            callback=kind,
+            key=_callback_key(kind, payload),
+            error_code=code,
+            error=repr(error)[:500],
+        )
+        return {"outcome": "dead_lettered", "dead_letter_id": letter_id, "reason": code}
+
+
+_rng = random.Random()
+
+
+def _with_bounded(state: _RetryState, bounded: int) -> _RetryState:
+    return _RetryState(bounded=bounded, first_failed_at=state.first_failed_at)
+
+
+def _run(task: Task, kind: str, payload: object, ledger_retry: object) -> Outcome:
+    attempt = _Attempt(task, ledger_retry)
+    try:
+        return attempt.record(kind, payload)
+    except Exception as e:
+        return attempt.failed(e, kind, payload)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What `replay_dead_letter` did with one letter."""
+
+    letter_id: int
+    status: str  # "recorded", "already_resolved", "failed", "not_found"
+    outcome: Outcome | None = None
+    error: str | None = None
+
+
+def replay_dead_letter(
+    letter_id: int,
+    *,
+    engine: Engine,
+    redis_client: redis.Redis | None,
+    now: datetime | None = None,
+) -> ReplayResult:
+    """Re-run a letter's stored payload through `process_callback`; resolve it when recorded.
+
+    Idempotent: the ledger write is keyed like any callback (a replay of something that landed
+    meanwhile is a duplicate, and resolves the letter), and a resolved letter is left alone. A
+    rejected payload (`risk_events`) also resolves it: the ledger has then decided about it.
+    """
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        letter = dead_letters.get(conn, letter_id)
+    if letter is None:
+        return ReplayResult(letter_id, "not_found")
+    if letter.resolved_at is not None:
+        return ReplayResult(letter_id, "already_resolved")
+    try:
+        outcome = process_callback(
+            letter.kind, letter.payload, engine=engine, redis_client=redis_client, now=now
+        )
+    except Exception as e:
+        with write_transaction(engine) as conn:
+            dead_letters.record_failure(
+                conn, letter_id, error_class=type(e).__name__, message=str(e), now=now
+            )
+        log.warning("ledger.replay_failed", dead_letter_id=letter_id, error=repr(e)[:500])
+        return ReplayResult(letter_id, "failed", error=f"{type(e).__name__}: {e}")
+    resolution = f"replayed: {outcome.get('outcome')}"
+    if outcome.get("reason"):
+        resolution += f" ({outcome['reason']})"
+    with write_transaction(engine) as conn:
+        dead_letters.resolve(conn, letter_id, resolution=resolution, now=now)
+    log.info("ledger.replayed", dead_letter_id=letter_id, outcome=outcome.get("outcome"))
+    return ReplayResult(letter_id, "recorded", outcome=outcome)
+
+
+class LedgerTask(Task):
+    """Base of the ledger tasks: acknowledged after they ran, retried by `_Attempt` only."""
+
+    acks_late = True
+    # Unlimited: `_Attempt` decides which failures retry (transient) and for how long (bounded).
+    max_retries = None
+
+
+_TASK_OPTIONS: dict[str, Any] = {"base": LedgerTask, "bind": True}
 
 
 @celery_app.task(name="tasks.ledger.record_execution", **_TASK_OPTIONS)
-def record_execution(payload: object) -> Outcome:
+def record_execution(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """execDetails → one fill (idempotent on exec_id), order cumulative, FSM, position."""
-    return _run("execution", payload)
+    return _run(self, "execution", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_commission", **_TASK_OPTIONS)
-def record_commission(payload: object) -> Outcome:
+def record_commission(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """commissionReport → the execution's commission (replaces the estimate); key exec_id."""
-    return _run("commission", payload)
+    return _run(self, "commission", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_order_status", **_TASK_OPTIONS)
-def record_order_status(payload: object) -> Outcome:
+def record_order_status(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """orderStatus → FSM event (late/duplicate ones recorded, not applied)."""
-    return _run("order_status", payload)
+    return _run(self, "order_status", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_open_order", **_TASK_OPTIONS)
-def record_open_order(payload: object) -> Outcome:
+def record_open_order(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """openOrder → the venue's view of the order (creates orders placed elsewhere)."""
-    return _run("open_order", payload)
+    return _run(self, "open_order", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_order_error", **_TASK_OPTIONS)
-def record_order_error(payload: object) -> Outcome:
+def record_order_error(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """error() for an order id → reject / cancel confirmed / cancel failed, or recorded only."""
-    return _run("order_error", payload)
+    return _run(self, "order_error", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_order_replaced", **_TASK_OPTIONS)
-def record_order_replaced(payload: object) -> Outcome:
+def record_order_replaced(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """Bridge re-placed an order under a new IB id after error 103; the order follows it."""
-    return _run("order_replaced", payload)
+    return _run(self, "order_replaced", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_contract", **_TASK_OPTIONS)
-def record_contract(payload: object) -> Outcome:
+def record_contract(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """contractDetails → the `contracts` cache row (newest answer wins); key con_id."""
-    return _run("contract", payload)
+    return _run(self, "contract", payload, ledger_retry)
 
 
 @celery_app.task(name="tasks.ledger.record_batch", **_TASK_OPTIONS)
-def record_batch(items: object) -> list[Outcome]:
+def record_batch(self: Task, items: object, ledger_retry: object = None) -> list[Outcome]:
     """Several callbacks in one message (`[{"kind": "execution", "payload": {...}}, ...]`).
 
     For bursts: one broker round trip instead of N. Each item still runs in its own transaction,
-    in the order given, so one bad item is rejected alone; a retry after a transient failure
-    repeats the items already recorded, which their own idempotency keys turn into no-ops.
+    in the order given, so one bad item is rejected (or dead-lettered) alone; a retry after a
+    transient failure repeats the items already recorded, which their own idempotency keys turn
+    into no-ops.
     """
-    settings = get_settings()
-    engine = make_engine(settings.resolved_database_url())
-    client = get_redis(settings)
-    now = datetime.now(UTC)
+    attempt = _Attempt(self, ledger_retry)
+    engine, now = attempt.engine, attempt.now
     if not isinstance(items, list):
         return [_reject(engine, "batch", "BAD_PAYLOAD", "expected a JSON list", items, now)]
     outcomes: list[Outcome] = []
@@ -243,9 +543,11 @@ def record_batch(items: object) -> list[Outcome]:
         if not isinstance(kind, str) or kind not in ledger.WRITERS:
             outcomes.append(_reject(engine, "batch", "UNKNOWN_KIND", f"kind {kind!r}", item, now))
             continue
-        outcomes.append(
-            process_callback(kind, item.get("payload"), engine=engine, redis_client=client, now=now)
-        )
+        payload = item.get("payload")
+        try:
+            outcomes.append(attempt.record(kind, payload))
+        except Exception as e:
+            outcomes.append(attempt.failed(e, kind, payload))
     return outcomes
 
 

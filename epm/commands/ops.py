@@ -106,11 +106,14 @@ def cancel_command(order_id: int = typer.Argument(..., help="IB order id to canc
 def status_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Bridge lease and connections, halts, command backlog, last order id, recent alerts."""
+    """Bridge lease and connections, halts, command backlog, last order id, recent alerts,
+    open ledger dead letters."""
+    from epm.commands.ledger import dead_letter_count
     from epm.redis_conn import get_redis
 
     with _redis_reached():
         status = _status(get_redis())
+    status["ledger_dead_letters"] = dead_letter_count()
     if as_json:
         json.dump(status, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
