@@ -3,11 +3,17 @@
 Workers never open an IB socket. An order is sent in three steps, each idempotent: allocate an id
 (`allocate_order_id`), persist the order as pending in the ledger, then `enqueue_place`. The bridge
 refuses an id it already sent, so re-running a task that enqueued twice is harmless.
+
+Ids survive Redis losing `ib:order:last_id`: allocation then refuses instead of counting from 1,
+and a worker that passes `floor` (the ledger's highest id, `store.order_ids.highest_ib_order_id`)
+re-seeds the counter above it and above every sent marker (`reseed_order_ids`). This module never
+reads the ledger itself: the bridge process does not import `store/`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +22,7 @@ import redis
 
 from ibgateway_bridge.commands import (
     COMMAND_STREAM,
+    SENT_KEY,
     STREAM_MAXLEN,
     CancelOrder,
     Command,
@@ -31,7 +38,12 @@ from ibgateway_bridge.commands import (
     UnsubscribeMarketData,
     encode_command,
 )
-from ibgateway_bridge.ids import OrderIdAllocator
+from ibgateway_bridge.ids import OrderIdAllocator, OrderIdCounterMissingError
+
+# Ids a re-seed leaves unused above the highest id known: ids allocated just before Redis lost the
+# counter and not yet in the ledger or a sent marker (a worker between allocating and committing).
+# Gaps are harmless to IB, which only needs ids to grow.
+ORDER_ID_RESEED_MARGIN = 1000
 
 
 def _redis(client: redis.Redis | None) -> redis.Redis:
@@ -51,9 +63,63 @@ def enqueue(
     return str(r.xadd(COMMAND_STREAM, fields, maxlen=STREAM_MAXLEN, approximate=True))
 
 
-def allocate_order_id(client: redis.Redis | None = None) -> int:
-    """A fresh IB order id from `ib:order:last_id` (never reused)."""
-    return OrderIdAllocator(_redis(client)).allocate()
+def allocate_order_id(
+    client: redis.Redis | None = None,
+    *,
+    floor: Callable[[], int] | None = None,
+    client_id: int = 1,
+) -> int:
+    """A fresh IB order id from `ib:order:last_id` (never reused).
+
+    When Redis lost the counter, raises `OrderIdCounterMissingError` unless `floor` is given: a
+    callable returning the highest id the ledger knows for `client_id` (asked only then); the
+    counter is re-seeded above it and the sent markers (`reseed_order_ids`), then allocated from.
+    """
+    r = _redis(client)
+    allocator = OrderIdAllocator(r)
+    try:
+        return allocator.allocate()
+    except OrderIdCounterMissingError:
+        if floor is None:
+            raise
+    reseed_order_ids(floor(), client=r, client_id=client_id)
+    return allocator.allocate()
+
+
+def highest_sent_order_id(client: redis.Redis | None = None, client_id: int = 1) -> int:
+    """The highest order id with a sent marker (`ib:sent:{client_id}:{order_id}[:…]`), 0 if none."""
+    r = _redis(client)
+    prefix = SENT_KEY.format(client_id=client_id, order_id="")
+    pattern = re.compile(re.escape(prefix) + r"(\d+)(?::|$)")
+    highest = 0
+    for key in r.scan_iter(match=f"{prefix}*", count=1000):
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        match = pattern.match(text)
+        if match is not None:
+            highest = max(highest, int(match.group(1)))
+    return highest
+
+
+def reseed_order_ids(
+    floor: int,
+    client: redis.Redis | None = None,
+    client_id: int = 1,
+    margin: int = ORDER_ID_RESEED_MARGIN,
+    raise_existing: bool = False,
+) -> int:
+    """Re-create `ib:order:last_id` at max(`floor`, sent markers) + `margin`; the value after.
+
+    `floor` is the highest id the ledger knows (the caller reads it; this module does not touch
+    the ledger). The counter is only created when missing (SET NX, so concurrent re-seeders agree
+    and none lowers it); `raise_existing` also raises a present counter that is lower. Never
+    lowers it.
+    """
+    r = _redis(client)
+    seed = max(floor, highest_sent_order_id(r, client_id)) + margin
+    allocator = OrderIdAllocator(r)
+    if raise_existing:
+        return allocator.raise_to(seed)
+    return allocator.seed(seed)
 
 
 def enqueue_place(

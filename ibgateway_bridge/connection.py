@@ -31,6 +31,7 @@ from ibapi.client import EClient
 
 from epm.logging import get_logger
 from ibgateway_bridge.pacing import PriorityBacklog, SlidingWindowLimiter
+from ibgateway_bridge.translate import parse_connection_time_zone
 from ibgateway_bridge.wrapper import BridgeWrapper, Message
 
 log = get_logger("ibgateway_bridge.connection")
@@ -287,6 +288,8 @@ class IBSession:
         if not client.isConnected():
             self._drain_control()
             return False
+        # The handshake named the gateway's zone; set before the decoder runs any callback.
+        wrapper.set_server_zone(parse_connection_time_zone(client.twsConnectionTime()))
         self._decoder = threading.Thread(
             target=self._decode,
             args=(client, self.control),

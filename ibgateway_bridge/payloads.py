@@ -13,10 +13,12 @@ from typing import Any
 
 from ibgateway_bridge.translate import (
     TranslationError,
+    TwsZone,
     decimal_str,
     exec_action,
     iso_utc,
     order_status,
+    parse_execution_time,
     parse_ib_time,
     to_decimal,
     to_int,
@@ -72,13 +74,23 @@ def _nonzero(value: Any) -> Any:
 
 
 def execution_payload(
-    req_id: int, contract: object, execution: object, client_id: int, received_at: datetime
+    req_id: int,
+    contract: object,
+    execution: object,
+    client_id: int,
+    received_at: datetime,
+    server_zone: TwsZone | None = None,
 ) -> Payload:
     """execDetails → `tasks.ledger.record_execution` payload; idempotency key: `exec_id`.
 
     `req_id` is -1 for a live fill and the request id for a `reqExecutions` reply (recovery).
+    `server_zone` is the gateway's zone from the connection handshake: a zone-less execution
+    time is TWS local time in it. `time_zone_source` says where the zone came from ("named" in
+    the time itself, "session" from the handshake, "unknown"); unknown leaves `time` None (the
+    wall-clock time stays in `time_raw`) rather than guessing New York.
     """
     exec_id = _required_text(execution, "execId")
+    when, zone_source, zone_name = parse_execution_time(_attr(execution, "time"), server_zone)
     side = str(_attr(execution, "side", ""))
     exec_client = to_int(_attr(execution, "clientId"))
     return {
@@ -99,8 +111,10 @@ def execution_payload(
         "order_ref": to_str(_attr(execution, "orderRef")),
         "liquidation": to_int(_attr(execution, "liquidation")),
         "last_liquidity": to_int(_attr(execution, "lastLiquidity")),
-        "time": iso_utc(parse_ib_time(_attr(execution, "time"))),
+        "time": iso_utc(when),
         "time_raw": to_str(_attr(execution, "time")),
+        "time_zone": zone_name,
+        "time_zone_source": zone_source,
         "received_at": iso_utc(received_at),
     }
 

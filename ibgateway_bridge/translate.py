@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # IB's "no value" markers (TWS_PROTOCOL_NOTES: ints 2**31-1, longs 2**63-1, the largest double;
@@ -24,22 +26,72 @@ UNSET_DECIMAL = Decimal(2**127 - 1)
 _UNSET_DOUBLE_TEXT = Decimal("1.7976931348623157E308")
 _UNSET_INTS = frozenset({UNSET_INTEGER, UNSET_LONG, -1 * UNSET_INTEGER - 1})
 
-# TWS reports times in the zone its user configured; execDetails often come without a zone.
+# The zone of contract trading hours when contractDetails names none (US listings). Execution
+# times never default to it: TWS writes them in its login zone, which the handshake names
+# (`parse_connection_time_zone`).
 DEFAULT_IB_TZ = "America/New_York"
 
-# IB's legacy zone spellings seen in time strings, mapped to IANA names.
+# IB's and Java's zone spellings (TWS is a Java program: its handshake and time strings use Java's
+# short or long zone names, or IANA ids), upper-cased, mapped to IANA names. Abbreviations stand for
+# the DST-observing zone IB's users mean (EST in a winter handshake still means New York in July);
+# the ambiguous "CST" is taken as US Central, as IB's own "US/Central" login zone spells it.
 _ZONE_ALIASES = {
     "EST": "America/New_York",
     "EDT": "America/New_York",
     "ET": "America/New_York",
-    "US/Eastern": "America/New_York",
+    "US/EASTERN": "America/New_York",
+    "EASTERN STANDARD TIME": "America/New_York",
+    "EASTERN DAYLIGHT TIME": "America/New_York",
     "CST": "America/Chicago",
     "CDT": "America/Chicago",
-    "US/Central": "America/Chicago",
+    "US/CENTRAL": "America/Chicago",
+    "CENTRAL STANDARD TIME": "America/Chicago",
+    "CENTRAL DAYLIGHT TIME": "America/Chicago",
+    "MST": "America/Denver",
+    "MDT": "America/Denver",
+    "US/MOUNTAIN": "America/Denver",
+    "MOUNTAIN STANDARD TIME": "America/Denver",
+    "MOUNTAIN DAYLIGHT TIME": "America/Denver",
+    "PST": "America/Los_Angeles",
+    "PDT": "America/Los_Angeles",
+    "US/PACIFIC": "America/Los_Angeles",
+    "PACIFIC STANDARD TIME": "America/Los_Angeles",
+    "PACIFIC DAYLIGHT TIME": "America/Los_Angeles",
     "GMT": "UTC",
     "UTC": "UTC",
+    "UT": "UTC",
     "Z": "UTC",
+    "GREENWICH MEAN TIME": "UTC",
+    "COORDINATED UNIVERSAL TIME": "UTC",
+    "BST": "Europe/London",
+    "BRITISH SUMMER TIME": "Europe/London",
+    "CET": "Europe/Berlin",
+    "CEST": "Europe/Berlin",
+    "MET": "Europe/Berlin",
+    "MEST": "Europe/Berlin",
+    "CENTRAL EUROPEAN TIME": "Europe/Berlin",
+    "CENTRAL EUROPEAN STANDARD TIME": "Europe/Berlin",
+    "CENTRAL EUROPEAN SUMMER TIME": "Europe/Berlin",
+    "HKT": "Asia/Hong_Kong",
+    "HONG KONG TIME": "Asia/Hong_Kong",
+    "HONG KONG STANDARD TIME": "Asia/Hong_Kong",
+    "JST": "Asia/Tokyo",
+    "JAPAN STANDARD TIME": "Asia/Tokyo",
+    "CHINA STANDARD TIME": "Asia/Shanghai",
+    "SGT": "Asia/Singapore",
+    "SINGAPORE TIME": "Asia/Singapore",
+    "SINGAPORE STANDARD TIME": "Asia/Singapore",
+    "AEST": "Australia/Sydney",
+    "AEDT": "Australia/Sydney",
+    "AUSTRALIAN EASTERN STANDARD TIME": "Australia/Sydney",
+    "AUSTRALIAN EASTERN DAYLIGHT TIME": "Australia/Sydney",
+    "IST": "Asia/Kolkata",
+    "INDIA STANDARD TIME": "Asia/Kolkata",
 }
+# Java's custom-offset spelling ("GMT+08:00"), also "UTC-5", "GMT+0530".
+_OFFSET_ZONE_RE = re.compile(r"^(?:GMT|UTC)\s*(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?$")
+# The handshake's connection time: "20261203 11:28:21 UTC" (the zone may be several words).
+_CONNECTION_TIME_RE = re.compile(r"^\d{8}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?P<z>.*?)\s*$")
 
 # IB order status strings → epm's status vocabulary (the ledger FSM maps these to its states).
 IB_STATUS_TO_ORDER_STATUS: dict[str, str] = {
@@ -59,7 +111,7 @@ IB_EXEC_SIDE_TO_ACTION: dict[str, str] = {"BOT": "BUY", "SLD": "SELL", "BUY": "B
 
 _TIME_RE = re.compile(
     r"^(?P<d>\d{8})(?:[ -]+(?P<t>\d{1,2}:\d{2}(?::\d{2})?)(?:\.(?P<f>\d{1,6}))?)?"
-    r"(?:\s+(?P<z>[A-Za-z_/+\-0-9]+))?$"
+    r"(?:\s+(?P<z>[A-Za-z_/+\-0-9:]+(?: [A-Za-z_/+\-0-9:]+)*))?$"
 )
 
 
@@ -151,27 +203,133 @@ def decimal_str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _zone(name: str | None, default_tz: str) -> ZoneInfo:
-    key = _ZONE_ALIASES.get(name or "", name or default_tz)
+def resolve_ib_zone(name: str) -> tuple[str, tzinfo] | None:
+    """An IB/Java zone spelling → (IANA name or "UTC+hh:mm", tzinfo); None when unknown."""
+    text = " ".join(name.split())
+    if not text:
+        return None
+    key = _ZONE_ALIASES.get(text.upper(), text)
     try:
-        return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise TranslationError("UNKNOWN_TIME_ZONE", name) from e
+        return key, ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    offset = _OFFSET_ZONE_RE.match(text.upper())
+    if offset is None:
+        return None
+    hours, minutes = int(offset["h"]), int(offset["m"] or "0")
+    if hours > 14 or minutes > 59:
+        return None
+    delta = timedelta(hours=hours, minutes=minutes)
+    if offset["sign"] == "-":
+        delta = -delta
+    sign = "-" if delta < timedelta(0) else "+"
+    return f"UTC{sign}{hours:02d}:{minutes:02d}", timezone(delta)
 
 
-def parse_ib_time(value: object, default_tz: str = DEFAULT_IB_TZ) -> datetime | None:
-    """Parse one of IB's time spellings into an aware UTC datetime.
+def _zone(name: str | None, default_tz: str | tzinfo | None) -> tzinfo:
+    if name is None:
+        if default_tz is None:
+            raise TranslationError("TIME_ZONE_REQUIRED", name)
+        if isinstance(default_tz, tzinfo):
+            return default_tz
+        name = default_tz
+    resolved = resolve_ib_zone(name)
+    if resolved is None:
+        raise TranslationError("UNKNOWN_TIME_ZONE", name)
+    return resolved[1]
 
-    Accepted: epoch seconds (int or digits, e.g. currentTime, realtimeBar) or milliseconds
-    (10.x errorTime), "20261126 09:30:01
-    US/Eastern" (zone named), "20261126  09:30:01" (execDetails without a zone: TWS local time,
-    `default_tz`), "20261126-14:30:01" (the dash form is UTC by IB's convention), and "20261126"
-    (a date: midnight in `default_tz`). Empty → None.
+
+@dataclass(frozen=True, slots=True)
+class TwsZone:
+    """The gateway's time zone (its TWS login zone), as its connection handshake named it.
+
+    `raw` is what the handshake said after the time (None when it said nothing), `name` the IANA
+    name (or "UTC+hh:mm") it maps to and `tz` the zone; both None when the spelling is unknown.
+    """
+
+    raw: str | None
+    name: str | None
+    tz: tzinfo | None
+
+    @property
+    def known(self) -> bool:
+        return self.tz is not None
+
+
+UNKNOWN_ZONE = TwsZone(raw=None, name=None, tz=None)
+
+
+def parse_connection_time_zone(connection_time: object) -> TwsZone:
+    """The zone of the handshake's connection time (`EClient.twsConnectionTime()`).
+
+    IB's server answers the client's version request with its version and the connection time
+    in the TWS login zone, e.g. b"20261203 11:28:21 EST" (ibapi 9.81 keeps the field as bytes),
+    "20261203 06:28:21 US/Eastern" or a Java long name ("Central European Summer Time"). An
+    unknown spelling or a missing zone gives an unknown `TwsZone` carrying what was said.
+    """
+    if connection_time is None:
+        return UNKNOWN_ZONE
+    if isinstance(connection_time, bytes | bytearray):
+        text = bytes(connection_time).decode("utf-8", "replace").strip()
+    else:
+        text = str(connection_time).strip()
+    match = _CONNECTION_TIME_RE.match(text)
+    raw = (match["z"] if match is not None else text) or None
+    if raw is None:
+        return UNKNOWN_ZONE
+    resolved = resolve_ib_zone(raw)
+    if resolved is None:
+        return TwsZone(raw=raw, name=None, tz=None)
+    return TwsZone(raw=raw, name=resolved[0], tz=resolved[1])
+
+
+ZoneSource = Literal["named", "session", "unknown"]
+
+
+def parse_execution_time(
+    value: object, zone: TwsZone | None
+) -> tuple[datetime | None, ZoneSource, str | None]:
+    """execDetails' time → (UTC time, where its zone came from, that zone's name).
+
+    A time that names its zone (or the dash form, UTC by IB's convention, or epoch seconds) is
+    "named". A zone-less one ("20261126  09:30:01", TWS local time) is read in the session's
+    zone from the handshake ("session"); when that zone is unknown the instant is unknown:
+    (None, "unknown", None), never a guess. An empty time is (None, "named", None).
 
     Raises
     ------
     TranslationError
-        For anything else, with reason INVALID_TIMESTAMP or UNKNOWN_TIME_ZONE.
+        For a time that is not one of IB's spellings (or names a zone nobody knows).
+    """
+    text = "" if value is None else str(value).strip()
+    match = _TIME_RE.match(text)
+    zone_less = match is not None and match["z"] is None and "-" not in text[8:9]
+    if not zone_less:
+        named = match["z"] if match is not None else None
+        when = parse_ib_time(value)
+        if named is not None:
+            resolved = resolve_ib_zone(named)
+            return when, "named", resolved[0] if resolved is not None else named
+        return when, "named", "UTC" if when is not None else None
+    if zone is None or zone.tz is None:
+        return None, "unknown", None
+    return parse_ib_time(value, zone.tz), "session", zone.name
+
+
+def parse_ib_time(value: object, default_tz: str | tzinfo | None = None) -> datetime | None:
+    """Parse one of IB's time spellings into an aware UTC datetime.
+
+    Accepted: epoch seconds (int or digits, e.g. currentTime, realtimeBar) or milliseconds
+    (10.x errorTime), "20261126 09:30:01 US/Eastern" (zone named), "20261126-14:30:01" (the
+    dash form is UTC by IB's convention), and the zone-less "20261126  09:30:01" (execDetails:
+    TWS local time) and "20261126" (a date: midnight), which are read in `default_tz` and need
+    it: no zone is ever assumed. Empty → None.
+
+    Raises
+    ------
+    TranslationError
+        For anything else, with reason INVALID_TIMESTAMP, UNKNOWN_TIME_ZONE or
+        TIME_ZONE_REQUIRED (a zone-less spelling and no `default_tz`).
     """
     if value is None:
         return None
@@ -203,7 +361,7 @@ def parse_ib_time(value: object, default_tz: str = DEFAULT_IB_TZ) -> datetime | 
     if zone_name is not None:
         tz = _zone(zone_name, default_tz)
     elif clock is not None and "-" in text[8:9]:
-        tz = ZoneInfo("UTC")
+        tz = UTC
     else:
         tz = _zone(None, default_tz)
     return base.replace(tzinfo=tz).astimezone(UTC)

@@ -24,7 +24,15 @@ from ibapi.wrapper import EWrapper
 
 from epm.logging import get_logger
 from ibgateway_bridge import payloads
-from ibgateway_bridge.translate import decimal_str, iso_utc, parse_ib_time, to_decimal, to_int
+from ibgateway_bridge.translate import (
+    UNKNOWN_ZONE,
+    TwsZone,
+    decimal_str,
+    iso_utc,
+    parse_ib_time,
+    to_decimal,
+    to_int,
+)
 
 log = get_logger("ibgateway_bridge.wrapper")
 
@@ -80,12 +88,27 @@ class BridgeWrapper(EWrapper):
         data: queue.Queue[Message],
         control: queue.Queue[Message],
         clock: Callable[[], datetime] | None = None,
+        server_zone: TwsZone = UNKNOWN_ZONE,
     ) -> None:
         super().__init__()
         self.client_id = client_id
         self._data = data
         self._control = control
         self._clock = clock or (lambda: datetime.now(UTC))
+        # The gateway's zone from the handshake (`set_server_zone` at connect): execDetails'
+        # zone-less times are TWS local time in it.
+        self.server_zone = server_zone
+
+    def set_server_zone(self, zone: TwsZone) -> None:
+        """Called once the handshake named the gateway's zone, before any callback is decoded."""
+        self.server_zone = zone
+        if not zone.known:
+            log.warning(
+                "tws_time_zone_unknown",
+                client_id=self.client_id,
+                zone=zone.raw,
+                effect="zone-less execution times are flagged time_zone_source=unknown",
+            )
 
     def _emit(self, kind: str, data: dict[str, Any], control: bool = False) -> None:
         msg = Message(kind, self.client_id, data, self._clock())
@@ -200,7 +223,7 @@ class BridgeWrapper(EWrapper):
     def execDetails(self, reqId: int, contract: Any, execution: Any) -> None:
         def run() -> None:
             data = payloads.execution_payload(
-                int(reqId), contract, execution, self.client_id, self._clock()
+                int(reqId), contract, execution, self.client_id, self._clock(), self.server_zone
             )
             self._emit("execution", data)
             self._emit("order_seen", _seen(data), control=True)

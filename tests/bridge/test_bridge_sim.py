@@ -212,7 +212,9 @@ def test_client_id_in_use_326_halts_trading_and_alerts(r: redis.Redis, redis_url
                 )
                 assert alerts[0]["client_id"] == "1"
                 poll(lambda: bridge.orders.state == SessionState.ID_IN_USE, 10, what="ID_IN_USE")
-                oid = client_api.allocate_order_id(r)
+                # Client 1 never got a nextValidId, so no counter yet: a worker seeds it from
+                # the ledger's floor (empty here) instead of counting from nothing.
+                oid = client_api.allocate_order_id(r, floor=lambda: 0)
                 client_api.enqueue_place(oid, "coid-326", SPY, resting(), client=r)
                 poll(lambda: len(bridge.orders.backlog) == 1, 5, what="place held back")
                 assert not bridge.orders.ready.is_set()

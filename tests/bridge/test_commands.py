@@ -10,6 +10,7 @@ import redis
 
 from ibgateway_bridge import client_api
 from ibgateway_bridge import commands as cmds
+from ibgateway_bridge.ids import OrderIdAllocator
 from ibgateway_bridge.lease import BridgeLease
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
@@ -165,6 +166,7 @@ def test_halt_reason_global_instrument_strategy(r: redis.Redis) -> None:
 
 
 def test_client_api_enqueue_every_type_parses_back(r: redis.Redis) -> None:
+    OrderIdAllocator(r).sync(1)  # what the bridge's connect does; a missing counter refuses
     oid = client_api.allocate_order_id(client=r)
     order = {"action": "SELL", "quantity": "2", "order_type": "MKT"}
     ids = [

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from ibgateway_bridge.ids import OrderIdAllocator
+from ibgateway_bridge import client_api
+from ibgateway_bridge.ids import LAST_ID_KEY, OrderIdAllocator, OrderIdCounterMissingError
 from ibgateway_bridge.lease import BridgeLease, LeaseHeldError, lease_holder
 
 
@@ -16,6 +17,12 @@ def test_allocator_sync_raises_to_next_valid_id_minus_one(r: redis.Redis) -> Non
     ids = OrderIdAllocator(r)
     assert ids.sync(100) == 99
     assert ids.allocate() == 100
+
+
+def test_allocator_sync_with_a_fresh_accounts_first_id_creates_the_counter(r: redis.Redis) -> None:
+    ids = OrderIdAllocator(r)
+    assert ids.sync(1) == 0
+    assert ids.allocate() == 1
 
 
 def test_allocator_sync_never_lowers_the_counter(r: redis.Redis) -> None:
@@ -38,11 +45,69 @@ def test_allocator_concurrent_allocations_are_unique(r: redis.Redis) -> None:
 
 def test_allocator_block_is_consecutive_and_fresh(r: redis.Redis) -> None:
     ids = OrderIdAllocator(r)
+    ids.sync(1)
     first = ids.allocate()
     block = ids.allocate_block(3)
     assert block == [first + 1, first + 2, first + 3]
     with pytest.raises(ValueError):
         ids.allocate_block(0)
+
+
+def test_allocation_refuses_when_redis_lost_the_counter(r: redis.Redis) -> None:
+    ids = OrderIdAllocator(r)
+    ids.sync(500)
+    assert ids.allocate() == 500
+    r.delete(LAST_ID_KEY)  # eviction, a failover without persistence, a FLUSHDB
+    with pytest.raises(OrderIdCounterMissingError):
+        ids.allocate()
+    with pytest.raises(OrderIdCounterMissingError):
+        ids.allocate_block(3)
+    with pytest.raises(OrderIdCounterMissingError):
+        client_api.allocate_order_id(r)
+    # Refused, not counted from 0: the key is still absent, no id 1, 2, 3 handed out.
+    assert r.exists(LAST_ID_KEY) == 0
+
+
+def test_allocation_reseeds_above_the_floor_and_every_sent_marker(r: redis.Redis) -> None:
+    r.set("ib:sent:1:700", "sent:1-0")
+    r.set("ib:sent:1:705:cancel", "sent:2-0")
+    r.set("ib:sent:1:702:v3", "sent:3-0")
+    r.set("ib:sent:2:9999", "sent:4-0")  # another client id's sequence: not ours
+    oid = client_api.allocate_order_id(r, floor=lambda: 650)
+    assert oid > 705
+    assert oid <= 705 + client_api.ORDER_ID_RESEED_MARGIN + 1
+    # The ledger knows more than the markers: the floor wins.
+    r.delete(LAST_ID_KEY)
+    later = client_api.allocate_order_id(r, floor=lambda: oid + 5000)
+    assert later > oid + 5000
+    # A present counter is never touched by a floor (allocation is a plain INCR then).
+    assert client_api.allocate_order_id(r, floor=lambda: 10**9) == later + 1
+
+
+def test_concurrent_reseeds_agree_and_never_hand_out_an_id_twice(r: redis.Redis) -> None:
+    calls: list[int] = []
+
+    def floor() -> int:
+        calls.append(1)
+        return 1234
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: client_api.allocate_order_id(r, floor=floor), range(200)))
+    assert len(set(got)) == 200
+    assert min(got) > 1234
+    assert calls  # the floor was asked only because the counter was missing
+    # The bridge's sync at connect still only raises the counter.
+    ids = OrderIdAllocator(r)
+    assert ids.sync(5) == max(got)
+    assert ids.allocate() == max(got) + 1
+
+
+def test_reseed_only_when_missing_unless_told_to_raise(r: redis.Redis) -> None:
+    assert client_api.reseed_order_ids(100, client=r) == 100 + client_api.ORDER_ID_RESEED_MARGIN
+    assert client_api.reseed_order_ids(5, client=r) == 100 + client_api.ORDER_ID_RESEED_MARGIN
+    raised = client_api.reseed_order_ids(10_000, client=r, raise_existing=True)
+    assert raised == 10_000 + client_api.ORDER_ID_RESEED_MARGIN
+    assert client_api.reseed_order_ids(1, client=r, raise_existing=True) == raised
 
 
 def test_lease_second_bridge_refused_with_holder_named(r: redis.Redis) -> None:

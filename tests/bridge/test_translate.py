@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from ibapi.commission_report import CommissionReport
@@ -17,8 +18,11 @@ from ibgateway_bridge.translate import (
     UNSET_INTEGER,
     UNSET_LONG,
     TranslationError,
+    TwsZone,
     normalize_occ,
     occ_symbol,
+    parse_connection_time_zone,
+    parse_execution_time,
     parse_ib_time,
     parse_trading_hours,
     to_decimal,
@@ -77,14 +81,12 @@ def test_to_int_fraction_raises() -> None:
     ("raw", "expected"),
     [
         ("20261126 09:30:01 US/Eastern", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
-        ("20261126  09:30:01", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         ("20261126-14:30:01", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         ("20260701 09:30:00 America/New_York", datetime(2026, 7, 1, 13, 30, tzinfo=UTC)),
         ("20261126 14:30:01 UTC", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         (1795703401, datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         ("1795703401", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
         (1795703401500, datetime(2026, 11, 26, 14, 30, 1, 500000, tzinfo=UTC)),
-        ("20261126", datetime(2026, 11, 26, 5, 0, tzinfo=UTC)),
         ("", None),
     ],
 )
@@ -93,6 +95,30 @@ def test_parse_ib_time_all_spellings_give_aware_utc(raw: object, expected: datet
     assert parsed == expected
     if parsed is not None:
         assert parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "zone", "expected"),
+    [
+        ("20261126  09:30:01", "America/New_York", datetime(2026, 11, 26, 14, 30, 1, tzinfo=UTC)),
+        ("20261126  09:30:01", "Europe/Berlin", datetime(2026, 11, 26, 8, 30, 1, tzinfo=UTC)),
+        ("20261126", "America/New_York", datetime(2026, 11, 26, 5, 0, tzinfo=UTC)),
+        # A zone in the string wins over the default.
+        ("20261126 09:30:01 UTC", "Asia/Tokyo", datetime(2026, 11, 26, 9, 30, 1, tzinfo=UTC)),
+    ],
+)
+def test_parse_ib_time_zone_less_spellings_take_the_zone_given(
+    raw: str, zone: str, expected: datetime
+) -> None:
+    assert parse_ib_time(raw, ZoneInfo(zone)) == expected
+    assert parse_ib_time(raw, zone) == expected
+
+
+@pytest.mark.parametrize("raw", ["20261126  09:30:01", "20261126"])
+def test_parse_ib_time_never_guesses_a_zone(raw: str) -> None:
+    with pytest.raises(TranslationError) as e:
+        parse_ib_time(raw)
+    assert e.value.reason == "TIME_ZONE_REQUIRED"
 
 
 @pytest.mark.parametrize("raw", ["yesterday", "20261326 10:00:00", "20261126 10:00:00 Mars/Base"])
@@ -126,14 +152,123 @@ def test_execution_payload_is_json_primitives_with_exact_decimals() -> None:
     ex.execId, ex.orderId, ex.clientId, ex.permId = "0001f4e8.01", 12, 1, 9001
     ex.side, ex.shares, ex.price, ex.cumQty, ex.avgPrice = "BOT", 100.0, 450.05, 100.0, 450.05
     ex.time, ex.acctNumber, ex.orderRef = "20261126  09:30:01", "DU1", "coid-7"
-    data = payloads.execution_payload(-1, contract, ex, 1, NOW)
+    eastern = parse_connection_time_zone(b"20261126 08:00:00 EST")
+    data = payloads.execution_payload(-1, contract, ex, 1, NOW, server_zone=eastern)
     assert data["exec_id"] == "0001f4e8.01"
     assert data["price"] == "450.05" and data["shares"] == "100.0"
     assert data["action"] == "BUY"
     assert data["time"] == "2026-11-26T14:30:01+00:00"
+    assert data["time_zone"] == "America/New_York" and data["time_zone_source"] == "session"
     assert data["received_at"] == "2026-11-26T15:00:00+00:00"
     assert data["order_ref"] == "coid-7"
     assert data["strike"] is None
+
+
+@pytest.mark.parametrize(
+    ("handshake", "name", "raw"),
+    [
+        (b"20261203 11:28:21 UTC", "UTC", "UTC"),  # ibapi 9.81 keeps the handshake as bytes
+        ("20261203 11:28:21 UTC", "UTC", "UTC"),
+        ("20261203 11:28:21 GMT", "UTC", "GMT"),
+        ("20261203 06:28:21 EST", "America/New_York", "EST"),
+        ("20260703 07:28:21 EDT", "America/New_York", "EDT"),
+        ("20261203 06:28:21 US/Eastern", "America/New_York", "US/Eastern"),
+        ("20261203 05:28:21 CST", "America/Chicago", "CST"),
+        ("20261203 03:28:21 PST", "America/Los_Angeles", "PST"),
+        ("20261203 12:28:21 CET", "Europe/Berlin", "CET"),
+        ("20260703 13:28:21 CEST", "Europe/Berlin", "CEST"),
+        ("20261203 11:28:21 Europe/London", "Europe/London", "Europe/London"),
+        ("20261203 19:28:21 HKT", "Asia/Hong_Kong", "HKT"),
+        ("20261203 06:28:21 Eastern Standard Time", "America/New_York", "Eastern Standard Time"),
+        (
+            "20260703 13:28:21 Central European Summer Time",
+            "Europe/Berlin",
+            "Central European Summer Time",
+        ),
+        ("20261203 19:28:21 GMT+08:00", "UTC+08:00", "GMT+08:00"),
+    ],
+)
+def test_connection_time_zone_from_the_handshake(handshake: object, name: str, raw: str) -> None:
+    zone = parse_connection_time_zone(handshake)
+    assert zone.known and zone.name == name and zone.raw == raw
+
+
+@pytest.mark.parametrize(
+    ("handshake", "raw"),
+    [("20261203 11:28:21 Mars/Base", "Mars/Base"), ("20261203 11:28:21", None), (None, None)],
+)
+def test_connection_time_zone_unknown_is_said_so(handshake: object, raw: str | None) -> None:
+    zone = parse_connection_time_zone(handshake)
+    assert not zone.known and zone.name is None and zone.tz is None and zone.raw == raw
+
+
+def test_fixed_offset_zone_is_exact() -> None:
+    zone = parse_connection_time_zone("20261203 19:28:21 GMT+08:00")
+    assert zone.tz == timezone(timedelta(hours=8))
+    when, source, name = parse_execution_time("20261203  19:28:21", zone)
+    assert when == datetime(2026, 12, 3, 11, 28, 21, tzinfo=UTC)
+    assert (source, name) == ("session", "UTC+08:00")
+
+
+@pytest.mark.parametrize(
+    ("raw", "handshake", "expected", "source", "zone_name"),
+    [
+        # Zone-less: the gateway's zone from its handshake, never New York by default.
+        ("20261126  09:30:01", "20261126 09:00:00 UTC", "2026-11-26T09:30:01", "session", "UTC"),
+        (
+            "20260701  09:30:01",
+            "20260701 09:00:00 CEST",
+            "2026-07-01T07:30:01",
+            "session",
+            "Europe/Berlin",
+        ),
+        (
+            "20261126  09:30:01",
+            "20261126 09:00:00 EST",
+            "2026-11-26T14:30:01",
+            "session",
+            "America/New_York",
+        ),
+        # The zone in the execution's own time wins.
+        (
+            "20261126 09:30:01 US/Eastern",
+            "20261126 09:00:00 UTC",
+            "2026-11-26T14:30:01",
+            "named",
+            "America/New_York",
+        ),
+        ("20261126-14:30:01", "20261126 09:00:00 EST", "2026-11-26T14:30:01", "named", "UTC"),
+    ],
+)
+def test_execution_time_uses_the_session_zone_when_the_time_names_none(
+    raw: str, handshake: str, expected: str, source: str, zone_name: str
+) -> None:
+    when, got_source, got_name = parse_execution_time(raw, parse_connection_time_zone(handshake))
+    assert when == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+    assert (got_source, got_name) == (source, zone_name)
+
+
+def test_execution_payload_unknown_zone_keeps_the_raw_time_and_flags_it() -> None:
+    contract = Contract()
+    contract.conId, contract.symbol = 756733, "SPY"
+    ex = Execution()
+    ex.execId, ex.orderId, ex.side, ex.shares, ex.price = "0001f4e8.02", 12, "BOT", 1.0, 450.0
+    ex.time = "20261126  09:30:01"
+    for zone in (parse_connection_time_zone("20261126 09:00:00 Mars/Base"), None):
+        data = payloads.execution_payload(-1, contract, ex, 1, NOW, server_zone=zone)
+        assert data["time"] is None  # no instant is invented
+        assert data["time_raw"] == "20261126  09:30:01"
+        assert data["time_zone_source"] == "unknown" and data["time_zone"] is None
+    # A time that names its zone needs no session zone.
+    ex.time = "20261126 09:30:01 UTC"
+    data = payloads.execution_payload(-1, contract, ex, 1, NOW)
+    assert data["time"] == "2026-11-26T09:30:01+00:00" and data["time_zone_source"] == "named"
+
+
+def test_tws_zone_is_a_value() -> None:
+    assert parse_connection_time_zone("20261126 09:00:00 EST") == TwsZone(
+        raw="EST", name="America/New_York", tz=ZoneInfo("America/New_York")
+    )
 
 
 def test_commission_payload_unset_realized_pnl_is_none() -> None:

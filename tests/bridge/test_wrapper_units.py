@@ -8,10 +8,13 @@ import urllib.request
 from datetime import UTC, datetime
 
 import redis
+from ibapi.contract import Contract
+from ibapi.execution import Execution
 
 from ibgateway_bridge import client_api
-from ibgateway_bridge.connection import Backoff
+from ibgateway_bridge.connection import Backoff, IBSession
 from ibgateway_bridge.runtime import STATE_KEY, BridgeConfig
+from ibgateway_bridge.translate import parse_connection_time_zone
 from ibgateway_bridge.wrapper import BridgeWrapper, Message
 from tests.bridge.harness import bridge_in_process, poll, sim_thread, wait_ready
 
@@ -115,3 +118,69 @@ def test_metrics_exported_on_localhost(r: redis.Redis, redis_url: str) -> None:
         )
         assert 'epm_bridge_backlog{connection="orders"}' in text
         assert "epm_bridge_messages_sent_total" in text
+
+
+def _execution(time: str) -> tuple[Contract, Execution]:
+    contract = Contract()
+    contract.conId, contract.symbol, contract.secType = 756733, "SPY", "STK"
+    ex = Execution()
+    ex.execId, ex.orderId, ex.clientId, ex.permId = "00aa.01", 12, 1, 9001
+    ex.side, ex.shares, ex.price, ex.time = "BOT", 1.0, 450.0, time
+    return contract, ex
+
+
+def test_wrapper_reads_zone_less_execution_times_in_its_sessions_zone() -> None:
+    data: queue.Queue[Message] = queue.Queue()
+    control: queue.Queue[Message] = queue.Queue()
+    w = BridgeWrapper(1, data, control, clock=lambda: NOW)
+    # Before the handshake named a zone, a zone-less time is flagged, never read as New York.
+    w.execDetails(-1, *_execution("20261126  09:30:01"))
+    unknown = data.get_nowait().data
+    assert unknown["time"] is None and unknown["time_zone_source"] == "unknown"
+    w.set_server_zone(parse_connection_time_zone(b"20261126 10:28:21 CET"))
+    w.execDetails(-1, *_execution("20261126  09:30:01"))
+    msg = data.get_nowait()
+    assert msg.kind == "execution"
+    assert msg.data["time"] == "2026-11-26T08:30:01+00:00"
+    assert msg.data["time_zone"] == "Europe/Berlin" and msg.data["time_zone_source"] == "session"
+
+
+def test_session_wrapper_takes_the_gateway_zone_from_the_handshake() -> None:
+    data: queue.Queue[Message] = queue.Queue()
+    with sim_thread() as sim:
+        session = IBSession(
+            "orders",
+            "127.0.0.1",
+            sim.port,
+            41,
+            data,
+            45,
+            on_control=lambda _s, _m: None,
+            on_connected=lambda _s: True,
+            on_state=lambda _s, _st: None,
+        )
+        session.start()
+        try:
+            poll(session.ready.is_set, 15, what="session READY against the sim")
+            client = session.client
+            assert client is not None
+            wrapper = client.wrapper
+            assert isinstance(wrapper, BridgeWrapper)
+            # The sim's handshake says UTC (tws_sim/protocol/framing.connection_time).
+            assert wrapper.server_zone.known and wrapper.server_zone.name == "UTC"
+            wrapper.execDetails(-1, *_execution("20261126  09:30:01"))
+            msg = poll(lambda: _first_execution(data), 5, what="the execution message")
+            assert msg.data["time"] == "2026-11-26T09:30:01+00:00"
+            assert msg.data["time_zone_source"] == "session"
+        finally:
+            session.stop()
+
+
+def _first_execution(data: queue.Queue[Message]) -> Message | None:
+    while True:
+        try:
+            msg = data.get_nowait()
+        except queue.Empty:
+            return None
+        if msg.kind == "execution":
+            return msg
