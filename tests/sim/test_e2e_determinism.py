@@ -24,7 +24,11 @@ def stock(symbol: str) -> Contract:
 
 
 def run(exec_log: Path, seed: int) -> list[dict[str, object]]:
-    with SimServerThread(stepped=True, seed=seed, start=START, exec_log=exec_log) as sim:
+    # A pinned incarnation: the same exec and perm ids in both runs (by default each instance
+    # gets its own, so a restarted simulator never reissues an id a ledger already holds).
+    with SimServerThread(
+        stepped=True, seed=seed, start=START, exec_log=exec_log, incarnation=7
+    ) as sim:
         app = RecordingClient()
         try:
             oid = app.start(sim.port, 1)

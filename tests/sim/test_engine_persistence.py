@@ -203,3 +203,24 @@ def test_journal_lines_past_the_snapshot_are_dropped_and_missing_ones_are_an_err
     journal.write_text(lines[0] + "\n")
     with pytest.raises(StateError):
         venue(m, tmp_path)
+
+
+def test_venue_instances_never_reissue_exec_or_perm_ids() -> None:
+    """A simulator restarted without its state (a new incarnation) trades the same flow at the
+    same simulated times, yet none of its ids is one the first instance issued: a ledger that
+    outlives a simulator would otherwise drop the new fills as duplicates."""
+    runs = []
+    for incarnation in (1_796_299_000_000, 1_796_299_004_000):
+        m = standard_market()
+        v = make_venue(SPY, AAPL, market=m, incarnation=incarnation)[0]
+        flow(v, m)
+        runs.append(
+            (
+                {e.exec_id for e, _ in v.executions()},
+                {s.perm_id for s in v.completed_orders() + v.open_orders(None)},
+            )
+        )
+    (first_execs, first_perms), (second_execs, second_perms) = runs
+    assert first_execs and first_perms
+    assert not first_execs & second_execs
+    assert max(first_perms) < min(second_perms)

@@ -161,6 +161,7 @@ class Venue:
         rules: VenueRules | None = None,
         commission_fn: CommissionFn | None = None,
         start: datetime | None = None,
+        incarnation: int = 0,
     ) -> None:
         self._catalog = catalog
         self._market = market
@@ -180,8 +181,9 @@ class Venue:
         self._children: dict[Key, list[Key]] = {}
         self._held: dict[Key, list[Key]] = {}
         self._max_id: dict[int, int] = {}
-        self._perm = PermIds()
-        self._exec_ids = ExecIdGenerator()
+        # Ids are unique per incarnation (see `execids`); a restored state carries its own.
+        self._perm = PermIds.for_incarnation(incarnation)
+        self._exec_ids = ExecIdGenerator(incarnation=incarnation)
         self._execs: list[_ExecRec] = []
         self._exec_index: dict[str, int] = {}
         self._account = Account(self._rules.starting_cash)

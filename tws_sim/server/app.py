@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
@@ -91,6 +92,7 @@ class SimServer:
         account: str = DEFAULT_ACCOUNT,
         pacing_limit: int | None = PACING_LIMIT,
         tick_s: float = 0.05,
+        incarnation: int | None = None,
     ) -> None:
         if isinstance(start, datetime) and start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
@@ -108,6 +110,9 @@ class SimServer:
         self.account = account
         self.pacing_limit = pacing_limit
         self.tick_s = tick_s
+        # Exec ids and perm ids never repeat across instances (tws_sim.engine.execids): the
+        # wall-clock milliseconds at creation, unless a caller pins it to replay identical ids.
+        self.incarnation = incarnation if incarnation is not None else time.time_ns() // 1_000_000
 
         self.sessions: set[Session] = set()
         self.clients: dict[int, Session] = {}
@@ -171,6 +176,7 @@ class SimServer:
             account=self.account,
             state_dir=self.state_dir,
             exec_log=self.exec_log,
+            incarnation=self.incarnation,
         )
         self.faults = FaultSchedule(server_actions(self.scenario.faults, self.start_at))
         self.subs = Subscriptions(self)
