@@ -46,6 +46,13 @@ HALT_GLOBAL_KEY = "epm:halt:global"
 HALT_INSTRUMENT_KEY = "epm:halt:instrument:{con_id}"
 HALT_STRATEGY_KEY = "epm:halt:strategy:{strategy}"
 SENT_KEY = "ib:sent:{client_id}:{order_id}"
+# An order re-placed under a fresh id (after 103, or an id the venue holds for another order):
+# old id → new id, so commands still naming the old id (in flight, or from a producer that has not
+# heard yet) follow the order, also after a bridge restart.
+REPLACED_KEY = "ib:replaced:{client_id}:{order_id}"
+# A cancel of this order id was sent (or decided): a placement of it the venue never accepted is
+# never sent again or re-placed after a 103, also by a bridge restarted after the cancel.
+CANCEL_ASKED_KEY = "ib:cancel_asked:{client_id}:{order_id}"
 # Sent markers outlive any replay window (stream entries are trimmed long before a week is over).
 SENT_TTL_S = 7 * 24 * 3600
 # Keep the stream bounded; only acknowledged history is ever trimmed away in practice.

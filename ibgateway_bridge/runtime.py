@@ -114,7 +114,7 @@ class Bridge:
         )
         # What the venue said of client 1's orders, and what the bridge still waits to hear.
         self.venue = VenueOrders()
-        self._replace_pending: list[cmds.PlaceOrder] = []
+        self._replace_pending: list[cmds.Envelope] = []
         self._req_ids = iter(range(1_000_000_000, 1_400_000_000))
         self._threads: list[threading.Thread] = []
         self._pnl_single: set[tuple[str, int]] = set()
@@ -368,27 +368,54 @@ class Bridge:
                 self.venue.answered(order_id, code)
 
     def _replace_duplicates(self) -> None:
-        """Re-place each 103'd placement under a fresh id (see `_replace`).
+        """Re-place each 103'd placement under a fresh id (see `_replace`), unless a cancel was
+        asked for it meanwhile: then it ends there, announced as cancelled before it was sent.
 
         The original leaves the pending list only once its replacement is on the stream, so a
         Redis error retries it at the next `nextValidId`.
         """
         while self._replace_pending:
-            self._replace(self._replace_pending[0], "IB_103_DUPLICATE_ORDER_ID")
+            env = self._replace_pending[0]
+            original = env.command
+            if not isinstance(original, cmds.PlaceOrder):
+                self._replace_pending.pop(0)
+                continue
+            if self._cancel_asked(original.order_id):
+                cmds.publish_reject(
+                    self.redis,
+                    env.stream_id,
+                    cmds.BridgeRejectReason.CANCELED_BEFORE_SEND,
+                    "IB refused the id (103) and the order was cancelled before its re-place",
+                    original,
+                    _now(),
+                )
+                self.venue.replaced(original.order_id)
+            else:
+                self._replace(original, "IB_103_DUPLICATE_ORDER_ID")
             self._replace_pending.pop(0)
 
-    def _replace(self, original: cmds.PlaceOrder, reason: str) -> int:
+    def _replace(self, original: cmds.PlaceOrder, reason: str, *, id_dead: bool = True) -> int:
         """Queue `original` again under a fresh id; the ledger link goes through the outbox.
 
-        The link is queued for the outbox, which retries a broker outage instead of failing here
-        (a direct `send_task` here once raised before the XADD and the order was never placed).
+        `id_dead`: the old id carries nothing at the venue (103), so every command naming it
+        follows the order; otherwise (the venue holds the id for another order) only commands
+        carrying this order's ref do. The link is queued for the outbox, which retries a broker
+        outage instead of failing here (a direct `send_task` here once raised before the XADD and
+        the order was never placed).
         """
         new_id = self.allocator.allocate()
         replacement = original.model_copy(update={"order_id": new_id})
         now = _now()
         fields: dict[Any, Any] = dict(cmds.encode_command(replacement, now))
-        self.redis.xadd(cmds.COMMAND_STREAM, fields)
-        self.venue.replaced(original.order_id, new_id)
+        # On the stream for durability, and straight into its lane so that commands following
+        # the redirect queue behind it; the reader's copy of the entry is then a duplicate.
+        stream_id = str(self.redis.xadd(cmds.COMMAND_STREAM, fields))
+        self.orders.backlog.put(
+            cmds.Envelope(stream_id, replacement, now), Priority.PLACE, lane=new_id
+        )
+        redirect = f"{new_id}|{'dead' if id_dead else 'shared'}|{original.client_order_id}"
+        self.redis.set(self._replaced_key(original.order_id), redirect, ex=cmds.SENT_TTL_S)
+        self.venue.replaced(original.order_id)
         link = {
             "old_order_id": original.order_id,
             "new_order_id": new_id,
@@ -404,6 +431,44 @@ class Bridge:
             self.redis, "bridge", "order_replaced", now, **{k: str(v) for k, v in link.items()}
         )
         return new_id
+
+    def _ask_cancel(self, *order_ids: int) -> None:
+        """Record that these ids are being cancelled, in memory and durably."""
+        self.venue.ask_cancel(*order_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for order_id in set(order_ids):
+            key = cmds.CANCEL_ASKED_KEY.format(
+                client_id=self.settings.ib_client_id_orders, order_id=order_id
+            )
+            pipe.set(key, "1", ex=cmds.SENT_TTL_S)
+        pipe.execute()
+
+    def _cancel_asked(self, order_id: int) -> bool:
+        """A cancel went out for this id, in this process or an earlier one."""
+        if self.venue.cancel_asked(order_id):
+            return True
+        key = cmds.CANCEL_ASKED_KEY.format(
+            client_id=self.settings.ib_client_id_orders, order_id=order_id
+        )
+        return bool(self.redis.exists(key))
+
+    def _replaced_key(self, order_id: int) -> str:
+        return cmds.REPLACED_KEY.format(
+            client_id=self.settings.ib_client_id_orders, order_id=order_id
+        )
+
+    def _current_id(self, order_id: int, order_ref: str | None = None) -> int:
+        """The id an order lives under now: re-places are followed (ids only grow); one off an
+        id the venue holds for another order only by commands carrying the moved order's ref."""
+        for _ in range(16):
+            raw = self.redis.get(self._replaced_key(order_id))
+            if raw is None:
+                return order_id
+            newer, kind, ref = [*str(raw).split("|", 2), "dead", ""][:3]
+            if int(newer) <= order_id or (kind != "dead" and ref != order_ref):
+                return order_id
+            order_id = int(newer)
+        return order_id
 
     def _settle_after_resync(self, session: IBSession) -> None:
         """Placements sent on an earlier connection that the venue does not know lost their
@@ -541,15 +606,15 @@ class Bridge:
                 continue
             env = ticket.item
             try:
-                done = self._send(session, env)
+                outcome = self._send(session, env)
             except cmds.LeaseFencedError as e:
                 log.error("fenced", error=repr(e))
                 self._lease_lost()
                 return
             except (redis.RedisError, OSError) as e:
                 log.warning("send_failed_requeue", stream_id=env.stream_id, error=repr(e))
-                done = False
-            if done:
+                outcome = False
+            if outcome is True:
                 SEND_WAIT.labels(session.name, str(env.command.type)).observe(
                     time.monotonic() - ticket.enqueued_at
                 )
@@ -557,18 +622,28 @@ class Bridge:
             else:
                 # Back at the front of its order's lane: the order's later commands wait for it.
                 session.backlog.requeue(ticket)
-                self.stop_event.wait(0.05)
+                self.stop_event.wait(0.05 if outcome is False else 0.005)
 
-    def _send(self, session: IBSession, env: cmds.Envelope) -> bool:
-        """Send one command; True when it is done (sent, refused or known duplicate)."""
+    def _send(self, session: IBSession, env: cmds.Envelope) -> bool | None:
+        """Send one command; True when it is done (sent, refused or known duplicate), False to
+        retry after a failure, None to wait a moment (its order is being re-placed)."""
         command = env.command
         client = session.client
         if client is None or not session.ready.is_set():
             return False
         if isinstance(command, cmds.SubscribeMarketData | cmds.UnsubscribeMarketData):
             return self._market_data(client, env)
+        if isinstance(command, cmds.ModifyOrder | cmds.CancelOrder) and self.venue.replacing(
+            command.order_id
+        ):
+            if isinstance(command, cmds.CancelOrder):
+                # The 103'd placement will not be re-placed: the cancel ends it (announced then).
+                self._ask_cancel(command.order_id)
+                self.commands.ack(env.stream_id)
+                return True
+            return None
         if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
-            return self._send_order(client, env, command)
+            return self._send_order(session, client, env, command)
         if isinstance(command, cmds.CancelOrder):
             return self._send_cancel(client, env, command)
         if not client.sends(lambda: self._write(client, command)):
@@ -577,14 +652,23 @@ class Bridge:
         return True
 
     def _send_order(
-        self, client: Any, env: cmds.Envelope, command: cmds.PlaceOrder | cmds.ModifyOrder
+        self,
+        session: IBSession,
+        client: Any,
+        env: cmds.Envelope,
+        command: cmds.PlaceOrder | cmds.ModifyOrder,
     ) -> bool:
         """A placement or modification: refusals, markers, the venue's knowledge, then bytes."""
         if isinstance(command, cmds.ModifyOrder):
-            # A modify follows its order onto the id it was re-placed under.
-            current = self.venue.current_id(command.order_id)
+            # A modify follows its order onto the id it was re-placed under, behind the
+            # re-placement in that id's lane when the re-placement has not gone out yet.
+            current = self._current_id(command.order_id, command.client_order_id)
             if current != command.order_id:
                 command = command.model_copy(update={"order_id": current})
+                if not self._placement_out(current):
+                    moved = replace(env, command=command)
+                    session.backlog.put(moved, Priority.MODIFY, lane=current)
+                    return True
         refusal = self._refusal(command)
         if refusal is not None:
             reason, message = refusal
@@ -603,7 +687,7 @@ class Bridge:
             if other is not None:
                 # The venue holds this id under another order: sending ours would modify it.
                 self.commands.clear_pending(key, env.stream_id)
-                self._replace(command, f"ID_IN_USE_AT_VENUE:{other}")
+                self._replace(command, f"ID_IN_USE_AT_VENUE:{other}", id_dead=False)
                 self.commands.ack(env.stream_id)
                 return True
             self.venue.placing(env)
@@ -621,6 +705,8 @@ class Bridge:
         if not sent:
             # Nothing left the socket: the next attempt is a first attempt again.
             self.commands.clear_pending(key, env.stream_id)
+            if isinstance(command, cmds.PlaceOrder):
+                self.venue.not_sent(env)
             return False
         self._record_sent(key, env.stream_id, ref)
         return True
@@ -676,11 +762,11 @@ class Bridge:
             return True
         if isinstance(command, cmds.PlaceOrder) and marker.other_order(ref):
             # Another order went out under this id: ours gets a fresh one.
-            self._replace(command, f"ID_IN_USE:{marker.order_ref}")
+            self._replace(command, f"ID_IN_USE:{marker.order_ref}", id_dead=False)
             self.commands.ack(env.stream_id)
             return True
         if marker.state == cmds.MarkerState.SENT:
-            if env.resend and marker.stream_id == env.stream_id:
+            if env.resend and marker.stream_id == env.stream_id and self._still_lost(command):
                 return None  # its bytes died with the old connection (`_settle_after_resync`)
             log.info("duplicate_command_skipped", stream_id=env.stream_id, marker=marker.encode())
             self.commands.ack(env.stream_id)
@@ -690,6 +776,12 @@ class Bridge:
             return None  # a modify is safe to repeat: the venue applies the same fields again
         if self.venue.accepted(command) or self._ledger_saw(ref):
             self.commands.mark_sent_and_ack(key, env.stream_id, ref)
+            return True
+        if self._cancel_asked(command.order_id):
+            # Its cancel went out (the order never reached the venue): it must not go now.
+            reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND
+            self.commands.refuse_pending(key, marker.stream_id, str(reason), ref)
+            self._reject(env.stream_id, reason, "cancelled before it reached the venue", command)
             return True
         if not self.venue.resync_complete:
             reason = cmds.BridgeRejectReason.SEND_UNCERTAIN
@@ -705,6 +797,16 @@ class Bridge:
             return True
         return None  # a complete resync does not know it: it never reached the venue
 
+    def _still_lost(self, command: cmds.PlaceOrder | cmds.ModifyOrder) -> bool:
+        """A placement to send again after a reset: still unknown to the venue, not re-placed
+        (a 103 for an earlier copy), not cancelled meanwhile."""
+        if not isinstance(command, cmds.PlaceOrder) or self.venue.accepted(command):
+            return False
+        order_id = command.order_id
+        if self.venue.replacing(order_id) or self._current_id(order_id) != order_id:
+            return False
+        return not self._cancel_asked(order_id)
+
     def _ledger_saw(self, client_order_id: str) -> bool:
         """The ledger recorded a venue callback for this order (its Redis mirror says so)."""
         mirror = self.redis.hmget(
@@ -716,7 +818,9 @@ class Bridge:
 
     def _send_cancel(self, client: Any, env: cmds.Envelope, command: cmds.CancelOrder) -> bool:
         """Cancel the order where it lives now; an order never sent needs no venue."""
-        target = self.venue.current_id(command.order_id)
+        target = self._current_id(command.order_id)
+        # Were a 103 to come for it, the order must end, not be re-placed.
+        self._ask_cancel(command.order_id, target)
         if not self.venue.knows_id(target):
             key = cmds.place_key(self.settings.ib_client_id_orders, target)
             reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND
@@ -733,6 +837,9 @@ class Bridge:
             return False
         self.venue.cancelling(replace(env, command=cancel))
         self._record_sent(None, env.stream_id, None)
+        log.info(
+            "cancel_sent", stream_id=env.stream_id, order_id=command.order_id, ib_order_id=target
+        )
         return True
 
     def _refuse(

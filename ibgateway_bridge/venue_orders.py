@@ -9,7 +9,9 @@ order, without guessing:
   re-placed after a 103, which only a placement the venue never accepted may get;
 - an id the venue holds under another order ref is not ours to use (it would modify that order);
 - a placement sent and not yet accepted, and a cancel sent and not yet answered, are *awaiting*:
-  after a reconnect the resync settles each (the bytes may have died with the old socket).
+  after a reconnect the resync settles each (the bytes may have died with the old socket);
+- a placement 103'd is *being replaced* until its new id is on record: commands for it wait, and
+  a cancel asked for it meanwhile (or before the 103) ends it instead of a re-place.
 
 Resyncs only add to what is known; `begin_resync` / `end_resync` tell whether the venue's lists of
 the current connection were complete, which a decision that must not guess depends on.
@@ -55,7 +57,8 @@ class VenueOrders:
         # order id → the envelope of a placement / cancel sent and not yet answered.
         self._awaiting: OrderedDict[int, Envelope] = OrderedDict()
         self._cancels: dict[int, Envelope] = {}
-        self._replaced: dict[int, int] = {}
+        self._cancel_asked: OrderedDict[int, None] = OrderedDict()
+        self._replacing: set[int] = set()
         self._complete = False
 
     # --- what the venue said ----------------------------------------------------------------
@@ -108,12 +111,21 @@ class VenueOrders:
     def placing(self, env: Envelope) -> None:
         """Recorded before the write: a 103 for this id can arrive before the write returns."""
         command = env.command
-        assert isinstance(command, PlaceOrder)
+        if not isinstance(command, PlaceOrder):
+            raise TypeError(f"not a placement: {command.type}")
         with self._lock:
             self._awaiting[command.order_id] = env
             self._awaiting.move_to_end(command.order_id)
             while len(self._awaiting) > MAX_AWAITING:
                 self._awaiting.popitem(last=False)
+
+    def not_sent(self, env: Envelope) -> None:
+        """The write never left: the placement is not awaiting the venue's word after all."""
+        command = env.command
+        with self._lock:
+            waiting = self._awaiting.get(getattr(command, "order_id", 0))
+            if waiting is not None and waiting.stream_id == env.stream_id:
+                del self._awaiting[waiting.command.order_id]  # type: ignore[union-attr]
 
     def modifying(self, command: ModifyOrder) -> None:
         """A modify of a placement not accepted yet: its re-place must carry the new fields."""
@@ -125,21 +137,31 @@ class VenueOrders:
 
     def cancelling(self, env: Envelope) -> None:
         command = env.command
-        assert isinstance(command, CancelOrder)
-        with self._lock:
-            self._cancels[command.order_id] = env
+        if isinstance(command, CancelOrder):
+            with self._lock:
+                self._cancels[command.order_id] = env
 
-    def replaced(self, old_id: int, new_id: int) -> None:
+    def ask_cancel(self, *order_ids: int) -> None:
+        """A cancel of this order was sent or decided: a 103 for it must not re-place it."""
         with self._lock:
-            self._replaced[old_id] = new_id
+            for order_id in order_ids:
+                self._cancel_asked[order_id] = None
+                self._cancel_asked.move_to_end(order_id)
+            while len(self._cancel_asked) > MAX_AWAITING:
+                self._cancel_asked.popitem(last=False)
 
-    # --- questions ----------------------------------------------------------------------------
-    def current_id(self, order_id: int) -> int:
-        """The id an order now lives under (after re-places: the newest one)."""
+    def cancel_asked(self, order_id: int) -> bool:
         with self._lock:
-            while order_id in self._replaced:
-                order_id = self._replaced[order_id]
-            return order_id
+            return order_id in self._cancel_asked
+
+    def replacing(self, order_id: int) -> bool:
+        """A 103'd placement whose re-place is not on record yet: its commands must wait."""
+        with self._lock:
+            return order_id in self._replacing
+
+    def replaced(self, order_id: int) -> None:
+        with self._lock:
+            self._replacing.discard(order_id)
 
     def knows_id(self, order_id: int) -> bool:
         with self._lock:
@@ -162,15 +184,16 @@ class VenueOrders:
             ref = self._ref_of.get(command.order_id)
             return ref if ref is not None and ref != command.client_order_id else None
 
-    def take_unaccepted(self, order_id: int) -> PlaceOrder | None:
-        """After a 103: the placement sent under `order_id`, if the venue never accepted it."""
+    def take_unaccepted(self, order_id: int) -> Envelope | None:
+        """After a 103: the placement sent under `order_id`, if the venue never accepted it; the
+        order counts as being replaced until `replaced`."""
         with self._lock:
             waiting = self._awaiting.get(order_id)
             if waiting is None or order_id in self._ref_of or _ref(waiting) in self._refs:
                 return None
             del self._awaiting[order_id]
-            command = waiting.command
-            return command if isinstance(command, PlaceOrder) else None
+            self._replacing.add(order_id)
+            return waiting
 
     def settle(self) -> Settlement:
         """After a complete resync: placements the venue does not know, and cancels of orders
