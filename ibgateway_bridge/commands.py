@@ -36,6 +36,8 @@ from typing import Annotated, Any, Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ibgateway_bridge.pacing import Priority
+
 COMMAND_STREAM = "ib:commands"
 COMMAND_GROUP = "bridge"
 COMMAND_CONSUMER = "bridge-1"
@@ -291,6 +293,26 @@ def parse_entry(stream_id: str, fields: dict[str, str]) -> Envelope | BadCommand
         except ValueError:
             enqueued = None
     return Envelope(stream_id, command, enqueued)  # type: ignore[arg-type]
+
+
+def lane_of(command: Command) -> int | None:
+    """Commands of one order share a backlog lane: they leave in the order they came."""
+    if isinstance(command, PlaceOrder | ModifyOrder | CancelOrder):
+        return command.order_id
+    return None
+
+
+def priority_of(command: Command) -> Priority:
+    """Cancels first, then modifications, placements, requests (across orders only)."""
+    if isinstance(command, GlobalCancel):
+        return Priority.GLOBAL_CANCEL
+    if isinstance(command, CancelOrder):
+        return Priority.CANCEL
+    if isinstance(command, ModifyOrder):
+        return Priority.MODIFY
+    if isinstance(command, PlaceOrder):
+        return Priority.PLACE
+    return Priority.REQUEST
 
 
 def place_key(client_id: int, order_id: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import random
 import socket
 import threading
 import time
@@ -30,11 +29,20 @@ from typing import Any
 from ibapi.client import EClient
 
 from epm.logging import get_logger
+from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.pacing import PriorityBacklog, SlidingWindowLimiter
 from ibgateway_bridge.translate import parse_connection_time_zone
 from ibgateway_bridge.wrapper import BridgeWrapper, Message
+from models.ib_codes import IbCodeClass, classify
 
 log = get_logger("ibgateway_bridge.connection")
+
+# 1100: the gateway lost IB's servers, our socket is still up (other CONNECTIVITY_LOST codes
+# mean our own socket is gone, which `connection_closed` already tells).
+IB_LOST_SERVERS = 1100
+RESTORED = frozenset(
+    {IbCodeClass.CONNECTIVITY_RESTORED, IbCodeClass.CONNECTIVITY_RESTORED_DATA_LOST}
+)
 
 
 class SessionState(StrEnum):
@@ -55,7 +63,7 @@ class SendRefused(Exception):
         self.reason = reason
 
 
-class PacedClient(EClient):
+class PacedClient(EClient):  # type: ignore[misc]  # ibapi ships no type hints
     """EClient whose every message waits for a pacing slot; counts messages fully written."""
 
     def __init__(self, wrapper: BridgeWrapper, limiter: SlidingWindowLimiter) -> None:
@@ -120,7 +128,7 @@ class PacedClient(EClient):
 
     def sendMsgProtoBuf(self, *args: Any) -> None:
         # 10.x at server versions >= 201 frames many requests as protobuf: paced the same way.
-        self._paced(super().sendMsgProtoBuf, *args)  # type: ignore[misc]
+        self._paced(super().sendMsgProtoBuf, *args)
 
     def sends(self, action: Callable[[], None], gate: Callable[[], None] | None = None) -> bool:
         """Run an EClient request; True when at least one message reached the socket whole.
@@ -135,24 +143,6 @@ class PacedClient(EClient):
         finally:
             self._local.gate = None
         return self.sent_count > before
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter (AWS architecture blog's "full jitter")."""
-
-    def __init__(self, base_s: float, cap_s: float, rng: random.Random | None = None) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
-        self.attempt += 1
-        return self._rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class IBSession:
@@ -398,12 +388,13 @@ class IBSession:
                 self.ready.clear()
         elif kind == "error":
             code = int(msg.data["code"])
-            if code == 326:
+            cls = classify(code).kind
+            if cls is IbCodeClass.CLIENT_ID_IN_USE:
                 self._id_in_use.set()
                 self.ready.clear()
-            elif code == 1100:
+            elif cls is IbCodeClass.CONNECTIVITY_LOST and code == IB_LOST_SERVERS:
                 self._set_state(SessionState.VENUE_DOWN)
-            elif code in (1101, 1102) and self.state == SessionState.VENUE_DOWN:
+            elif cls in RESTORED and self.state == SessionState.VENUE_DOWN:
                 # Connectivity restored: ids, open orders and executions are resynced first.
                 self._set_state(SessionState.SYNCING)
         elif kind in ("open_order_end", "exec_details_end", "completed_orders_end"):

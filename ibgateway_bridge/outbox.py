@@ -24,12 +24,12 @@ from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from epm.logging import get_logger
 from ibgateway_bridge import payloads
+from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.marketdata import CONTRACT_KEY, MarketDataLines
-from ibgateway_bridge.pacing import Histogram
 from ibgateway_bridge.translate import (
     TranslationError,
     iso_utc,
@@ -152,7 +152,7 @@ class Outbox:
         Only a stopping bridge gives up, and what it held is replayed by the next connection's
         `reqExecutions`/`reqOpenOrders` resync.
         """
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:
             try:
                 self._handle(batch)
@@ -163,9 +163,9 @@ class Outbox:
                 if self._stop.is_set():
                     log.error("outbox_abandoned_on_stop", error=repr(e), batch=len(batch))
                     return
+                delay = backoff.next_delay()
                 log.warning("outbox_retry", error=repr(e), batch=len(batch), delay_s=delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
 
     def _handle(self, batch: list[Message]) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -33,17 +33,19 @@ from ibgateway_bridge.translate import (
     to_decimal,
     to_int,
 )
+from models.ib_codes import CONNECTIVITY_CLASSES, IbCodeClass, classify
 
 log = get_logger("ibgateway_bridge.wrapper")
 
-# Error codes the connection manager acts on (NOTES: 326 id in use, 1100/1101/1102 connectivity,
-# 2103-2108/2157/2158 farm notices, 502/504 not connected, 100 pacing, 103 duplicate order id;
-# 104/105/135 a refused modify and 161/202/10147/10148 a cancel answered, which settle the
-# bridge's view of that order).
-CONTROL_CODES = frozenset(
-    {100, 103, 104, 105, 135, 161, 202, 326, 502, 504, 507, 1100, 1101, 1102, 1300}
-    | {2103, 2104, 2105, 2106, 2107, 2108, 2110, 2157, 2158, 10147, 10148}
-)
+# Errors for no request that the connection manager acts on (models.ib_codes): connectivity,
+# farm notices, 326 and pacing. Errors about a request id (an order) always reach it too.
+CONNECTION_CLASSES = CONNECTIVITY_CLASSES | {IbCodeClass.PACING_VIOLATION}
+
+
+def for_connection_manager(req_id: int, code: int) -> bool:
+    """Whether an error() goes on the control queue (besides the ledger's data queue)."""
+    return req_id > 0 or classify(code).kind in CONNECTION_CLASSES
+
 
 # Tick types (ibapi ticktype): sizes and prices we mirror into md:{conid}.
 TICK_FIELDS = {
@@ -79,7 +81,7 @@ class Message:
     received_at: datetime = field(compare=False)
 
 
-class BridgeWrapper(EWrapper):
+class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hints
     """Normalize-and-enqueue wrapper for one connection (client id)."""
 
     def __init__(
@@ -138,7 +140,7 @@ class BridgeWrapper(EWrapper):
             data = payloads.error_payload(
                 int(reqId), int(code), str(text), advanced, error_time, self.client_id, now
             )
-            if int(code) in CONTROL_CODES or int(reqId) > 0:
+            if for_connection_manager(int(reqId), int(code)):
                 # An error about an order is the venue's answer to it: the connection manager
                 # settles what it waits for (placements, cancels) on it.
                 self._emit("error", data, control=True)
@@ -149,17 +151,28 @@ class BridgeWrapper(EWrapper):
         self._guard("error", run)
 
     def nextValidId(self, orderId: int) -> None:
-        self._emit("next_valid_id", {"order_id": int(orderId)}, control=True)
+        self._guard(
+            "nextValidId",
+            lambda: self._emit("next_valid_id", {"order_id": int(orderId)}, control=True),
+        )
 
     def currentTime(self, time: int) -> None:
-        self._emit("current_time", {"time": iso_utc(parse_ib_time(int(time)))}, control=True)
+        self._guard(
+            "currentTime",
+            lambda: self._emit(
+                "current_time", {"time": iso_utc(parse_ib_time(int(time)))}, control=True
+            ),
+        )
 
     def connectionClosed(self) -> None:
         self._emit("connection_closed", {}, control=True)
 
     def managedAccounts(self, accountsList: str) -> None:
-        accounts = [a for a in accountsList.split(",") if a]
-        self._emit("managed_accounts", {"accounts": accounts}, control=True)
+        def run() -> None:
+            accounts = [a for a in accountsList.split(",") if a]
+            self._emit("managed_accounts", {"accounts": accounts}, control=True)
+
+        self._guard("managedAccounts", run)
 
     # --- orders and fills -------------------------------------------------------------------
     def openOrder(self, orderId: int, contract: Any, order: Any, orderState: Any) -> None:
@@ -231,7 +244,10 @@ class BridgeWrapper(EWrapper):
         self._guard("execDetails", run)
 
     def execDetailsEnd(self, reqId: int) -> None:
-        self._emit("exec_details_end", {"req_id": int(reqId)}, control=True)
+        self._guard(
+            "execDetailsEnd",
+            lambda: self._emit("exec_details_end", {"req_id": int(reqId)}, control=True),
+        )
 
     def commissionReport(self, commissionReport: Any) -> None:
         self._guard(
@@ -276,7 +292,7 @@ class BridgeWrapper(EWrapper):
             "value": value,
             "currency": currency,
         }
-        self._emit("account_summary", data)
+        self._guard("accountSummary", lambda: self._emit("account_summary", data))
 
     def accountSummaryEnd(self, reqId: int) -> None:
         return None
@@ -325,26 +341,33 @@ class BridgeWrapper(EWrapper):
         self._guard("contractDetails", run)
 
     def contractDetailsEnd(self, reqId: int) -> None:
-        self._emit("contract_details_end", {"req_id": int(reqId)})
+        self._guard(
+            "contractDetailsEnd",
+            lambda: self._emit("contract_details_end", {"req_id": int(reqId)}),
+        )
 
     # --- market data ------------------------------------------------------------------------
     def tickPrice(self, reqId: int, tickType: int, price: Any, attrib: Any) -> None:
-        name = TICK_FIELDS.get(int(tickType))
-        if name is not None:
-            value = decimal_str(to_decimal(price))
-            self._emit("tick", {"req_id": int(reqId), "field": name, "value": value})
+        self._guard("tickPrice", lambda: self._tick(reqId, tickType, price))
 
     def tickSize(self, reqId: int, tickType: int, size: Any) -> None:
-        name = TICK_FIELDS.get(int(tickType))
+        self._guard("tickSize", lambda: self._tick(reqId, tickType, size))
+
+    def _tick(self, req_id: int, tick_type: int, raw: Any) -> None:
+        name = TICK_FIELDS.get(int(tick_type))
         if name is not None:
-            value = decimal_str(to_decimal(size))
-            self._emit("tick", {"req_id": int(reqId), "field": name, "value": value})
+            value = decimal_str(to_decimal(raw))
+            self._emit("tick", {"req_id": int(req_id), "field": name, "value": value})
 
     def tickGeneric(self, reqId: int, tickType: int, value: Any) -> None:
-        if int(tickType) == TICK_HALTED:
-            # NOTES: 0 = trading, 1 = halted, 2 = volatility halt.
-            state = to_int(value)
-            self._emit("halt", {"req_id": int(reqId), "state": 0 if state is None else state})
+        def run() -> None:
+            if int(tickType) == TICK_HALTED:
+                # NOTES: 0 = trading, 1 = halted, 2 = volatility halt.
+                state = to_int(value)
+                halt = {"req_id": int(reqId), "state": 0 if state is None else state}
+                self._emit("halt", halt)
+
+        self._guard("tickGeneric", run)
 
     def tickOptionComputation(self, reqId: int, tickType: int, *args: Any) -> None:
         def run() -> None:

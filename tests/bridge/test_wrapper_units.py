@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 import redis
 from ibapi.contract import Contract
 from ibapi.execution import Execution
+from ibapi.wrapper import EWrapper
 
 from ibgateway_bridge import client_api
-from ibgateway_bridge.connection import Backoff, IBSession
+from ibgateway_bridge.backoff import Backoff
+from ibgateway_bridge.connection import IBSession
 from ibgateway_bridge.runtime import STATE_KEY, BridgeConfig
 from ibgateway_bridge.translate import parse_connection_time_zone
 from ibgateway_bridge.wrapper import BridgeWrapper, Message
@@ -184,3 +186,25 @@ def _first_execution(data: queue.Queue[Message]) -> Message | None:
             return None
         if msg.kind == "execution":
             return msg
+
+
+def test_every_callback_survives_an_undecodable_message() -> None:
+    """A callback fed garbage logs and returns: one bad message must never stop the decoder
+    thread (whichever callback IB's decoder calls with it)."""
+    import inspect
+
+    w, _data, _control = wrapper()
+    overridden = [
+        name
+        for name, fn in vars(BridgeWrapper).items()
+        if callable(fn) and hasattr(EWrapper, name) and not name.startswith("_")
+    ]
+    assert len(overridden) > 25
+    garbage = object()  # int(), str.split(), Decimal(str()) all fail on it
+    for name in overridden:
+        params = [
+            p
+            for p in inspect.signature(getattr(BridgeWrapper, name)).parameters.values()
+            if p.name != "self" and p.kind is not p.VAR_POSITIONAL and p.default is p.empty
+        ]
+        getattr(w, name)(*([garbage] * len(params)))
