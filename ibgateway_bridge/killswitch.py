@@ -10,8 +10,10 @@ then it writes an audit entry. A command whose marker shows the bridge is sendin
 left to the bridge, which refuses it at the socket (the halt is already set). Cancels stay queued:
 they are still wanted.
 
-`resume` lifts the halt with an audit entry. Audit entries go to the `epm:audit` stream and, when a
-ledger database is configured and migrated, to its `audit_log` table.
+`resume` lifts the halt with an audit entry. Audit entries go to the `epm:audit` stream, then to
+`ledger_audit` when the caller gives one (the CLI passes `services.audit.record_audit` for the
+configured ledger): the bridge never imports the ledger's store, and the kill switch never waits for
+it (a failing ledger copy is logged, the halt is already in force).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -154,31 +157,24 @@ def purge_queued_orders(client: redis.Redis, now: datetime, orders_client_id: in
                 )
 
 
+# (actor, action, at, details) → a copy of the audit entry in the ledger.
+LedgerAudit = Callable[[str, str, datetime, dict[str, str]], None]
+
+
 def record_audit(
     client: redis.Redis,
     actor: str,
     action: str,
     now: datetime,
     details: dict[str, str],
-    database_url: str | None,
+    ledger_audit: LedgerAudit | None,
 ) -> None:
-    """Audit to the Redis stream always, and to the ledger's `audit_log` when one is configured."""
+    """Audit to the Redis stream always, and to the ledger when a writer is given."""
     cmds.audit(client, actor, action, now, **details)
-    if not database_url:
+    if ledger_audit is None:
         return
     try:
-        import sqlalchemy as sa
-
-        from store.db import make_engine, write_transaction
-        from store.schema import audit_log
-
-        engine = make_engine(database_url)
-        with write_transaction(engine) as conn:
-            conn.execute(
-                sa.insert(audit_log).values(
-                    ts=now, actor=actor, action=action, target="global", details=details
-                )
-            )
+        ledger_audit(actor, action, now, details)
     except Exception as e:  # the halt is already in force; the ledger copy is best effort
         log.warning("audit_log_write_failed", error=repr(e))
 
@@ -190,7 +186,7 @@ def kill_switch(
     client_id: int = 99,
     actor: str = "operator",
     reason: str = "manual",
-    database_url: str | None = None,
+    ledger_audit: LedgerAudit | None = None,
     timeout_s: float = 5.0,
     orders_client_id: int = 1,
 ) -> KillReport:
@@ -222,7 +218,7 @@ def kill_switch(
     }
     if redis_error is None:
         try:
-            record_audit(client, actor, "kill_switch", now, details, database_url)
+            record_audit(client, actor, "kill_switch", now, details, ledger_audit)
             if not sent:
                 cmds.raise_alert(client, "kill_switch_ib_unreachable", error or "unknown", now)
         except redis.RedisError as e:
@@ -232,11 +228,13 @@ def kill_switch(
     return KillReport(now, sent, error, purged, elapsed, redis_error)
 
 
-def resume(client: redis.Redis, actor: str, reason: str, database_url: str | None = None) -> bool:
+def resume(
+    client: redis.Redis, actor: str, reason: str, ledger_audit: LedgerAudit | None = None
+) -> bool:
     """Lift the global halt; returns whether one was in force."""
     now = datetime.now(UTC)
     previous = client.get(cmds.HALT_GLOBAL_KEY)
     client.delete(cmds.HALT_GLOBAL_KEY)
     details = {"reason": reason, "previous_halt": str(previous or "")}
-    record_audit(client, actor, "resume", now, details, database_url)
+    record_audit(client, actor, "resume", now, details, ledger_audit)
     return previous is not None

@@ -10,11 +10,15 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from epm.cli import app
+
+if TYPE_CHECKING:
+    from epm.settings import Settings
+    from ibgateway_bridge.killswitch import LedgerAudit
 
 
 def _actor(actor: str | None) -> str:
@@ -31,6 +35,16 @@ def _redis_reached() -> Iterator[None]:
     except redis.RedisError as e:
         typer.echo(f"Redis not reached: {e}", err=True)
         raise typer.Exit(2) from e
+
+
+def _ledger_audit(settings: Settings) -> LedgerAudit | None:
+    """The ledger's audit writer, when a ledger exists (configured, or the embedded one made)."""
+    if settings.database_url is None and not settings.sqlite_path.exists():
+        return None
+    from services.audit import record_audit
+
+    url = settings.resolved_database_url()
+    return lambda actor, action, at, details: record_audit(url, actor, action, at, details)
 
 
 @app.command("kill-switch")
@@ -52,7 +66,7 @@ def kill_switch_command(
         client_id=settings.ib_client_id_kill,
         actor=_actor(actor),
         reason=reason,
-        database_url=settings.database_url,
+        ledger_audit=_ledger_audit(settings),
         timeout_s=timeout,
         orders_client_id=settings.ib_client_id_orders,
     )
@@ -84,7 +98,7 @@ def resume_command(
 
     settings = get_settings()
     with _redis_reached():
-        was_halted = resume(get_redis(settings), _actor(actor), reason, settings.database_url)
+        was_halted = resume(get_redis(settings), _actor(actor), reason, _ledger_audit(settings))
     typer.echo("global halt lifted" if was_halted else "no global halt was set (audited anyway)")
 
 

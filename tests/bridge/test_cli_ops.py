@@ -108,3 +108,34 @@ def test_cli_redis_unreachable_is_a_message_not_a_traceback(redis_url: str, tmp_
             done = epm(url, 1, tmp_path, *args)
             assert done.returncode == 2, (args, done.stderr)
             assert "Redis not reached" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_kill_switch_and_resume_are_audited_in_the_ledger(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """The operator actions land in the ledger's `audit_log` too (the embedded ledger here),
+    written by the CLI's service: the bridge's kill switch itself never touches the ledger."""
+    import sqlalchemy as sa
+
+    from store.migrate import upgrade
+
+    ledger = tmp_path / "epm-data" / "ledger.db"
+    ledger.parent.mkdir(parents=True)
+    upgrade(f"sqlite:///{ledger}")
+    with sim_thread() as sim:
+        assert (
+            epm(redis_url, sim.port, tmp_path, "kill-switch", "--reason", "drill").returncode == 0
+        )
+        done = epm(redis_url, sim.port, tmp_path, "resume", "--reason", "drill over")
+        assert done.returncode == 0, done.stderr
+    engine = sa.create_engine(f"sqlite:///{ledger}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT actor, action, details FROM audit_log ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [(row.actor, row.action) for row in rows] == [
+        ("cli-tester", "kill_switch"),
+        ("cli-tester", "resume"),
+    ]
+    assert json.loads(rows[0].details)["reason"] == "drill"
