@@ -13,13 +13,17 @@ def main() -> int:
     """Start the bridge; exit 3 when another bridge holds the lease."""
     configure_logging()
     log = get_logger("ibgateway_bridge")
+    from celery import Celery
+
     from epm.redis_conn import get_redis
     from epm.settings import get_settings
     from ibgateway_bridge.lease import LeaseHeldError
     from ibgateway_bridge.runtime import Bridge
-    from tasks.app import celery_app
 
-    bridge = Bridge(get_settings(), get_redis(), celery_app)
+    # The bridge only publishes ledger tasks, by name: epm's Celery settings, none of its tasks.
+    publisher = Celery("epm-bridge")
+    publisher.config_from_object("celeryconfig")
+    bridge = Bridge(get_settings(), get_redis(), publisher)
     try:
         bridge.start()
     except LeaseHeldError as e:
