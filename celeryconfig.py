@@ -66,5 +66,6 @@ broker_transport_options = {
 }
 broker_connection_retry_on_startup = True
 
-# Beat entries are added by the modules that own the scheduled work (see tasks/schedule.py).
+# Beat entries come with the work they schedule; none yet (an entry that does nothing would only
+# look like a scheduler).
 beat_schedule: dict[str, dict[str, object]] = {}

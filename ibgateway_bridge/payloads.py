@@ -17,7 +17,6 @@ from ibgateway_bridge.translate import (
     decimal_str,
     exec_action,
     iso_utc,
-    order_status,
     parse_execution_time,
     parse_ib_time,
     to_decimal,
@@ -34,7 +33,6 @@ TASK_RECORD_ORDER_STATUS = "tasks.ledger.record_order_status"
 TASK_RECORD_OPEN_ORDER = "tasks.ledger.record_open_order"
 TASK_RECORD_ORDER_ERROR = "tasks.ledger.record_order_error"
 TASK_RECORD_ORDER_REPLACED = "tasks.ledger.record_order_replaced"
-TASK_RECORD_BRIDGE_REJECT = "tasks.ledger.record_bridge_reject"
 TASK_RECORD_CONTRACT = "tasks.ledger.record_contract"
 # Several callbacks in one message: `[{"kind": "execution", "payload": {...}}, ...]`.
 TASK_RECORD_BATCH = "tasks.ledger.record_batch"
@@ -156,7 +154,6 @@ def order_status_payload(
         "client_id": to_int(client_id),
         "perm_id": to_int(perm_id) or None,
         "ib_status": status,
-        "status": order_status(status),
         "filled": decimal_str(to_decimal(filled)),
         "remaining": decimal_str(to_decimal(remaining)),
         "avg_fill_price": decimal_str(to_decimal(avg_fill_price)),
@@ -191,7 +188,6 @@ def open_order_payload(
         "transmit": bool(_attr(order, "transmit", True)),
         "filled_quantity": decimal_str(to_decimal(_attr(order, "filledQuantity"))),
         "ib_status": ib_status,
-        "status": order_status(ib_status),
         "commission": decimal_str(to_decimal(_attr(order_state, "commission"))),
         "warning_text": to_str(_attr(order_state, "warningText")),
         "received_at": iso_utc(received_at),

@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from models.fills import IB_SIDES
+
 # IB's "no value" markers (TWS_PROTOCOL_NOTES: ints 2**31-1, longs 2**63-1, the largest double;
 # 10.x clients add 2**127-1 as the unset Decimal).
 UNSET_INTEGER = 2**31 - 1
@@ -92,6 +94,8 @@ _ZONE_ALIASES = {
 _OFFSET_ZONE_RE = re.compile(r"^(?:GMT|UTC)\s*(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?$")
 # The handshake's connection time: "20261203 11:28:21 UTC" (the zone may be several words).
 _CONNECTION_TIME_RE = re.compile(r"^\d{8}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?P<z>.*?)\s*$")
+
+_TIME_RE = re.compile(r"^\d{8}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?P<z>.*?)\s*$")
 
 # IB order status strings → epm's status vocabulary (the ledger FSM maps these to its states).
 IB_STATUS_TO_ORDER_STATUS: dict[str, str] = {
@@ -388,14 +392,11 @@ def ib_filter_time(since: datetime) -> str:
     return since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
 
 
-def order_status(ib_status: str) -> str | None:
-    """IB status string → epm status name; None for a status IB added that we do not know."""
-    return IB_STATUS_TO_ORDER_STATUS.get(ib_status)
-
-
 def exec_action(side: str) -> str | None:
-    """execDetails side ("BOT"/"SLD") → order action ("BUY"/"SELL")."""
-    return IB_EXEC_SIDE_TO_ACTION.get(side.upper()) if side else None
+    """execDetails side ("BOT"/"SLD") → order action ("BUY"/"SELL"), from the one table of it
+    (`models.fills.IB_SIDES`); None for a side IB never sends."""
+    found = IB_SIDES.get(side.upper()) if side else None
+    return None if found is None else found.value
 
 
 def parse_trading_hours(

@@ -53,3 +53,15 @@ def test_delivery_settings_favour_repeating_over_losing_work() -> None:
     assert celeryconfig.worker_prefetch_multiplier == 1
     assert celeryconfig.accept_content == ["json"]
     assert celeryconfig.timezone == "UTC"
+
+
+def test_every_task_name_the_bridge_publishes_is_a_registered_task() -> None:
+    """The bridge publishes by name (it never imports tasks): a name without a task would be a
+    message no worker ever takes."""
+    import ibgateway_bridge.payloads as payloads
+    from tasks.app import celery_app
+
+    celery_app.loader.import_default_modules()
+    names = {v for k, v in vars(payloads).items() if k.startswith("TASK_") and isinstance(v, str)}
+    assert len(names) >= 8
+    assert names <= set(celery_app.tasks), sorted(names - set(celery_app.tasks))
