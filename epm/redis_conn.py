@@ -19,6 +19,13 @@ import redis
 
 from epm.settings import Settings, get_settings
 
+# redis-py 8 gives every connection a 5 s socket timeout, so a blocking read as long as that
+# (XREADGROUP BLOCK, BLPOP) ends in TimeoutError: epm's clients get a longer one, and every
+# long-lived reader blocks at most BLOCK_MS (`blocking_ms`), well under it.
+SOCKET_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
+BLOCK_MS = 2_000
+
 _embedded_lock = threading.Lock()
 _embedded_servers: dict[str, object] = {}
 
@@ -65,7 +72,22 @@ _open_urls: set[str] = set()
 @lru_cache(maxsize=8)
 def _client_for(url: str) -> redis.Redis:
     _open_urls.add(url)
-    return redis.Redis.from_url(url, decode_responses=True)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        health_check_interval=30,
+    )
+
+
+def blocking_ms(client: redis.Redis, wanted_ms: int = BLOCK_MS) -> int:
+    """The longest block a read on `client` may ask for: `wanted_ms`, but under half the
+    client's socket timeout (any client: one built elsewhere keeps redis-py's 5 s)."""
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if timeout is None:
+        return wanted_ms
+    return max(1, min(wanted_ms, int(float(timeout) * 1000 / 2)))
 
 
 def get_redis(settings: Settings | None = None) -> redis.Redis:

@@ -8,6 +8,11 @@ consumer group `epm-relay`, so several relays share the stream. Delivery is at-l
   longer than `claim_idle_ms` in any consumer, i.e. those of a relay that died between reading
   and acknowledging; a duplicate enqueue is harmless because intake is idempotent on signal_id.
 
+A relay runs for days: each read blocks well under the Redis client's socket timeout (a 5 s block
+on redis-py's default 5 s timeout once ended the relay after five idle seconds), and a Redis that
+goes away (a restart, a failover, a network blip) is waited out with backoff, the consumer group
+made again if the restarted Redis lost it.
+
 Entry shapes (both accepted):
 - `payload`: a single field holding the intent as JSON text (`XADD ... * payload '{...}'`);
 - flat: the intent's fields themselves, as strings (`XADD ... * signal_id s1 strategy ...`).
@@ -27,7 +32,9 @@ from typing import Any, cast
 
 import redis
 
+from epm.backoff import Backoff
 from epm.logging import get_logger
+from epm.redis_conn import BLOCK_MS, blocking_ms
 from epm.streams import INTENT_STREAM, RELAY_GROUP
 
 log = get_logger(__name__)
@@ -95,6 +102,7 @@ class Relay:
         self.claim_idle_ms = claim_idle_ms
         self.claim_interval_s = claim_interval_s
         self._stop = threading.Event()
+        self.forwarded = 0
 
     def stop(self) -> None:
         """Ask `run()` to return after the current read (safe from a signal handler)."""
@@ -124,6 +132,7 @@ class Relay:
             log.warning("relay.enqueue_failed", entry_id=entry_id, error=repr(e))
             return False
         self.client.xack(self.stream, self.group, entry_id)
+        self.forwarded += 1
         log.info("relay.forwarded", entry_id=entry_id, signal_id=fields.get("signal_id", ""))
         return True
 
@@ -169,24 +178,51 @@ class Relay:
         self,
         *,
         max_entries: int | None = None,
-        block_ms: int = 5_000,
+        block_ms: int = BLOCK_MS,
         stop_when_idle: bool = False,
     ) -> int:
         """Forward entries until `stop()`, or until `max_entries` were forwarded; returns count.
 
-        `block_ms` bounds each wait for new entries, and so how quickly a stop is noticed;
-        `stop_when_idle` also returns after the first wait that brought nothing (drain and exit).
+        `block_ms` bounds each wait for new entries (and so how quickly a stop is noticed); it is
+        kept under half the client's socket timeout. `stop_when_idle` also returns after the
+        first wait that brought nothing (drain and exit). Redis being away is waited out.
         """
+        block_ms = blocking_ms(self.client, block_ms)
+        self.forwarded = 0
+        backoff = Backoff(0.1, 5.0)
+        while not self.stopping and not self._done(max_entries):
+            try:
+                self._serve(max_entries, block_ms, stop_when_idle)
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                delay = backoff.next_delay()
+                log.warning("relay.redis_unavailable", error=repr(e), retry_in_s=round(delay, 3))
+                self._stop.wait(delay)
+            except redis.ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                # A restarted Redis without persistence lost the stream and its group.
+                log.warning("relay.group_recreated", stream=self.stream, group=self.group)
+        return self.forwarded
+
+    def _done(self, max_entries: int | None) -> bool:
+        return max_entries is not None and self.forwarded >= max_entries
+
+    def _remaining(self, max_entries: int | None) -> int | None:
+        return None if max_entries is None else max_entries - self.forwarded
+
+    def _serve(self, max_entries: int | None, block_ms: int, stop_when_idle: bool) -> None:
+        """Claim, then read and forward until stopped or done; raises when Redis goes away."""
         self.ensure_group()
-        forwarded = self.claim_stale(limit=max_entries)
+        self.claim_stale(limit=self._remaining(max_entries))
         last_claim = time.monotonic()
-        while not self.stopping and (max_entries is None or forwarded < max_entries):
+        while not self.stopping and not self._done(max_entries):
+            remaining = self._remaining(max_entries)
             if time.monotonic() - last_claim >= self.claim_interval_s:
-                remaining = None if max_entries is None else max_entries - forwarded
-                forwarded += self.claim_stale(limit=remaining)
+                self.claim_stale(limit=remaining)
                 last_claim = time.monotonic()
                 continue
-            count = self.batch if max_entries is None else min(self.batch, max_entries - forwarded)
+            count = self.batch if remaining is None else min(self.batch, remaining)
             reply = cast(
                 list[tuple[str, list[tuple[str, dict[str, str]]]]] | None,
                 self.client.xreadgroup(
@@ -194,8 +230,7 @@ class Relay:
                 ),
             )
             if not reply and stop_when_idle:
-                break
+                return
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
-                    forwarded += self._forward(str(entry_id), fields)
-        return forwarded
+                    self._forward(str(entry_id), fields)

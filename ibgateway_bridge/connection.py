@@ -28,8 +28,8 @@ from typing import Any
 
 from ibapi.client import EClient
 
+from epm.backoff import Backoff
 from epm.logging import get_logger
-from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.pacing import PriorityBacklog, SlidingWindowLimiter
 from ibgateway_bridge.translate import parse_connection_time_zone
 from ibgateway_bridge.wrapper import BridgeWrapper, Message

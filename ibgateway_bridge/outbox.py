@@ -26,9 +26,9 @@ import redis
 from kombu.exceptions import OperationalError
 from prometheus_client import Counter, Histogram
 
+from epm.backoff import Backoff
 from epm.logging import get_logger
 from ibgateway_bridge import payloads
-from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.marketdata import CONTRACT_KEY, MarketDataLines
 from ibgateway_bridge.translate import (
     TranslationError,

@@ -15,10 +15,10 @@ from typing import Protocol
 
 import redis
 
+from epm.backoff import Backoff
 from epm.logging import get_logger
 from epm.settings import Settings
 from ibgateway_bridge import commands as cmds
-from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.config import BridgeConfig
 from ibgateway_bridge.connection import IBSession
 from ibgateway_bridge.ids import OrderIdAllocator

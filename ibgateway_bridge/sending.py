@@ -17,8 +17,8 @@ from typing import Any
 import redis
 from ibapi.execution import ExecutionFilter
 
+from epm.backoff import Backoff
 from ibgateway_bridge import commands as cmds
-from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.connection import IBSession, SendRefused
 from ibgateway_bridge.ibobjects import cancel_order, global_cancel, to_ib_contract, to_ib_order
 from ibgateway_bridge.pacing import SEND_WAIT, Priority, Ticket

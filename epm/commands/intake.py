@@ -89,7 +89,9 @@ def submit(
 @app.command()
 def relay(
     consumer: str | None = typer.Option(None, help="Consumer name (default: host-pid)."),
-    block_ms: int = typer.Option(5_000, help="Longest wait for new entries per read."),
+    block_ms: int = typer.Option(
+        2_000, help="Longest wait for new entries per read (kept under the Redis socket timeout)."
+    ),
     claim_idle_ms: int = typer.Option(
         60_000, help="Claim entries pending this long in any consumer (a dead relay's)."
     ),

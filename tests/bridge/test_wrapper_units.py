@@ -12,8 +12,8 @@ from ibapi.contract import Contract
 from ibapi.execution import Execution
 from ibapi.wrapper import EWrapper
 
+from epm.backoff import Backoff
 from ibgateway_bridge import client_api
-from ibgateway_bridge.backoff import Backoff
 from ibgateway_bridge.connection import IBSession
 from ibgateway_bridge.runtime import STATE_KEY, BridgeConfig
 from ibgateway_bridge.translate import parse_connection_time_zone

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -235,3 +236,69 @@ def test_relay_process_stops_on_sigterm(
         assert proc.wait(timeout=15) == 0
     assert datetime.now(UTC) - started < timedelta(seconds=60)
     assert "relay.stopped" in (tmp_path / "r.log").read_text()
+
+
+def _relay_thread(relay: Relay) -> tuple[threading.Thread, list[BaseException]]:
+    """`relay.run()` with its defaults on a thread; an exception that ends it is kept."""
+    died: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            relay.run()
+        except BaseException as e:  # the test reports it: the relay must never end on its own
+            died.append(e)
+
+    thread = threading.Thread(target=run, name="relay-under-test", daemon=True)
+    thread.start()
+    return thread, died
+
+
+def test_relay_with_its_defaults_outlives_the_socket_timeout(redis_url: str) -> None:
+    """A client as redis-py builds it (5 s socket timeout) and the relay's default block: it must
+    still be reading after more idle seconds than the timeout (it once died after five)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stream = f"relay-idle-{uuid.uuid4().hex[:8]}"
+    sent: list[str] = []
+    relay = Relay(client, submit=lambda _p, entry_id: sent.append(entry_id), stream=stream)
+    thread, died = _relay_thread(relay)
+    try:
+        # The property under test is an idle stretch longer than the socket timeout.
+        thread.join(timeout=7.0)
+        assert thread.is_alive() and died == []
+        entry = client.xadd(stream, {"payload": "{}"})
+        wait_for(lambda: sent == [entry], timeout_s=10, what="the entry after the idle stretch")
+    finally:
+        relay.stop()
+        thread.join(timeout=10)
+        client.delete(stream)
+    assert died == []
+
+
+def test_relay_rides_out_redis_going_away_and_losing_its_group(redis_url: str) -> None:
+    """Redis restarts (connections cut, then back without the stream: no persistence): the
+    relay waits it out with backoff, makes its group again and forwards what comes next."""
+    from tests.bridge.harness import TcpProxy
+
+    stream = f"relay-restart-{uuid.uuid4().hex[:8]}"
+    sent: list[str] = []
+    admin = redis.Redis.from_url(redis_url, decode_responses=True)
+    with TcpProxy.for_url(redis_url) as proxy:
+        client = redis.Redis.from_url(proxy.url_via(redis_url), decode_responses=True)
+        relay = Relay(client, submit=lambda _p, entry_id: sent.append(entry_id), stream=stream)
+        thread, died = _relay_thread(relay)
+        try:
+            first = admin.xadd(stream, {"payload": "{}"})
+            wait_for(lambda: sent == [first], timeout_s=10, what="an entry before the outage")
+            proxy.cut()
+            admin.delete(stream)  # the restarted server lost the stream and the group
+            thread.join(timeout=1.5)  # the relay meets the outage and backs off
+            proxy.restore()
+            second = admin.xadd(stream, {"payload": "{}"})
+            wait_for(
+                lambda: sent == [first, second], timeout_s=20, what="an entry after the restart"
+            )
+            assert thread.is_alive() and died == []
+        finally:
+            relay.stop()
+            thread.join(timeout=10)
+            admin.delete(stream)

@@ -1,7 +1,8 @@
-"""Capped exponential backoff with full jitter, for every wait-and-retry loop of the bridge.
+"""Capped exponential backoff with full jitter, for every wait-and-retry loop of epm.
 
-Reconnects, a refusal Redis would not take, a marker write after the bytes left, the outbox's
-publish during a broker outage: all wait the same way, so a fleet of retries never synchronizes.
+The bridge's reconnects, refusals Redis would not take, marker writes after the bytes left, the
+outbox's publish during a broker outage, the relay riding out a Redis restart: all wait the same
+way, so a fleet of retries never synchronizes.
 """
 
 from __future__ import annotations
