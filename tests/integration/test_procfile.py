@@ -1,0 +1,129 @@
+"""The production shape runs: every Procfile line, started with honcho against the machine's
+Redis and PostgreSQL, stays up through 30 idle seconds, and then an intent sent to
+`signals.exec.intent` is taken in.
+
+Run as a newcomer would: `epm db upgrade`, then `honcho start` with `EPM_REDIS_URL` and
+`EPM_DATABASE_URL` set (isolated here: this run's database and Redis db number, OS-chosen ports).
+honcho stops every line when one of them exits, so honcho still running means all of them are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from epm.streams import INTENT_STREAM
+from store.migrate import upgrade
+from tests.integration.intake_procs import REPO, process_env, wait_for
+from tests.services import postgres_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+IDLE_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def procfile_db() -> Iterator[str]:
+    with postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
+    procfile_db: str, redis_url: str, tmp_path: Path
+) -> None:
+    venv_bin = Path(sys.executable).parent
+    env = process_env(
+        EPM_REDIS_URL=redis_url,
+        EPM_DATABASE_URL=procfile_db,
+        EPM_DATA_DIR=str(tmp_path / "epm-data"),
+        EPM_IB_PORT=str(_free_port()),
+        EPM_FLOWER_PORT=str(_free_port()),
+        EPM_BRIDGE_LEASE_TTL_MS="2000",
+    )
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    log_path = tmp_path / "honcho.log"
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    with log_path.open("ab") as log:
+        honcho = subprocess.Popen(
+            [str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "start"],
+            cwd=tmp_path,  # beat's schedule file and flower's state land here
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: honcho.poll() is not None or r.hget("ib:bridge:state", "client1") == "READY",
+            timeout_s=90,
+            what="the bridge READY against the Procfile's simulator",
+        )
+        assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        deadline = time.monotonic() + IDLE_S
+        while time.monotonic() < deadline:  # the property under test is this idle stretch
+            assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(1.0)
+        signal_id = f"procfile-{uuid.uuid4().hex[:10]}"
+        r.xadd(
+            INTENT_STREAM,
+            {
+                "signal_id": signal_id,
+                "strategy": "Momentum_EQ",
+                "instrument": "NVDA",
+                "side": "BUY",
+                "quantity": "10",
+                "urgency": "Normal",
+                "time_in_force": "DAY",
+                "max_slippage_bps": "25",
+            },
+        )
+        engine = sa.create_engine(procfile_db)
+        try:
+
+            def status() -> str | None:
+                with engine.connect() as conn:
+                    return conn.execute(
+                        sa.text("SELECT status FROM intents WHERE signal_id = :s"),
+                        {"s": signal_id},
+                    ).scalar()
+
+            assert wait_for(status, timeout_s=30, what="the intent taken in") == "VALIDATED"
+        finally:
+            engine.dispose()
+        assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    finally:
+        if honcho.poll() is None:
+            honcho.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                honcho.wait(timeout=30)
+        if _alive(honcho.pid):
+            os.killpg(honcho.pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(honcho.pid), timeout_s=30, what="no Procfile process left")
+        r.close()
