@@ -4,8 +4,11 @@ restart of the simulator process (a gateway restart drill)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ibapi.contract import Contract
@@ -13,6 +16,8 @@ from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from typer.testing import CliRunner
 
+import tws_sim.server.process as process_mod
+from tws_sim import cli
 from tws_sim.server.process import SimProcess
 from tws_sim.server.testing import RecordingClient
 
@@ -41,6 +46,58 @@ def test_epm_sim_help_lists_the_options() -> None:
         "--state-dir",
     ):
         assert option in result.output
+
+
+def _capture_serve(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace `serve_forever` (what the command calls) with a recorder of its arguments."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(process_mod, "serve_forever", lambda **kw: calls.append(kw))
+    return calls
+
+
+def test_epm_sim_is_the_simulators_own_command() -> None:
+    """`epm sim` registers `tws_sim.cli.sim_command` itself, so both entry points stay one."""
+    from epm.cli import _load_commands, app
+
+    _load_commands()
+    commands = {c.name: c.callback for c in app.registered_commands}
+    assert commands["sim"] is cli.sim_command
+
+
+@pytest.mark.parametrize("entry", ["epm", "python -m tws_sim"])
+def test_default_port_is_epm_ib_port(entry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from epm.cli import _load_commands
+    from epm.cli import app as epm_app
+
+    _load_commands()
+    app, args = (epm_app, ["sim"]) if entry == "epm" else (cli.make_app(), [])
+    calls = _capture_serve(monkeypatch)
+    runner = CliRunner()
+    monkeypatch.delenv(cli.PORT_ENV, raising=False)
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args, env={cli.PORT_ENV: "4555"}).exit_code == 0
+    assert runner.invoke(app, [*args, "--port", "0"], env={cli.PORT_ENV: "4555"}).exit_code == 0
+    assert [c["port"] for c in calls] == [4002, 4555, 0]
+    assert calls[0]["pacing_limit"] == 50 and calls[0]["host"] == "127.0.0.1"
+
+
+def test_bad_epm_ib_port_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _capture_serve(monkeypatch)
+    result = CliRunner().invoke(cli.make_app(), [], env={cli.PORT_ENV: "four"})
+    assert result.exit_code == 2 and calls == []
+    assert "EPM_IB_PORT" in result.output
+
+
+def test_python_m_tws_sim_loads_no_epm() -> None:
+    """The simulator's command line, server and process helper import nothing of epm."""
+    code = (
+        "import sys, tws_sim.__main__, tws_sim.cli, tws_sim.server.process;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'epm'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_bad_start_time_is_a_clean_error(tmp_path: Path) -> None:
