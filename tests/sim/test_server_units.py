@@ -9,9 +9,9 @@ import pytest
 
 from tws_sim.market.scenario import Scenario
 from tws_sim.server.app import resolve_start
-from tws_sim.server.driver import ASK, BID, BID_SIZE, LAST, VOLUME, quote_ticks
 from tws_sim.server.faults import FaultSchedule, PacingMeter, server_actions
 from tws_sim.server.handlers import parse_bar_size, parse_duration
+from tws_sim.server.push import ASK, BID, BID_SIZE, LAST, VOLUME, quote_ticks
 from tws_sim.types import Quote
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 ET

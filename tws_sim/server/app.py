@@ -10,6 +10,11 @@ Usable three ways:
 
 The market and the venue are plain objects owned by this server; every socket callback and the
 driver loop run on one event loop thread, so no locking is needed anywhere in the simulator.
+
+This module is the top of the server package: it builds the sessions, the subscription registry,
+the handlers and the driver and hands each itself, and each of those sees it only through a
+small protocol of what it uses (`SessionHost`, `HandlerHost`, `DriverHost`), so none of them
+imports this module and the package has no import cycle (a test pins it).
 """
 
 from __future__ import annotations
@@ -26,10 +31,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from tws_sim.engine import Venue
+from tws_sim.market import Catalog, Market, Scenario, SimClock
+from tws_sim.market.clock import et_datetime, next_session, parse_hhmm
 from tws_sim.protocol import framing
-from tws_sim.server import wire
+from tws_sim.server import out
+from tws_sim.server.driver import Driver
 from tws_sim.server.faults import PACING_LIMIT, FaultSchedule, server_actions
+from tws_sim.server.handlers import Handlers
 from tws_sim.server.session import Phase, Session
+from tws_sim.server.subscriptions import Subscriptions
 
 log = logging.getLogger("tws_sim.server")
 
@@ -52,24 +63,22 @@ CONNECTIVITY_RESTORED = (
 )
 
 
-def resolve_start(scenario: Any, start: datetime | str | None, wall_now: datetime) -> datetime:
+def resolve_start(scenario: Scenario, start: datetime | str | None, wall_now: datetime) -> datetime:
     """The simulated start instant (aware UTC).
 
     `start` may be an aware datetime (used as is), an ET wall time "HH:MM[:SS]" (on the
     scenario's session date, else today's ET date, moved to the next XNYS session unless the
     scenario is always open), or None (the scenario's own start time on that day, else `wall_now`).
     """
-    from tws_sim.market.clock import et_datetime, next_session, parse_hhmm
-
     if isinstance(start, datetime):
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         return start.astimezone(UTC)
-    at = parse_hhmm(start) if isinstance(start, str) else getattr(scenario, "start", None)
+    at = parse_hhmm(start) if isinstance(start, str) else scenario.start
     if at is None:
         return wall_now.astimezone(UTC)
-    day: date = getattr(scenario, "session_date", None) or wall_now.astimezone(ET).date()
-    if not getattr(scenario, "always_open", False):
+    day: date = scenario.session_date or wall_now.astimezone(ET).date()
+    if not scenario.always_open:
         day = next_session(day)
     return et_datetime(day, at)
 
@@ -77,10 +86,21 @@ def resolve_start(scenario: Any, start: datetime | str | None, wall_now: datetim
 class SimServer:
     """The simulated TWS: sockets, sessions, market, venue and faults on one event loop."""
 
+    # Built by start() (`_build`), once the scenario, seed and start instant are resolved: the
+    # venue parts and the server parts that need them. They do not exist before start().
+    scenario: Scenario
+    clock: SimClock
+    catalog: Catalog
+    market: Market
+    venue: Venue
+    subs: Subscriptions
+    handlers: Handlers
+    driver: Driver
+
     def __init__(
         self,
         *,
-        scenario: Any = None,
+        scenario: Scenario | Path | str | None = None,
         seed: int | None = None,
         start: datetime | str | None = None,
         speed: float = 1.0,
@@ -129,28 +149,14 @@ class SimServer:
         self._driver_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._reopen_task: asyncio.Task[None] | None = None
-
-        # Built in start(): the venue parts and the server parts that need them.
-        self.scenario: Any = None
-        self.clock: Any = None
-        self.catalog: Any = None
-        self.market: Any = None
-        self.venue: Any = None
+        self._built = False  # whether start() has built the parts below
         self.faults = FaultSchedule()
-        self.subs: Any = None
-        self.handlers: Any = None
-        self.driver: Any = None
 
     # ---------------------------------------------------------------------------------------------
     # life cycle
 
     def _build(self) -> None:
-        from tws_sim.engine import Venue
-        from tws_sim.market import Catalog, Market, Scenario, SimClock
-        from tws_sim.server.driver import Driver
-        from tws_sim.server.handlers import Handlers
-        from tws_sim.server.subscriptions import Subscriptions
-
+        """The scenario, seed, start instant and every part built from them (see the class)."""
         arg = self.scenario_arg
         if arg is None:
             self.scenario = Scenario.default()
@@ -179,9 +185,10 @@ class SimServer:
             incarnation=self.incarnation,
         )
         self.faults = FaultSchedule(server_actions(self.scenario.faults, self.start_at))
-        self.subs = Subscriptions(self)
+        self.subs = Subscriptions(self.market)
         self.handlers = Handlers(self)
         self.driver = Driver(self)
+        self._built = True
 
     async def start(self) -> int:
         """Build the venue, listen on host:port (0 = OS-chosen) and start the driver; → port."""
@@ -271,9 +278,8 @@ class SimServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        close = getattr(self.venue, "close", None)
-        if callable(close):
-            close()
+        if self._built:
+            self.venue.close()
         self.started = False
 
     # ---------------------------------------------------------------------------------------------
@@ -305,8 +311,9 @@ class SimServer:
         """startApi accepted: nextValidId, managedAccounts and the farm notices."""
         cid = session.client_id
         assert cid is not None
-        session.send(wire.next_valid_id_fields(self.venue.next_order_id(cid)))
-        session.send(wire.managed_accounts_fields(self.account))
+        v = session.version
+        session.send(out.next_valid_id(self.venue.next_order_id(cid), v))
+        session.send(out.managed_accounts(self.account, v))
         notices = list(FARM_OK)
         if not self.md_farm_ok:
             notices[0] = MD_FARM_BROKEN
@@ -325,7 +332,7 @@ class SimServer:
         cid = session.client_id
         if cid is not None and self.clients.get(cid) is session:
             del self.clients[cid]
-        if self.subs is not None:
+        if self._built:
             self.subs.drop_session(session)
 
     def dispatch(self, session: Session, fields: list[str]) -> None:

@@ -5,40 +5,65 @@ fall due, the market moving (and its events going to the market-data subscribers
 reacting to the market (fills, triggers, expiries) with its events routed to the owning clients,
 commission reports whose delivery a scenario delayed, and the periodic account pushes (P&L every
 second, account values and summaries every three minutes, like TWS).
+
+The driver sees its server through `DriverHost`, the few attributes and fault switches it uses,
+so this module does not import the server (the server builds the driver and passes itself).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Protocol
 
 from tws_sim.market import HistoryError
 from tws_sim.server import out
-from tws_sim.server.subscriptions import AccountSub, MdKind, MdSub
+from tws_sim.server.push import (
+    DEPTH_ROWS,
+    HALTED,
+    combo_quote,
+    combo_ticks,
+    depth_changes,
+    portfolio_rows,
+    quote_ticks,
+    rounded,
+    send_account_multi,
+    send_account_summary,
+    send_account_values,
+    send_depth,
+    send_option_ticks,
+    send_portfolio_row,
+    send_ticks,
+)
+from tws_sim.server.subscriptions import MdKind, MdSub
 from tws_sim.types import (
     Bar,
     BarClosed,
     Commissioned,
+    DepthLevel,
     Executed,
+    Greeks,
     HaltChanged,
-    Instrument,
+    MarketEvent,
     OrderChanged,
     OrderSnapshot,
     PositionChanged,
     Quote,
     QuoteChanged,
-    SecType,
     TradePrinted,
     VenueError,
+    VenueEvent,
 )
 
 if TYPE_CHECKING:
-    from tws_sim.server.app import SimServer
+    from tws_sim.engine import Venue
+    from tws_sim.market import Catalog, Market
+    from tws_sim.server.faults import FaultSchedule
     from tws_sim.server.session import Session
+    from tws_sim.server.subscriptions import Subscriptions
 
 log = logging.getLogger("tws_sim.server")
 
@@ -46,28 +71,46 @@ PNL_EVERY = timedelta(seconds=1)  # TWS pushes pnl / pnlSingle about once a seco
 ACCOUNT_EVERY = timedelta(minutes=3)  # account values and summaries: every three minutes
 RT_BAR = timedelta(seconds=5)  # the market's bar (BarClosed.bar.time is its start)
 
-# IB tick types used in fan-out (bid size, bid, ask, ask size, last, last size, high, low,
-# volume, close, open, halted).
-BID_SIZE, BID, ASK, ASK_SIZE, LAST, LAST_SIZE, HIGH, LOW, VOLUME, CLOSE = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-)
-OPEN, HALTED = 14, 49
-BID_OPTION, ASK_OPTION, LAST_OPTION, MODEL_OPTION = 10, 11, 12, 13
+
+class DriverHost(Protocol):
+    """What the driver needs of the server that owns it (`SimServer` is the one implementation).
+
+    The parts are read-only here; `duplicate_status` is the one flag a fault sets directly, the
+    other faults go through the server's own switches (they also notify the clients).
+    """
+
+    duplicate_status: bool
+
+    @property
+    def account(self) -> str: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def market(self) -> Market: ...
+    @property
+    def venue(self) -> Venue: ...
+    @property
+    def subs(self) -> Subscriptions: ...
+    @property
+    def faults(self) -> FaultSchedule: ...
+    @property
+    def clients(self) -> Mapping[int, Session]: ...
+    @property
+    def md_farm_ok(self) -> bool: ...
+    @property
+    def refuse_until(self) -> datetime | None: ...
+
+    def now(self) -> datetime: ...
+    def reopen(self) -> None: ...
+    def drop_all(self, refuse_s: float) -> None: ...
+    def set_md_farm(self, ok: bool) -> None: ...
+    def set_connectivity(self, ok: bool) -> None: ...
 
 
 class Driver:
-    """Moves one `SimServer` through simulated time."""
+    """Moves one server through simulated time."""
 
-    def __init__(self, server: SimServer) -> None:
+    def __init__(self, server: DriverHost) -> None:
         self.server = server
         self.last_quote: dict[int, Quote] = {}
         self.pending_commissions: list[tuple[datetime, int, Commissioned]] = []
@@ -77,14 +120,13 @@ class Driver:
         self.next_pnl: datetime | None = None
         self.next_account: datetime | None = None
         self.md_msgs = 0  # market-data messages written (benchmarks read it)
-        # The L2 book last sent per con_id (shared by its depth subscribers; see depth_changes).
-        self.depth_book: dict[int, dict[tuple[int, int], Any]] = {}
         # The venue keeps the con_ids of its working orders watched (it indexes them), so the
         # market emits the events that fill them; the driver does not watch for orders.
 
     # ---------------------------------------------------------------------------------------------
 
     def step(self, now: datetime) -> None:
+        """Everything simulated time reaching `now` makes happen, in the order it happens."""
         server = self.server
         for action in server.faults.due(now):
             self.apply_fault(action.kind, action.duration_s)
@@ -100,6 +142,7 @@ class Driver:
         self.last_step = now
 
     def apply_fault(self, kind: str, duration_s: float) -> None:
+        """One scheduled server fault (`tws_sim.server.faults.server_actions` names the kinds)."""
         server = self.server
         log.info("fault %s (%.1f s) at %s", kind, duration_s, server.now())
         if kind == "disconnect":
@@ -120,7 +163,7 @@ class Driver:
     # ---------------------------------------------------------------------------------------------
     # market data fan-out
 
-    def fan_out(self, events: list[Any]) -> None:
+    def fan_out(self, events: list[MarketEvent]) -> None:
         """Market events to their subscribers. While the market-data farm is down (2103)
         nothing is sent, and the last quotes sent stay as they were, so the first update after
         2104 carries every field that changed during the outage."""
@@ -128,19 +171,18 @@ class Driver:
             return
         by_con = self.server.subs.md_by_con
         for ev in events:
-            t = type(ev)
-            if t is QuoteChanged:
+            if isinstance(ev, QuoteChanged):
                 q = ev.quote
                 prev = self.last_quote.get(q.con_id)
                 self.last_quote[q.con_id] = q
                 subs = by_con.get(q.con_id)
                 if subs:
                     self._quote_changed(q, prev, subs)
-            elif t is TradePrinted:
+            elif isinstance(ev, TradePrinted):
                 subs = by_con.get(ev.con_id)
                 if subs:
                     self._trade_printed(ev, subs)
-            elif t is HaltChanged:
+            elif isinstance(ev, HaltChanged):
                 for sub in by_con.get(ev.con_id, ()):
                     if sub.kind is MdKind.MKT:
                         state = int(ev.state)
@@ -152,7 +194,7 @@ class Driver:
                     v = sub.session.version
                     sub.session.send(out.tick_generic(sub.req_id, HALTED, state, v))
                     self.md_msgs += 1
-            elif t is BarClosed:
+            elif isinstance(ev, BarClosed):
                 hist: dict[tuple[int, int, str], Bar | None] | None = None
                 for sub in by_con.get(ev.con_id, ()):
                     if sub.kind is MdKind.RT_BARS:
@@ -197,8 +239,8 @@ class Driver:
             or q.bid_size != prev.bid_size
             or q.ask_size != prev.ask_size
         )
-        changes: list[tuple[Any, int]] | None = None
-        greeks: Any = None
+        changes: list[tuple[DepthLevel, int]] | None = None
+        greeks: Greeks | None = None
         greeks_done = False
         for sub in subs:
             kind = sub.kind
@@ -224,8 +266,9 @@ class Driver:
             elif kind is MdKind.DEPTH:
                 if changes is None:
                     rows = self.server.market.depth(q.con_id, DEPTH_ROWS)
-                    book, changes = depth_changes(self.depth_book.get(q.con_id, {}), rows)
-                    self.depth_book[q.con_id] = book
+                    depth_book = self.server.subs.depth_book
+                    book, changes = depth_changes(depth_book.get(q.con_id, {}), rows)
+                    depth_book[q.con_id] = book
                 if changes:
                     self.md_msgs += send_depth(session, sub, changes)
 
@@ -249,7 +292,7 @@ class Driver:
     # ---------------------------------------------------------------------------------------------
     # venue events
 
-    def route(self, events: list[Any], now: datetime) -> None:
+    def route(self, events: list[VenueEvent], now: datetime) -> None:
         """Deliver venue events: order events to the owner and to client-0 auto-open listeners,
         errors to their client, positions to position/account subscribers."""
         if not events:
@@ -257,8 +300,7 @@ class Driver:
         server = self.server
         clients = server.clients
         for ev in events:
-            t = type(ev)
-            if t is OrderChanged:
+            if isinstance(ev, OrderChanged):
                 snap: OrderSnapshot = ev.snapshot
                 inst = server.catalog.get(snap.request.con_id) if snap.request.con_id else None
                 for session in self._order_targets(snap.request.client_id):
@@ -270,23 +312,23 @@ class Driver:
                         session.send(status)
                         if server.duplicate_status:
                             session.send(status)
-            elif t is Executed:
+            elif isinstance(ev, Executed):
                 ex = ev.execution
                 self.account_dirty = True
                 for session in self._order_targets(ex.client_id):
                     inst = server.catalog.get(ex.con_id)
                     session.send(out.exec_details(-1, ex, inst, session.version))
-            elif t is Commissioned:
+            elif isinstance(ev, Commissioned):
                 if ev.deliver_at is not None and ev.deliver_at > now:
                     heapq.heappush(self.pending_commissions, (ev.deliver_at, self._seq, ev))
                     self._seq += 1
                 else:
                     self._send_commission(ev)
-            elif t is VenueError:
+            elif isinstance(ev, VenueError):
                 target = clients.get(ev.client_id)
                 if target is not None and target.ready:
                     target.send_error(ev.req_id, ev.code, ev.message)
-            elif t is PositionChanged:
+            elif isinstance(ev, PositionChanged):
                 self.account_dirty = True
                 self._position_changed(ev)
 
@@ -350,6 +392,7 @@ class Driver:
             self.push_account(now, full=False)
 
     def push_pnl(self, now: datetime) -> None:
+        """pnl / pnlSingle to their subscribers, when a value moved by a cent or more."""
         server = self.server
         venue = server.venue
         totals: tuple[Decimal, ...] | None = None
@@ -357,16 +400,16 @@ class Driver:
             if totals is None:
                 totals = tuple(venue.pnl(now))
             key = rounded(totals)
-            if key != sub.last:
-                sub.last = key
+            if key != sub.last_pnl:
+                sub.last_pnl = key
                 sub.session.send(out.pnl(sub.req_id, totals, sub.session.version))
         for sub in server.subs.account_subs("pnl_single"):
             values = venue.pnl_single(sub.con_id, now)
             if values is None:
                 continue
             key = rounded(tuple(values))
-            if key != sub.last:
-                sub.last = key
+            if key != sub.last_pnl:
+                sub.last_pnl = key
                 sub.session.send(out.pnl_single(sub.req_id, tuple(values), sub.session.version))
 
     def push_portfolio(self, now: datetime) -> None:
@@ -376,7 +419,7 @@ class Driver:
         subs = server.subs.account_subs("updates")
         if not subs:
             return
-        rows = portfolio_rows(server, now)
+        rows = portfolio_rows(server.venue, server.market, now)
         values = server.venue.account_values(now)
         for sub in subs:
             session = sub.session
@@ -401,267 +444,3 @@ class Driver:
             send_account_summary(sub.session, sub, server.account, values, full=full)
         for sub in server.subs.account_subs("updates_multi"):
             send_account_multi(sub.session, sub, server.account, values, full=full)
-
-
-# -------------------------------------------------------------------------------------------------
-# helpers shared with the request handlers
-
-
-def rounded(values: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
-    cent = Decimal("0.01")
-    return tuple(v.quantize(cent) if v.is_finite() else v for v in values)
-
-
-def quote_ticks(q: Quote, prev: Quote | None) -> list[tuple[int, Decimal, Decimal | None]]:
-    """Ticks that changed since `prev` (all of them when None), as (tick_type, value, size).
-
-    Prices go out as tickPrice with their size where IB pairs them (bid/ask/last); sizes that
-    change alone go out as tickSize (size None marks a size tick).
-    """
-    ticks: list[tuple[int, Decimal, Decimal | None]] = []
-    if prev is None or q.bid != prev.bid:
-        ticks.append((BID, q.bid, q.bid_size))
-    elif q.bid_size != prev.bid_size:
-        ticks.append((BID_SIZE, q.bid_size, None))
-    if prev is None or q.ask != prev.ask:
-        ticks.append((ASK, q.ask, q.ask_size))
-    elif q.ask_size != prev.ask_size:
-        ticks.append((ASK_SIZE, q.ask_size, None))
-    if q.last > 0 and (prev is None or q.last != prev.last):
-        ticks.append((LAST, q.last, q.last_size))
-    elif prev is not None and q.last_size != prev.last_size and q.last > 0:
-        ticks.append((LAST_SIZE, q.last_size, None))
-    if prev is None or q.volume != prev.volume:
-        ticks.append((VOLUME, q.volume, None))
-    if q.high > 0 and (prev is None or q.high != prev.high):
-        ticks.append((HIGH, q.high, Decimal(0)))
-    if q.low > 0 and (prev is None or q.low != prev.low):
-        ticks.append((LOW, q.low, Decimal(0)))
-    if prev is None:
-        if q.close > 0:
-            ticks.append((CLOSE, q.close, Decimal(0)))
-        if q.open > 0:
-            ticks.append((OPEN, q.open, Decimal(0)))
-    return ticks
-
-
-NO_PRICE = Decimal(-1)  # a combo side that cannot be priced (a leg without that side)
-
-
-def combo_quote(legs: tuple[tuple[int, int], ...], quote_of: Callable[[int], Quote]) -> Quote:
-    """The net quote of a combo from its legs' quotes: what selling one combo unit gets (bid)
-    and buying one costs (ask). A bought leg (ratio > 0) is sold at its bid when the combo is
-    sold; a sold leg (ratio < 0) is bought back at its ask. Net prices may be negative
-    (credit combos), as IB quotes them. The size of a side is the number of whole combo units
-    the legs' displayed sizes cover; a side some leg does not quote is -1 with size 0."""
-    bid = ask = Decimal(0)
-    bid_size: Decimal | None = None
-    ask_size: Decimal | None = None
-    bid_ok = ask_ok = True
-    ts = None
-    for con_id, ratio in legs:
-        q = quote_of(con_id)
-        ts = q.ts if ts is None or q.ts > ts else ts
-        n = abs(ratio)
-        # (price, size) of the leg trade that selling (bid) / buying (ask) the combo makes
-        sell_px, sell_sz = (q.bid, q.bid_size) if ratio > 0 else (q.ask, q.ask_size)
-        buy_px, buy_sz = (q.ask, q.ask_size) if ratio > 0 else (q.bid, q.bid_size)
-        bid_ok = bid_ok and sell_px > 0
-        ask_ok = ask_ok and buy_px > 0
-        bid += ratio * sell_px
-        ask += ratio * buy_px
-        units = sell_sz // n
-        bid_size = units if bid_size is None else min(bid_size, units)
-        units = buy_sz // n
-        ask_size = units if ask_size is None else min(ask_size, units)
-    zero = Decimal(0)
-    return Quote(
-        con_id=0,
-        ts=ts if ts is not None else datetime.min.replace(tzinfo=UTC),
-        bid=bid if bid_ok else NO_PRICE,
-        ask=ask if ask_ok else NO_PRICE,
-        bid_size=(bid_size or zero) if bid_ok else zero,
-        ask_size=(ask_size or zero) if ask_ok else zero,
-        last=zero,
-        last_size=zero,
-        volume=zero,
-        high=zero,
-        low=zero,
-        close=zero,
-        open=zero,
-    )
-
-
-def combo_ticks(q: Quote, prev: Quote | None) -> list[tuple[int, Decimal, Decimal | None]]:
-    """Bid/ask price and size ticks of a combo quote (a combo has no prints, volume or range)."""
-    return [t for t in quote_ticks(q, prev) if t[0] != VOLUME]
-
-
-def send_ticks(
-    session: Session, req_id: int, ticks: list[tuple[int, Decimal, Decimal | None]]
-) -> int:
-    v = session.version
-    for tick_type, value, size in ticks:
-        if size is None:
-            session.send(out.tick_size(req_id, tick_type, value, v))
-        else:
-            session.send(out.tick_price(req_id, tick_type, value, size, v))
-    return len(ticks)
-
-
-def send_option_ticks(session: Session, req_id: int, q: Quote, greeks: Any) -> int:
-    """tickOptionComputation for bid, ask and model (ib_async's bid/ask/modelGreeks)."""
-    v = session.version
-    session.send(out.tick_option(req_id, BID_OPTION, greeks, q.bid, v))
-    session.send(out.tick_option(req_id, ASK_OPTION, greeks, q.ask, v))
-    session.send(out.tick_option(req_id, MODEL_OPTION, greeks, None, v))
-    return 3
-
-
-DEPTH_ROWS = 10  # rows the driver tracks per side; a subscription sees its first `rows`
-
-
-def depth_changes(
-    old: dict[tuple[int, int], Any], rows: list[Any]
-) -> tuple[dict[tuple[int, int], Any], list[tuple[Any, int]]]:
-    """(new book by (side, position), [(row, operation)]) — operation 0 insert, 1 update,
-    2 delete, as updateMktDepthL2 carries it. Computed once per con_id and book change, then
-    sent to every depth subscriber (each filtered to its own row count)."""
-    new = {(r.side, r.position): r for r in rows}
-    changes: list[tuple[Any, int]] = []
-    for key, row in new.items():
-        prev = old.get(key)
-        if prev is None:
-            changes.append((row, 0))
-        elif (
-            prev.price != row.price
-            or prev.size != row.size
-            or prev.market_maker != row.market_maker
-        ):
-            changes.append((row, 1))
-    for key, row in old.items():
-        if key not in new:
-            changes.append((row, 2))
-    return new, changes
-
-
-def send_depth(session: Session, sub: MdSub, changes: list[tuple[Any, int]]) -> int:
-    """updateMktDepthL2 for the changed rows within this subscription's row count."""
-    v = session.version
-    req_id = sub.req_id
-    limit = sub.rows
-    sent = 0
-    for row, op in changes:
-        if row.position < limit:
-            session.send(out.depth_l2(req_id, row, op, v))
-            sent += 1
-    return sent
-
-
-class PortfolioRow(NamedTuple):
-    """One updatePortfolio message's worth of a position."""
-
-    instrument: Instrument
-    position: Decimal
-    market_price: Decimal
-    market_value: Decimal
-    avg_cost: Decimal
-    unrealized: Decimal
-    realized: Decimal
-
-    def values(self) -> tuple[Decimal, ...]:
-        """Everything but the instrument: what change detection compares."""
-        return tuple(self[1:])
-
-
-def portfolio_rows(server: SimServer, now: datetime) -> dict[int, PortfolioRow]:
-    """con_id → its updatePortfolio row, from the venue's P&L (marks are the venue's mids)."""
-    rows: dict[int, PortfolioRow] = {}
-    venue = server.venue
-    for inst, qty, avg_cost in venue.positions():
-        single = venue.pnl_single(inst.con_id, now)
-        if single is not None and qty:
-            _pos, _daily, unrealized, realized, value = single
-            price = value / (qty * Decimal(inst.multiplier))
-        else:
-            realized = single[3] if single is not None else Decimal(0)
-            unrealized = value = Decimal(0)
-            price = server.market.quote(inst.con_id).mid
-        rows[inst.con_id] = PortfolioRow(inst, qty, price, value, avg_cost, unrealized, realized)
-    return rows
-
-
-def send_portfolio_row(session: Session, account: str, row: PortfolioRow) -> None:
-    session.send(
-        out.update_portfolio(
-            account,
-            row.instrument,
-            row.position,
-            row.market_price,
-            row.market_value,
-            row.avg_cost,
-            row.unrealized,
-            row.realized,
-            session.version,
-        )
-    )
-
-
-def send_account_values(
-    session: Session,
-    account: str,
-    values: dict[str, tuple[str, str]],
-    sub: AccountSub,
-    v: int,
-    full: bool = False,
-) -> None:
-    last: dict[str, tuple[str, str]] = sub.last or {}
-    for tag, (value, currency) in values.items():
-        if full or last.get(tag) != (value, currency):
-            session.send(out.update_account_value(tag, value, currency, account, v))
-    sub.last = dict(values)
-
-
-def send_account_summary(
-    session: Session,
-    sub: AccountSub,
-    account: str,
-    values: dict[str, tuple[str, str]],
-    full: bool,
-) -> None:
-    last: dict[str, tuple[str, str]] = sub.last or {}
-    tags = sub.tags
-    for tag, (value, currency) in values.items():
-        if tags and tag not in tags:
-            continue
-        if full or last.get(tag) != (value, currency):
-            session.send(
-                out.account_summary(sub.req_id, account, tag, value, currency, session.version)
-            )
-    sub.last = dict(values)
-    if full:
-        session.send(out.account_summary_end(sub.req_id, session.version))
-
-
-def send_account_multi(
-    session: Session,
-    sub: AccountSub,
-    account: str,
-    values: dict[str, tuple[str, str]],
-    full: bool,
-) -> None:
-    last: dict[str, tuple[str, str]] = sub.last or {}
-    for tag, (value, currency) in values.items():
-        if full or last.get(tag) != (value, currency):
-            session.send(
-                out.account_update_multi(
-                    sub.req_id, account, sub.model, tag, value, currency, session.version
-                )
-            )
-    sub.last = dict(values)
-    if full:
-        session.send(out.account_update_multi_end(sub.req_id, session.version))
-
-
-def is_option(inst: Any) -> bool:
-    return inst is not None and inst.sec_type is SecType.OPT

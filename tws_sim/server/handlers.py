@@ -5,6 +5,9 @@ raises) and calls the handler registered for the request's type. Requests the co
 come back as `BadRequest` / `Unsupported` / `UnknownMessage` carrying IB's code and text; they get
 that error on this session only. Order entry goes to the venue and its events are routed at once
 (the venue answers synchronously), so an order's openOrder/orderStatus follow its placeOrder.
+
+The handlers see their server through `HandlerHost` (the venue parts, the subscription registry
+and the driver that routes venue events), so this module does not import the server.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tws_sim.market import HistoryError
 from tws_sim.protocol import incoming as rq
-from tws_sim.server import out, wire
-from tws_sim.server.driver import (
+from tws_sim.server import out
+from tws_sim.server.push import (
     DEPTH_ROWS,
+    HALTED,
     combo_quote,
     combo_ticks,
     depth_changes,
@@ -40,8 +44,13 @@ from tws_sim.server.subscriptions import TBT_KINDS, AccountSub, MdKind, MdSub
 from tws_sim.types import Instrument, SecType
 
 if TYPE_CHECKING:
-    from tws_sim.server.app import SimServer
+    from ibapi.contract import Contract
+
+    from tws_sim.engine import Venue
+    from tws_sim.market import Catalog, Market
+    from tws_sim.server.driver import Driver
     from tws_sim.server.session import Session
+    from tws_sim.server.subscriptions import Subscriptions
 
 log = logging.getLogger("tws_sim.server")
 
@@ -100,10 +109,29 @@ def parse_bar_size(text: str) -> int:
     return n * _BAR_UNITS[parts[1]]
 
 
-class Handlers:
-    """Every request the simulator serves, bound to one `SimServer`."""
+class HandlerHost(Protocol):
+    """What the request handlers need of their server (`SimServer` is the one implementation)."""
 
-    def __init__(self, server: SimServer) -> None:
+    @property
+    def account(self) -> str: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def market(self) -> Market: ...
+    @property
+    def venue(self) -> Venue: ...
+    @property
+    def subs(self) -> Subscriptions: ...
+    @property
+    def driver(self) -> Driver: ...
+
+    def now(self) -> datetime: ...
+
+
+class Handlers:
+    """Every request the simulator serves, bound to one server."""
+
+    def __init__(self, server: HandlerHost) -> None:
         self.server = server
         self._match_cache: dict[tuple[Any, ...], list[Instrument]] = {}
         self.table: dict[type, Callable[[Session, Any], None]] = {
@@ -149,6 +177,7 @@ class Handlers:
         }
 
     def handle(self, session: Session, fields: list[str]) -> None:
+        """Decode one message and answer it; a request nobody serves is an error, never a crash."""
         req = rq.decode(fields, session.version, session.client_id or 0)
         handler = self.table.get(type(req))
         if handler is not None:
@@ -166,7 +195,7 @@ class Handlers:
     def now(self) -> datetime:
         return self.server.now()
 
-    def match(self, c: Any) -> list[Instrument]:
+    def match(self, c: Contract) -> list[Instrument]:
         """Catalog lookup for a wire contract, memoised: the catalog is fixed for the session,
         and a strategy sends the same few contracts over and over (option chains make an
         uncached lookup scan thousands of instruments)."""
@@ -189,7 +218,7 @@ class Handlers:
             self._match_cache[key] = found
         return found
 
-    def resolve(self, session: Session, req_id: int, c: Any) -> Instrument | None:
+    def resolve(self, session: Session, req_id: int, c: Contract) -> Instrument | None:
         """One instrument for a request's contract, or an error 200 to the session and None."""
         matches = self.match(c)
         if len(matches) == 1:
@@ -214,10 +243,10 @@ class Handlers:
 
     def req_ids(self, session: Session, req: rq.ReqIds) -> None:
         cid = session.client_id or 0
-        session.send(wire.next_valid_id_fields(self.server.venue.next_order_id(cid)))
+        session.send(out.next_valid_id(self.server.venue.next_order_id(cid), session.version))
 
     def req_managed_accts(self, session: Session, req: rq.ReqManagedAccts) -> None:
-        session.send(wire.managed_accounts_fields(self.server.account))
+        session.send(out.managed_accounts(self.server.account, session.version))
 
     def req_market_data_type(self, session: Session, req: rq.ReqMarketDataType) -> None:
         # The simulator's data is always "live"; remember the request so reqMktData can echo it.
@@ -280,7 +309,8 @@ class Handlers:
                 session.send(out.market_data_type(req.req_id, 1, v))
             q = market.quote(inst.con_id)
             send_ticks(session, req.req_id, quote_ticks(q, None))
-            session.send(out.tick_generic(req.req_id, 49, int(market.halt_state(inst.con_id)), v))
+            halted = int(market.halt_state(inst.con_id))
+            session.send(out.tick_generic(req.req_id, HALTED, halted, v))
             if is_option(inst):
                 greeks = market.greeks(inst.con_id)
                 if greeks is not None:
@@ -339,7 +369,7 @@ class Handlers:
         if session.market_data_type != 1:
             session.send(out.market_data_type(req.req_id, 1, v))
         send_ticks(session, req.req_id, combo_ticks(q, None))
-        session.send(out.tick_generic(req.req_id, 49, halted, v))
+        session.send(out.tick_generic(req.req_id, HALTED, halted, v))
         if req.snapshot or req.regulatory_snapshot:
             session.send(out.tick_snapshot_end(req.req_id, v))
             return
@@ -385,11 +415,11 @@ class Handlers:
         self.server.subs.add_md(sub)
         # Start the subscriber from the book the other subscribers of this con_id last got, so
         # the shared diffs that follow apply to what it holds.
-        driver = self.server.driver
-        book = driver.depth_book.get(inst.con_id)
+        depth_book = self.server.subs.depth_book
+        book = depth_book.get(inst.con_id)
         if book is None:
             book, _ = depth_changes({}, self.server.market.depth(inst.con_id, DEPTH_ROWS))
-            driver.depth_book[inst.con_id] = book
+            depth_book[inst.con_id] = book
         send_depth(session, sub, [(row, 0) for row in book.values()])
 
     def cancel_mkt_depth(self, session: Session, req: rq.CancelMktDepth) -> None:
@@ -614,7 +644,7 @@ class Handlers:
         v = session.version
         sub = self._account_sub(session, -1, "updates", account=server.account)
         send_account_values(session, server.account, server.venue.account_values(now), sub, v, True)
-        rows = portfolio_rows(server, now)
+        rows = portfolio_rows(server.venue, server.market, now)
         for row in rows.values():
             send_portfolio_row(session, server.account, row)
         sub.last_push = {con_id: row.values() for con_id, row in rows.items()}
@@ -638,7 +668,7 @@ class Handlers:
     def req_pnl(self, session: Session, req: rq.ReqPnL) -> None:
         values = tuple(self.server.venue.pnl(self.now()))
         sub = self._account_sub(session, req.req_id, "pnl", account=req.account)
-        sub.last = rounded(values)
+        sub.last_pnl = rounded(values)
         session.send(out.pnl(req.req_id, values, session.version))
 
     def cancel_pnl(self, session: Session, req: rq.CancelPnL) -> None:
@@ -654,7 +684,7 @@ class Handlers:
                 self.server.subs.remove_account(session, req.req_id, "pnl_single")
                 session.send_error(req.req_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
             return
-        sub.last = rounded(tuple(values))
+        sub.last_pnl = rounded(tuple(values))
         session.send(out.pnl_single(req.req_id, tuple(values), session.version))
 
     def cancel_pnl_single(self, session: Session, req: rq.CancelPnLSingle) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tws_sim.protocol import outgoing as enc
 from tws_sim.types import (
@@ -26,9 +26,26 @@ from tws_sim.types import (
     TradePrinted,
 )
 
+if TYPE_CHECKING:
+    from tws_sim.market import Catalog
+
 # snapshotPermissions in tickReqParams: 3 = snapshot and regulatory snapshot allowed.
 SNAPSHOT_PERMISSIONS = 3
 TBT_LAST, TBT_ALL_LAST = 1, 2
+
+
+def error(req_id: int, code: int, message: str, v: int) -> list[str]:
+    """error (4): an order's errors carry its order id as reqId, notices carry -1."""
+    return enc.encode_error(req_id, code, message, v)
+
+
+def next_valid_id(order_id: int, v: int) -> list[str]:
+    return enc.encode_next_valid_id(order_id, v)
+
+
+def managed_accounts(account: str, v: int) -> list[str]:
+    """The server holds one account; the message carries a comma-separated list of them."""
+    return enc.encode_managed_accounts([account], v)
 
 
 def tick_price(req_id: int, tick_type: int, price: Decimal, size: Decimal, v: int) -> list[str]:
@@ -113,7 +130,7 @@ def current_time(now: datetime, v: int) -> list[str]:
     return enc.encode_current_time(now, v)
 
 
-def contract_data(req_id: int, inst: Instrument, catalog: Any, v: int) -> list[str]:
+def contract_data(req_id: int, inst: Instrument, catalog: Catalog, v: int) -> list[str]:
     trading, liquid, tz = catalog.trading_hours(inst.con_id)
     return enc.encode_contract_data(
         req_id, inst, v, trading_hours=trading, liquid_hours=liquid, time_zone_id=tz or "US/Eastern"

@@ -5,6 +5,9 @@ frames and hands each message to the server synchronously, and `send` writes str
 transport. That keeps the per-message cost to one decode and one write, which is what the
 throughput aim of issue 5 needs. Everything that can go wrong with the bytes of one client ends
 that client's connection (or earns it an error) and nothing else.
+
+A session sees its server through `SessionHost` (registration, dispatch and the disconnect
+callback), so this module does not import the server that creates its sessions.
 """
 
 from __future__ import annotations
@@ -15,14 +18,12 @@ import time
 from collections import deque
 from datetime import datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Protocol, cast
 
 from tws_sim.protocol import framing
-from tws_sim.server import wire
+from tws_sim.protocol.ids import In
+from tws_sim.server import out
 from tws_sim.server.faults import PacingMeter
-
-if TYPE_CHECKING:
-    from tws_sim.server.app import SimServer
 
 log = logging.getLogger("tws_sim.server")
 
@@ -32,19 +33,37 @@ MSG_CLIENT_ID_IN_USE = (
 )
 MAX_UNSENT_BYTES = 64 * 1024 * 1024
 MSG_PACING = "Max rate of messages per second has been exceeded:max={limit} rec={count}"
+START_API = str(In.START_API)  # the one message a session accepts before it is registered
 
 
 class Phase(IntEnum):
+    """Where a connection is in its life: handshake, startApi, serving, gone."""
+
     PREFIX = 0  # waiting for b"API\0" + the framed "v<min>..<max>"
     START_API = 2  # version answered, waiting for startApi (71)
     READY = 3  # registered under a client id
     CLOSED = 4
 
 
+class SessionHost(Protocol):
+    """What a session needs of its server (`SimServer` is the one implementation): the pacing
+    limit, the client-id registry, request dispatch and the life-cycle callbacks."""
+
+    @property
+    def pacing_limit(self) -> int | None: ...
+
+    def connection_time(self) -> str: ...
+    def on_connection(self, session: Session) -> None: ...
+    def register(self, session: Session, client_id: int) -> bool: ...
+    def on_ready(self, session: Session) -> None: ...
+    def dispatch(self, session: Session, fields: list[str]) -> None: ...
+    def on_disconnect(self, session: Session) -> None: ...
+
+
 class Session(asyncio.Protocol):
     """The server side of one socket (an asyncio protocol)."""
 
-    def __init__(self, server: SimServer) -> None:
+    def __init__(self, server: SessionHost) -> None:
         super().__init__()
         self.server = server
         self.transport: asyncio.Transport | None = None
@@ -73,8 +92,9 @@ class Session(asyncio.Protocol):
     # ---------------------------------------------------------------------------------------------
     # asyncio.Protocol
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP server's protocol is always given a stream transport (asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         self.server.on_connection(self)
@@ -171,7 +191,7 @@ class Session(asyncio.Protocol):
             self.server.dispatch(self, fields)
             return
         # Phase.START_API: the only message accepted before registration.
-        if not fields or fields[0] != wire.START_API or len(fields) < 3:
+        if not fields or fields[0] != START_API or len(fields) < 3:
             raise framing.ProtocolError(f"expected startApi, got message {fields[:1]}")
         try:
             client_id = int(fields[2])
@@ -219,7 +239,7 @@ class Session(asyncio.Protocol):
                 self.abort("client is not reading (write buffer full)")
 
     def send_error(self, req_id: int, code: int, message: str) -> None:
-        self.send(wire.error_fields(req_id, code, message, self.version or wire.MIN_SERVER_VERSION))
+        self.send(out.error(req_id, code, message, self.version or framing.MIN_SERVER_VERSION))
 
     @property
     def ready(self) -> bool:

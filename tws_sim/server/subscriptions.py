@@ -5,17 +5,30 @@ driver's fan-out, which looks up the subscribers of a con_id once per market eve
 told to `watch` a con_id once per subscription (its watch count is reference-counted), so options
 are priced only while someone looks at them. Account-side subscriptions (account updates,
 summary, positions, P&L) hold the last values sent, so pushes go out only on change.
+
+The registry needs nothing of the server but the market's watch counts (`Watcher`), so it takes
+the market, not the server. It also holds the L2 book last sent per con_id: that book belongs
+to the con_id's depth subscribers together and goes when the last of them does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
+
+from tws_sim.types import DepthLevel, Quote
 
 if TYPE_CHECKING:
-    from tws_sim.server.app import SimServer
     from tws_sim.server.session import Session
+
+
+class Watcher(Protocol):
+    """The market's reference-counted watch list (`tws_sim.market.Market` implements it)."""
+
+    def watch(self, con_id: int) -> None: ...
+    def unwatch(self, con_id: int) -> None: ...
 
 
 class MdKind(IntEnum):
@@ -58,7 +71,7 @@ class MdSub:
     # combo (BAG) quotes: (leg con_id, signed ratio: + bought, - sold per combo unit), and the
     # net quote last sent (each subscriber's legs are its own, so nothing is shared)
     legs: tuple[tuple[int, int], ...] = ()
-    last: Any = None
+    last: Quote | None = None
 
     def con_ids(self) -> tuple[int, ...]:
         """The con_ids whose market events feed this subscription (a combo's legs)."""
@@ -69,7 +82,8 @@ class MdSub:
 
 @dataclass(slots=True, eq=False)
 class AccountSub:
-    """An account-side subscription; `last` holds what was last pushed (for change detection)."""
+    """An account-side subscription; the `last_*` fields hold what was last pushed to it, so
+    periodic pushes send only what changed."""
 
     session: Session
     req_id: int
@@ -79,18 +93,25 @@ class AccountSub:
     model: str = ""
     con_id: int = 0
     tags: tuple[str, ...] = ()
-    last: Any = None
-    last_push: Any = None  # simulated time of the last periodic push
+    # account values last sent (updates, summary, updates_multi): tag → (value, currency)
+    last_values: dict[str, tuple[str, str]] | None = None
+    # P&L last sent, rounded to the cent (pnl: daily, unrealized, realized; pnl_single: 5 values)
+    last_pnl: tuple[Decimal, ...] | None = None
+    # updatePortfolio rows last sent (updates): con_id → PortfolioRow.values()
+    last_push: dict[int, tuple[Decimal, ...]] | None = None
 
 
 class Subscriptions:
     """The registry of a server's subscriptions (driven on the event-loop thread only)."""
 
-    def __init__(self, server: SimServer) -> None:
-        self.server = server
+    def __init__(self, market: Watcher) -> None:
+        self.market = market
         self.md: dict[tuple[int, int], MdSub] = {}  # (id(session), req_id) → sub
         self.md_by_con: dict[int, list[MdSub]] = {}
         self.account: dict[tuple[int, int, str], AccountSub] = {}
+        # The L2 book last sent per con_id, shared by its depth subscribers (the driver diffs
+        # the market's depth against it; see tws_sim.server.push.depth_changes).
+        self.depth_book: dict[int, dict[tuple[int, int], DepthLevel]] = {}
 
     # ---------------------------------------------------------------------------------------------
     # market data
@@ -106,7 +127,7 @@ class Subscriptions:
         self.md[key] = sub
         for con_id in sub.con_ids():
             self.md_by_con.setdefault(con_id, []).append(sub)
-            self.server.market.watch(con_id)
+            self.market.watch(con_id)
 
     def remove_md(self, session: Session, req_id: int, kind: MdKind | None = None) -> MdSub | None:
         key = (id(session), req_id)
@@ -124,11 +145,11 @@ class Subscriptions:
                 subs.remove(sub)
                 if not subs:
                     del self.md_by_con[con_id]
-            self.server.market.unwatch(con_id)
+            self.market.unwatch(con_id)
         if sub.kind is MdKind.DEPTH and not any(
             s.kind is MdKind.DEPTH for s in self.md_by_con.get(sub.con_id, ())
         ):
-            self.server.driver.depth_book.pop(sub.con_id, None)  # nobody holds that book now
+            self.depth_book.pop(sub.con_id, None)  # nobody holds that book now
 
     def md_subscribers(self, con_id: int) -> list[MdSub]:
         return self.md_by_con.get(con_id, [])
