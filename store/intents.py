@@ -1,7 +1,9 @@
-"""Repository functions for the `intents` table (schema in `store/schema.py`).
+"""Repository functions for the `intents` table (schema in `store/schema.py`); no decisions.
 
-Callers pass a `Connection` inside a transaction they own (`store.db.write_transaction`), so the
-concurrency guard's lock, count and insert happen in one transaction. Inserts use
+What intake decides (admit, refuse, duplicate) is `models.admission`; `services.intake` reads
+through these functions, hands the facts to the model and writes its decision back. Callers pass
+a `Connection` inside a transaction they own (`store.db.write_transaction`), so the concurrency
+guard's lock, count and insert happen in one transaction. Inserts use
 `INSERT ... ON CONFLICT (signal_id) DO NOTHING` and report a lost race as `None` instead of
 raising, which is how a signal submitted concurrently by several workers ends up as one row.
 """
@@ -20,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from models.admission import StoredSubmission
 from models.intent import ACTIVE_STATUSES, Intent, IntentStatus
-from models.rejects import Reject
+from models.rejects import Reject, RejectReason
 from store.schema import intents
 
 _MAX_TEXT_COLUMN = 200
@@ -155,6 +158,22 @@ def get_by_signal_id(conn: Connection, signal_id: str) -> IntentRow | None:
         conn.execute(sa.select(intents).where(intents.c.signal_id == signal_id)).mappings().first()
     )
     return None if found is None else _row(found)
+
+
+def find_submission(conn: Connection, signal_id: str) -> StoredSubmission | None:
+    """What `models.admission.decide` needs to know about the row stored for `signal_id`."""
+    row = get_by_signal_id(conn, signal_id)
+    if row is None:
+        return None
+    return StoredSubmission(
+        id=row.id,
+        signal_id=row.signal_id,
+        status=row.status,
+        reject_reason=None if row.reject_reason is None else RejectReason(row.reject_reason),
+        reject_message=row.reject_message,
+        payload=row.payload,
+        received_at=row.received_at,
+    )
 
 
 def list_intents(conn: Connection, *, limit: int = 100) -> list[IntentRow]:

@@ -59,8 +59,8 @@ def submit(
     if inline:
         from epm.redis_conn import get_redis
         from epm.settings import get_settings
+        from services.intake import process_submission
         from store.db import make_engine
-        from tasks.intake import process_submission
 
         settings = get_settings()
         engine = make_engine(settings.resolved_database_url())

@@ -1,7 +1,8 @@
-"""The intake task body against real stores: the same ledger tests on SQLite and PostgreSQL.
+"""The intake use case against real stores: the same ledger tests on SQLite and PostgreSQL.
 
-`process_submission` is what `tasks.intake.submit_intent` runs; here it is called directly (and
-from threads) so each property is checked on both dialects with real Redis for the reject stream.
+`services.intake.process_submission` is what `tasks.intake.submit_intent` runs; here it is called
+directly (and from threads) so each property is checked on both dialects with real Redis for the
+reject stream.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from hypothesis import strategies as st
 
 from epm.streams import REJECT_STREAM
 from models.rejects import RejectReason
+from services.intake import process_submission
 from store.db import make_engine
 from store.intents import get_by_signal_id
 from store.migrate import upgrade
 from store.schema import intents
-from tasks.intake import process_submission
 from tests.services import postgres_database
 
 NOW = datetime(2025, 11, 21, 15, 0, tzinfo=UTC)
