@@ -364,7 +364,7 @@ ledger_dead_letters = sa.Table(
     "ledger_dead_letters",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    # The callback kind (`store.ledger.WRITERS` key: "execution", "commission", ...).
+    # The callback kind (`services.ledger.WRITERS` key: "execution", "commission", ...).
     sa.Column("kind", sa.Text(), nullable=False),
     # sha256 of kind and payload: the same callback failing again updates its letter.
     sa.Column("dedupe_key", sa.Text(), nullable=False, unique=True),

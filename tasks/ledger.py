@@ -1,7 +1,7 @@
 """The ledger queue: IB callbacks from the bridge → fills, commissions, orders, positions.
 
 One task per callback kind, each taking the bridge's payload (JSON primitives, Decimal as str,
-see `ibgateway_bridge/payloads.py`) and running one write transaction (`store.ledger`):
+see `ibgateway_bridge/payloads.py`) and running one write transaction (`services.ledger`):
 
 | task | idempotency key |
 |---|---|
@@ -49,8 +49,8 @@ idempotent path, and marks the letter resolved. If the letter itself cannot be w
 keeps retrying like an outage: the message stays in the broker until the letter or the callback
 lands. A `record_batch` parks only the failing item and records the others.
 
-After commit the order is mirrored to Redis hash `exec:order:{client_order_id}` (the DB is the
-truth; a mirror write only lands if its `version` is newer than the one in Redis).
+What a callback does to the ledger, and its Redis mirror, is the service's
+(`services.ledger.callbacks.process_callback`); this module is the retry policy around it.
 """
 
 from __future__ import annotations
@@ -64,23 +64,33 @@ import redis
 import sqlalchemy as sa
 from celery import Task
 from celery.signals import worker_process_init
-from sqlalchemy.engine import Engine
 
 from epm.logging import get_logger
 from epm.redis_conn import get_redis, reset_redis_cache
 from epm.settings import Settings, get_settings
-from models.ledger_reports import ReportError, parse_report
-from models.orders import InvalidTransition
-from store import dead_letters, ledger
-from store.db import dispose_engines, json_dumps, make_engine, write_transaction
-from store.schema import risk_events
+from services.ledger.callbacks import (
+    MIRROR_KEY,
+    WRITERS,
+    Outcome,
+    json_safe,
+    mirror_order,
+    process_callback,
+    reject_payload,
+)
+from store import dead_letters
+from store.db import dispose_engines, make_engine, write_transaction
+from store.orders import StaleOrderError
 from tasks.app import celery_app
 
 log = get_logger(__name__)
 
-Outcome = dict[str, Any]
-
-MIRROR_KEY = "exec:order:{client_order_id}"
+__all__ = [
+    "MIRROR_KEY",
+    "is_transient",
+    "mirror_order",
+    "process_callback",
+    "retry_countdown",
+]
 
 # Failures that time fixes, retried without limit: store outages (the database unreachable, the
 # connection dropped), deadlocks/serialization failures and SQLite's "database is locked"
@@ -90,7 +100,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sa.exc.OperationalError,
     sa.exc.InterfaceError,
     sa.exc.TimeoutError,
-    ledger.StaleOrderError,
+    StaleOrderError,
 )
 
 # The bridge's alert stream (`ibgateway_bridge.commands.ALERT_STREAM`, same field shape: kind,
@@ -100,107 +110,6 @@ _ALERT_THROTTLE_KEY = "epm:alerts:throttle:{kind}"
 _ALERT_MAXLEN = 10_000
 # Past 2**this the backoff ceiling is the cap anyway; keeps the float finite for any attempt.
 _MAX_BACKOFF_EXPONENT = 32
-
-# Sets the hash only when the incoming version is newer, so two workers finishing out of order
-# never leave the older state in Redis.
-_MIRROR_SCRIPT = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
-"""
-
-
-def _json_safe(payload: object) -> object:
-    # Kept as JSON when it is JSON PostgreSQL's JSONB can hold (no NUL); else as its repr, which
-    # escapes NUL and anything unserializable.
-    try:
-        blob = json_dumps(payload)
-    except (TypeError, ValueError):
-        return repr(payload)[:10_000]
-    return repr(payload)[:10_000] if "\\u0000" in blob else payload
-
-
-def _reject(
-    engine: Engine, kind: str, code: str, message: str, payload: object, now: datetime
-) -> Outcome:
-    with write_transaction(engine) as conn:
-        conn.execute(
-            risk_events.insert().values(
-                kind="LEDGER_PAYLOAD_REJECTED",
-                severity="error",
-                scope="ledger",
-                scope_key=kind,
-                code=code,
-                message=message[:2000],
-                details={"payload": _json_safe(payload)},
-                ts_event=now,
-                created_at=now,
-            )
-        )
-    log.error("ledger.payload_rejected", kind=kind, code=code, message=message)
-    return {"outcome": "rejected", "reason": code, "message": message}
-
-
-def mirror_order(redis_client: redis.Redis, order: dict[str, str]) -> bool:
-    """Write the order's Redis mirror if it is newer than what is there; True when written."""
-    if not order:
-        return False
-    key = MIRROR_KEY.format(client_order_id=order["client_order_id"])
-    flat: list[str] = []
-    for name, value in order.items():
-        flat.extend((name, value))
-    written = redis_client.eval(_MIRROR_SCRIPT, 1, key, order["version"], *flat)
-    return bool(written)
-
-
-def process_callback(
-    kind: str,
-    payload: object,
-    *,
-    engine: Engine,
-    redis_client: redis.Redis | None,
-    now: datetime,
-) -> Outcome:
-    """Validate and record one callback; the body of every ledger task, callable without Celery.
-
-    `now` (aware UTC) is the ledger's receive time (`ts_init`, `updated_at`).
-    """
-    model, writer = ledger.WRITERS[kind]
-    try:
-        report = parse_report(model, payload)
-    except ReportError as e:
-        return _reject(engine, kind, e.code, e.message, payload, now)
-    try:
-        with write_transaction(engine) as conn:
-            result = writer(conn, report, now)
-    except ReportError as e:
-        return _reject(engine, kind, e.code, e.message, payload, now)
-    except (InvalidTransition, ledger.OrderNotFoundError) as e:
-        return _reject(engine, kind, e.code, str(e), payload, now)
-    if redis_client is not None and result.order:
-        try:
-            mirror_order(redis_client, result.order)
-            if result.retired:
-                # Adopted stand-ins have no row any more; repeated on every write of the
-                # adopter, so a stand-in mirror written late by a slower task goes too.
-                redis_client.delete(
-                    *(MIRROR_KEY.format(client_order_id=coid) for coid in result.retired)
-                )
-        except redis.RedisError as e:
-            # The mirror is a cache of the DB; the next write of this order refreshes it.
-            log.warning("ledger.mirror_failed", error=repr(e), **_ids(result))
-    log.info("ledger.recorded", kind=kind, outcome=result.outcome, **_ids(result))
-    return result.as_dict()
-
-
-def _ids(result: ledger.LedgerResult) -> dict[str, str]:
-    order = result.order
-    return {
-        "client_order_id": order.get("client_order_id", ""),
-        "ib_order_id": order.get("ib_order_id", ""),
-        "perm_id": order.get("perm_id", ""),
-    }
 
 
 def is_transient(error: BaseException) -> bool:
@@ -371,7 +280,7 @@ class _Attempt:
             letter_id = dead_letters.park(
                 conn,
                 kind=kind,
-                payload=_json_safe(payload),
+                payload=json_safe(payload),
                 error_code=code,
                 error_class=type(error).__name__,
                 message=message,
@@ -419,56 +328,6 @@ def _run(task: Task, kind: str, payload: object, ledger_retry: object) -> Outcom
         return attempt.record(kind, payload)
     except Exception as e:
         return attempt.failed(e, kind, payload)
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    """What `replay_dead_letter` did with one letter."""
-
-    letter_id: int
-    status: str  # "recorded", "already_resolved", "failed", "not_found"
-    outcome: Outcome | None = None
-    error: str | None = None
-
-
-def replay_dead_letter(
-    letter_id: int,
-    *,
-    engine: Engine,
-    redis_client: redis.Redis | None,
-    now: datetime | None = None,
-) -> ReplayResult:
-    """Re-run a letter's stored payload through `process_callback`; resolve it when recorded.
-
-    Idempotent: the ledger write is keyed like any callback (a replay of something that landed
-    meanwhile is a duplicate, and resolves the letter), and a resolved letter is left alone. A
-    rejected payload (`risk_events`) also resolves it: the ledger has then decided about it.
-    """
-    now = now or datetime.now(UTC)
-    with engine.connect() as conn:
-        letter = dead_letters.get(conn, letter_id)
-    if letter is None:
-        return ReplayResult(letter_id, "not_found")
-    if letter.resolved_at is not None:
-        return ReplayResult(letter_id, "already_resolved")
-    try:
-        outcome = process_callback(
-            letter.kind, letter.payload, engine=engine, redis_client=redis_client, now=now
-        )
-    except Exception as e:
-        with write_transaction(engine) as conn:
-            dead_letters.record_failure(
-                conn, letter_id, error_class=type(e).__name__, message=str(e), now=now
-            )
-        log.warning("ledger.replay_failed", dead_letter_id=letter_id, error=repr(e)[:500])
-        return ReplayResult(letter_id, "failed", error=f"{type(e).__name__}: {e}")
-    resolution = f"replayed: {outcome.get('outcome')}"
-    if outcome.get("reason"):
-        resolution += f" ({outcome['reason']})"
-    with write_transaction(engine) as conn:
-        dead_letters.resolve(conn, letter_id, resolution=resolution, now=now)
-    log.info("ledger.replayed", dead_letter_id=letter_id, outcome=outcome.get("outcome"))
-    return ReplayResult(letter_id, "recorded", outcome=outcome)
 
 
 class LedgerTask(Task):
@@ -536,12 +395,14 @@ def record_batch(self: Task, items: object, ledger_retry: object = None) -> list
     attempt = _Attempt(self, ledger_retry)
     engine, now = attempt.engine, attempt.now
     if not isinstance(items, list):
-        return [_reject(engine, "batch", "BAD_PAYLOAD", "expected a JSON list", items, now)]
+        return [reject_payload(engine, "batch", "BAD_PAYLOAD", "expected a JSON list", items, now)]
     outcomes: list[Outcome] = []
     for item in items:
         kind = item.get("kind") if isinstance(item, dict) else None
-        if not isinstance(kind, str) or kind not in ledger.WRITERS:
-            outcomes.append(_reject(engine, "batch", "UNKNOWN_KIND", f"kind {kind!r}", item, now))
+        if not isinstance(kind, str) or kind not in WRITERS:
+            outcomes.append(
+                reject_payload(engine, "batch", "UNKNOWN_KIND", f"kind {kind!r}", item, now)
+            )
             continue
         payload = item.get("payload")
         try:

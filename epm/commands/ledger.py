@@ -83,8 +83,8 @@ def replay_command(
     """Record dead-lettered callbacks through the ledger's write path; resolve those recorded."""
     from epm.redis_conn import get_redis
     from epm.settings import get_settings
+    from services.ledger.replay import replay_dead_letter
     from store import dead_letters
-    from tasks.ledger import replay_dead_letter
 
     if (letter_id is None) == (not replay_all):
         typer.echo("give one dead letter ID or --all", err=True)

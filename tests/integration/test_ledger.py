@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 
 from models.ledger_reports import OpenOrderReport
 from models.orders import InvalidTransition, OrderEvent, OrderEventType
-from store import ledger
+from services import ledger
+from services.ledger import mirror_order, process_callback
 from store.db import dispose_engines, make_engine, write_transaction
 from store.migrate import upgrade
 from store.schema import (
@@ -30,7 +31,6 @@ from store.schema import (
     positions_history,
     risk_events,
 )
-from tasks.ledger import mirror_order, process_callback
 from tests.integration.conftest import wipe
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from store import ledger
+from services import ledger
 from store.schema import (
     UNATTRIBUTED_STRATEGY,
     execution_orders,

@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine, make_url
 
-from store import ledger
+from services import ledger
+from services.ledger.replay import replay_dead_letter
 from store.db import dispose_engines, make_engine
 from store.migrate import upgrade
 from store.schema import contracts, fills, ledger_dead_letters
@@ -320,18 +321,18 @@ def task_dead_letters_then_replays(
     [letter] = dead_letters(engine)
     assert letter["attempts"] == 6
 
-    failed = ledger_tasks.replay_dead_letter(letter["id"], engine=engine, redis_client=rc)
+    failed = replay_dead_letter(letter["id"], engine=engine, redis_client=rc)
     assert failed.status == "failed" and "IntegrityError" in (failed.error or "")
     fix()
-    done = ledger_tasks.replay_dead_letter(letter["id"], engine=engine, redis_client=rc)
+    done = replay_dead_letter(letter["id"], engine=engine, redis_client=rc)
     assert done.status == "recorded" and done.outcome is not None
     assert done.outcome["outcome"] == "recorded"
     assert fill_count(engine, "tk.01.01") == 1
     assert dead_letters(engine)[0]["resolved_at"] is not None
-    again = ledger_tasks.replay_dead_letter(letter["id"], engine=engine, redis_client=rc)
+    again = replay_dead_letter(letter["id"], engine=engine, redis_client=rc)
     assert again.status == "already_resolved"
     assert fill_count(engine, "tk.01.01") == 1
-    missing = ledger_tasks.replay_dead_letter(letter["id"] + 1000, engine=engine, redis_client=rc)
+    missing = replay_dead_letter(letter["id"] + 1000, engine=engine, redis_client=rc)
     assert missing.status == "not_found"
 
 

@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from store import ledger
+from services import ledger
+from services.ledger import process_callback
 from store.db import write_transaction
 from store.schema import UNATTRIBUTED_STRATEGY as UNATTRIBUTED
 from store.schema import execution_orders, fills
 from store.schema import positions_current as positions
-from tasks.ledger import process_callback
 from tests.integration.conftest import wipe
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from store import ledger
+from services import ledger
+from services.ledger import process_callback
 from store.db import dispose_engines, make_engine, write_transaction
 from store.migrate import upgrade
 from store.schema import commissions, execution_orders, fills, positions_current
-from tasks.ledger import process_callback
 from tests.integration.conftest import wipe
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)

@@ -15,10 +15,10 @@ import redis
 from celery import Celery
 from sqlalchemy.engine import Engine
 
+from services.ledger import process_callback
 from store import dead_letters
 from store.db import dispose_engines, make_engine
 from store.migrate import upgrade
-from tasks.ledger import process_callback
 from tests.integration.intake_procs import broker_idle, process_env, running, wait_for
 from tests.integration.test_ledger_properties import (
     T0,

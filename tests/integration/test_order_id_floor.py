@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from ibgateway_bridge import client_api
 from ibgateway_bridge.ids import LAST_ID_KEY, OrderIdCounterMissingError
-from store import ledger
+from services import ledger
+from services.ledger import process_callback
 from store.db import write_transaction
 from store.order_ids import highest_ib_order_id
 from store.schema import execution_orders, fills
-from tasks.ledger import process_callback
 from tests.integration.intake_procs import REPO
 
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)

@@ -27,14 +27,17 @@ def test_ruff_lint_and_format_are_clean() -> None:
 
 
 def test_pure_core_types_check_strictly(tmp_path: Path) -> None:
-    """`models/` and the whole bridge pass `mypy --strict` (STYLE.md: the core, and the process
-    that holds real money's order path)."""
+    """`models/`, the service layer, the repositories and the whole bridge pass `mypy --strict`
+    (STYLE.md: the core, the use cases over it, and the process that holds real money's order
+    path)."""
     done = _run(
         "mypy",
         "--strict",
         "--cache-dir",
         str(tmp_path / "mypy-cache"),
         "models/",
+        "services/",
+        "store/",
         "ibgateway_bridge/",
     )
     assert done.returncode == 0, done.stdout + done.stderr
