@@ -1,6 +1,6 @@
 """Pure price logic of the matching engine: book walking, stop triggers, trails, pegs, combos.
 
-Nothing here mutates venue state; `venue.py` applies the results. Prices are Decimals; "buy"
+Nothing here mutates venue state; `fills.py` applies the results. Prices are Decimals; "buy"
 means the order buys (it takes asks and rests on the bid side).
 """
 

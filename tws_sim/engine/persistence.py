@@ -22,11 +22,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from tws_sim.engine.orders import WorkingOrder
 from tws_sim.types import (
     ComboLegSpec,
     CommissionReport,
     Execution,
     OrderRequest,
+    OrderStatusName,
     SecType,
 )
 
@@ -190,7 +192,50 @@ def decode_raw(data: object) -> object:
     return obj
 
 
-# ---- requests, executions, commissions ---------------------------------------------------------
+# ---- orders, requests, executions, commissions -------------------------------------------------
+
+
+def encode_order(o: WorkingOrder) -> dict[str, Any]:
+    """One line of the order journal: the order's whole state, so the last line of an order is
+    all a restore needs of it."""
+    return {
+        "req": encode_request(o.req),
+        "perm_id": o.perm_id,
+        "status": o.status.value,
+        "filled": o.filled,
+        "notional": o.notional,
+        "last_fill_price": o.last_fill_price,
+        "commission": o.commission,
+        "triggered": o.triggered,
+        "trail_stop": o.trail_stop,
+        "trail_extreme": o.trail_extreme,
+        "peg_price": o.peg_price,
+        "held": o.held,
+        "waiting_parent": o.waiting_parent,
+        "completed_time": o.completed_time,
+        "leg_fills": {str(c): v for c, v in o.leg_fills.items()},
+        "multiplier": o.instrument_multiplier,
+    }
+
+
+def decode_order(d: dict[str, Any]) -> WorkingOrder:
+    """Rebuild what `encode_order` wrote."""
+    o = WorkingOrder(decode_request(d["req"]), d["perm_id"], d["multiplier"])
+    o.status = OrderStatusName(d["status"])
+    o.filled = Decimal(d["filled"])
+    o.notional = Decimal(d["notional"])
+    o.last_fill_price = Decimal(d["last_fill_price"])
+    o.commission = Decimal(d["commission"])
+    o.triggered = d["triggered"]
+    o.trail_stop = _dec(d["trail_stop"])
+    o.trail_extreme = _dec(d["trail_extreme"])
+    o.peg_price = _dec(d["peg_price"])
+    o.held = d["held"]
+    o.waiting_parent = d["waiting_parent"]
+    ct = d["completed_time"]
+    o.completed_time = datetime.fromisoformat(ct) if ct else None
+    o.leg_fills = {int(c): [Decimal(x) for x in v] for c, v in d["leg_fills"].items()}
+    return o
 
 
 def encode_request(req: OrderRequest) -> dict[str, Any]:

@@ -1,0 +1,217 @@
+"""The venue's state, and the order bookkeeping every part of the venue shares.
+
+`Venue` is one object with one state, split by concern into classes stacked on `VenueCore`, each
+in its own module and each seeing only the parts below it, so no module needs the whole venue:
+
+    VenueCore (core.py)            state; instrument and mark lookups; the live-order index;
+                                   completing, cancelling and emitting orders; whether the
+                                   session is open
+    Executions (executions.py)     booking fills into the account; corrections; rebooking
+    Fills (fills.py)               working orders against the market: triggers, takes, fills,
+                                   combos, OCA and bracket consequences
+    Sessions (sessions.py)         session open/close: auctions, DAY and GTD expiry
+    OrderEntry (entry.py)          new orders and modifications: validation, holds, release
+    Snapshots (snapshots.py)       the state directory: journals, snapshot, restore
+    Venue (venue.py)               the public API: orders in, queries
+
+Cancelling is here rather than with order entry because fills (OCA siblings, IOC remainders)
+and sessions (DAY and GTD expiry) cancel orders too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tws_sim.engine.account import Account
+from tws_sim.engine.execids import ExecIdGenerator, PermIds
+from tws_sim.engine.execlog import ExecLog
+from tws_sim.engine.fees import CommissionFn, default_commission_fn
+from tws_sim.engine.orders import ERR_CANCELLED, MSG_CANCELLED, WorkingOrder
+from tws_sim.engine.persistence import Journal
+from tws_sim.engine.rules import VenueRules
+from tws_sim.types import (
+    CommissionReport,
+    Execution,
+    Instrument,
+    OrderChanged,
+    OrderStatusName,
+    SecType,
+    VenueError,
+    VenueEvent,
+)
+
+_CANCELLED = OrderStatusName.CANCELLED
+
+Key = tuple[int, int]  # (client_id, order_id)
+
+
+class ExecRecord:
+    """An execution as the venue keeps it: the report, its commission, and how to book it."""
+
+    __slots__ = ("commission", "execution", "multiplier", "superseded")
+
+    def __init__(
+        self,
+        execution: Execution,
+        commission: CommissionReport | None,
+        multiplier: int,
+        superseded: bool = False,
+    ) -> None:
+        self.execution = execution
+        self.commission = commission
+        self.multiplier = multiplier
+        self.superseded = superseded
+
+
+class VenueCore:
+    """What the venue holds (set up here for every part) and the bookkeeping they all use."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        market: Any,
+        scenario: object | None,
+        account: str = "DU1234567",
+        state_dir: Path | None = None,
+        exec_log: Path | None = None,
+        *,
+        rules: VenueRules | None = None,
+        commission_fn: CommissionFn | None = None,
+        start: datetime | None = None,
+        incarnation: int = 0,
+    ) -> None:
+        self._catalog = catalog
+        self._market = market
+        if rules is None:
+            start = start if start is not None else getattr(market, "start", None)
+            rules = VenueRules.from_scenario(scenario, start)
+        self._rules = rules
+        self._corr_counts = [0] * len(rules.corrections)
+        self._account_id = account
+        self._commission_fn = commission_fn or default_commission_fn()
+        self._state_dir = state_dir
+        self._log = ExecLog(exec_log) if exec_log is not None else None
+        self._orders: dict[Key, WorkingOrder] = {}
+        self._live: dict[int, dict[Key, WorkingOrder]] = {}
+        self._gtd: dict[Key, WorkingOrder] = {}
+        self._oca: dict[str, list[Key]] = {}
+        self._children: dict[Key, list[Key]] = {}
+        self._held: dict[Key, list[Key]] = {}
+        self._max_id: dict[int, int] = {}
+        # Ids are unique per incarnation (see `execids`); a restored state carries its own.
+        self._perm = PermIds.for_incarnation(incarnation)
+        self._exec_ids = ExecIdGenerator(incarnation=incarnation)
+        self._execs: list[ExecRecord] = []
+        self._exec_index: dict[str, int] = {}
+        self._account = Account(self._rules.starting_cash)
+        self._volume: dict[SecType, Decimal] = {}
+        self._taken: dict[int, tuple[datetime, dict[tuple[bool, Decimal], Decimal]]] = {}
+        self._was_open: bool | None = None
+        self._open_cache: tuple[datetime | None, bool] = (None, False)
+        self._exec_seq = 0
+        self._inst_cache: dict[int, Instrument] = {}
+        self._realized_cache: dict[str, Decimal | None] = {}
+        self._dirty = False
+        self._journal: Journal | None = None
+        self._order_journal: Journal | None = None
+        self._order_gen = 0
+        self._dirty_orders: dict[Key, WorkingOrder] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    # Helpers
+
+    def _inst(self, con_id: int) -> Instrument | None:
+        inst = self._inst_cache.get(con_id)
+        if inst is None:
+            inst = self._catalog.get(con_id)
+            if inst is not None:
+                self._inst_cache[con_id] = inst
+        return inst
+
+    def _mark(self, con_id: int) -> Decimal:
+        q = self._market.quote(con_id)
+        if q.bid > 0 and q.ask > 0:
+            return q.mid
+        if q.last > 0:
+            return q.last
+        return q.close
+
+    def _marks(self) -> dict[int, Decimal]:
+        return {c: self._mark(c) for c, p in self._account.positions.items() if p.qty}
+
+    def _index(self, order: WorkingOrder) -> None:
+        if order.is_combo:
+            cons = {leg.con_id for leg in order.req.combo_legs}
+        else:
+            cons = {order.req.con_id}
+        live = self._live
+        for c in cons:
+            book = live.get(c)
+            if book is None:
+                # the venue needs the con_id's quotes and prints while an order works on it
+                book = live[c] = {}
+                self._market.watch(c)
+            book[order.key] = order
+        if order.req.tif == "GTD" and order.req.good_till is not None:
+            self._gtd[order.key] = order
+
+    def _complete(self, order: WorkingOrder, status: OrderStatusName, now: datetime) -> None:
+        order.status = status
+        order.completed_time = now
+        order.held = False
+        order.waiting_parent = False
+        self._dirty = True
+        self._dirty_orders[order.key] = order
+        if order.is_combo:
+            cons = {leg.con_id for leg in order.req.combo_legs}
+        else:
+            cons = {order.req.con_id}
+        for c in cons:
+            book = self._live.get(c)
+            if book is not None:
+                book.pop(order.key, None)
+                if not book:
+                    del self._live[c]
+                    self._market.unwatch(c)
+        self._gtd.pop(order.key, None)
+
+    def _emit(
+        self, order: WorkingOrder, now: datetime, out: list[VenueEvent], open_order: bool = True
+    ) -> None:
+        snap = order.snapshot()
+        self._dirty_orders[order.key] = order
+        out.append(OrderChanged(snap, open_order=open_order))
+        if self._rules.duplicate_status and self._rules.duplicates_status(now):
+            out.append(OrderChanged(snap, open_order=False))
+
+    def _open(self, now: datetime) -> bool:
+        cached_now, value = self._open_cache
+        if cached_now != now:
+            value = bool(self._market.session_open(now))
+            self._open_cache = (now, value)
+        return value
+
+    # ---------------------------------------------------------------------------------------------
+    # Cancels
+
+    def _cancel(
+        self, order: WorkingOrder, now: datetime, out: list[VenueEvent], confirm: bool
+    ) -> None:
+        """Cancel `order` (+ its bracket children); `confirm` adds IB's error 202."""
+        self._complete(order, _CANCELLED, now)
+        self._emit(order, now, out, open_order=False)
+        if confirm:
+            out.append(
+                VenueError(order.req.client_id, order.req.order_id, ERR_CANCELLED, MSG_CANCELLED)
+            )
+        for ck in self._children.get(order.key, ()):
+            child = self._orders[ck]
+            if not child.done:
+                self._cancel(child, now, out, confirm)
+
+    def _expire(self, order: WorkingOrder, now: datetime, out: list[VenueEvent]) -> None:
+        """IOC remainder / FOK miss / DAY or GTD expiry: Cancelled without a 202."""
+        self._cancel(order, now, out, confirm=False)
