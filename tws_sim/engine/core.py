@@ -83,6 +83,8 @@ class VenueCore:
         start: datetime | None = None,
         incarnation: int = 0,
     ) -> None:
+        """Every field of the venue, empty: a flat account with the rules' starting cash. A state
+        directory's day is loaded later, by `Venue`, once every part exists."""
         self._catalog = catalog
         self._market = market
         if rules is None:
@@ -124,6 +126,8 @@ class VenueCore:
     # Helpers
 
     def _inst(self, con_id: int) -> Instrument | None:
+        """The catalog's instrument for a con_id, cached (the catalog does not change during a run
+        and fills ask for it every time)."""
         inst = self._inst_cache.get(con_id)
         if inst is None:
             inst = self._catalog.get(con_id)
@@ -132,6 +136,8 @@ class VenueCore:
         return inst
 
     def _mark(self, con_id: int) -> Decimal:
+        """The price a position is valued at: the mid of a two-sided quote, else the last trade,
+        else the close, so a one-sided or empty book still marks."""
         q = self._market.quote(con_id)
         if q.bid > 0 and q.ask > 0:
             return q.mid
@@ -140,9 +146,13 @@ class VenueCore:
         return q.close
 
     def _marks(self) -> dict[int, Decimal]:
+        """The marks of every open position (flat positions carry no value)."""
         return {c: self._mark(c) for c, p in self._account.positions.items() if p.qty}
 
     def _index(self, order: WorkingOrder) -> None:
+        """Put a working order where `on_market` finds it: the live index by con_id (watching a
+        con_id on first use, so the market emits its events) and the GTD list when it has an
+        expiry."""
         if order.is_combo:
             cons = {leg.con_id for leg in order.req.combo_legs}
         else:
@@ -159,6 +169,8 @@ class VenueCore:
             self._gtd[order.key] = order
 
     def _complete(self, order: WorkingOrder, status: OrderStatusName, now: datetime) -> None:
+        """Mark an order done and take it out of the live index (unwatching a con_id no order works
+        on any more) and the GTD list; `completed_time` is what reqCompletedOrders reports."""
         order.status = status
         order.completed_time = now
         order.held = False
@@ -181,6 +193,8 @@ class VenueCore:
     def _emit(
         self, order: WorkingOrder, now: datetime, out: list[VenueEvent], open_order: bool = True
     ) -> None:
+        """Queue the order's openOrder/orderStatus. Inside a scenario's duplicate-status window the
+        status goes out twice, as IB sometimes sends it, so clients learn to be idempotent."""
         snap = order.snapshot()
         self._dirty_orders[order.key] = order
         out.append(OrderChanged(snap, open_order=open_order))
@@ -188,6 +202,8 @@ class VenueCore:
             out.append(OrderChanged(snap, open_order=False))
 
     def _open(self, now: datetime) -> bool:
+        """Whether the regular session is open at `now`, asked of the market once per simulated
+        instant (every order asks)."""
         cached_now, value = self._open_cache
         if cached_now != now:
             value = bool(self._market.session_open(now))

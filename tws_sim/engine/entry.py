@@ -56,6 +56,9 @@ class OrderEntry(Fills):
     """New orders, modifications and rejects (see the module docstring)."""
 
     def _new(self, req: OrderRequest, now: datetime, out: list[VenueEvent]) -> None:
+        """A new order: registered with a perm id first (so even a rejected order is a known,
+        completed one), then validated, checked against halts, the scenario's reject rules and
+        its parent; held while `transmit` is false, else released with its held group."""
         multiplier = 1
         con_ids: list[int]
         if req.sec_type == SecType.BAG:
@@ -128,6 +131,9 @@ class OrderEntry(Fills):
     def _modify(
         self, order: WorkingOrder, req: OrderRequest, now: datetime, out: list[VenueEvent]
     ) -> None:
+        """A placeOrder for a working order: the contract and side may not change (105); the new
+        terms are validated, a changed type re-arms its trigger, and the order gets its chance
+        against the market at the new terms."""
         old = order.req
         if (
             req.con_id != old.con_id
@@ -187,11 +193,15 @@ class OrderEntry(Fills):
     def _reject(
         self, order: WorkingOrder, code: int, message: str, now: datetime, out: list[VenueEvent]
     ) -> None:
+        """Refuse an order with IB's code: the error, then the order goes Cancelled, as IB reports a
+        rejected order."""
         out.append(VenueError(order.req.client_id, order.req.order_id, code, message))
         self._complete(order, _CANCELLED, now)
         self._emit(order, now, out, open_order=False)
 
     def _validate(self, req: OrderRequest, inst: Instrument | None) -> tuple[int, str] | None:
+        """IB's field checks (unsupported type, TIF or action, missing prices, prices off the tick
+        grid): the (code, message) of the first problem, or None."""
         ot = req.order_type
         if ot not in ORDER_TYPES:
             return ERR_VALIDATION, msg_validation(f"Unsupported order type {ot!r}")
@@ -233,6 +243,8 @@ class OrderEntry(Fills):
     def _reject_rule(
         self, req: OrderRequest, inst: Instrument | None, now: datetime
     ) -> tuple[int, str] | None:
+        """The scenario's reject rules in force at `now` (maximum size, maximum notional, unfillable
+        combos): the (code, message) of the first that applies, or None."""
         rules = self._rules
         if req.sec_type == SecType.BAG:
             symbols = {i.symbol for leg in req.combo_legs if (i := self._inst(leg.con_id))}

@@ -95,10 +95,14 @@ class Executions(VenueCore):
         return ex
 
     def _commission_time(self, now: datetime) -> datetime | None:
+        """When a commission report is delivered: None (with its execution), or later inside a
+        scenario's commission-delay window."""
         delay = self._rules.commission_delay(now)
         return now + timedelta(seconds=delay) if delay > 0 else None
 
     def _add_exec(self, rec: ExecRecord) -> None:
+        """Record an execution (indexed by exec id, for corrections) and append it to the execution
+        journal at once; the snapshot written before the call returns counts the line."""
         self._exec_index[rec.execution.exec_id] = len(self._execs)
         self._execs.append(rec)
         self._dirty = True
@@ -135,6 +139,10 @@ class Executions(VenueCore):
         shares: Decimal | None,
         out: list[VenueEvent],
     ) -> None:
+        """Replace an execution by its correction (exec id .01 → .02): the order's cumulative
+        quantity and average price follow, the account is rebooked from the effective executions,
+        and the client gets execDetails, orderStatus, a commission report and the position again,
+        as IB sends a correction."""
         idx = self._exec_index.get(exec_id)
         if idx is None or self._execs[idx].superseded:
             raise KeyError(f"no effective execution {exec_id!r}")
@@ -195,4 +203,5 @@ class Executions(VenueCore):
         self._volume = volume
 
     def _realized_of(self, exec_id: str) -> Decimal | None:
+        """The realized P&L the last rebook gave an execution (its commission report carries it)."""
         return self._realized_cache.get(exec_id)

@@ -56,6 +56,9 @@ class Fills(Executions):
     # Working
 
     def _activate(self, order: WorkingOrder, now: datetime, out: list[VenueEvent]) -> None:
+        """Start a released order working: Submitted (or PreSubmitted while it waits), indexed for
+        market events and given its first chance to fill now; IOC and FOK leave nothing resting.
+        A bracket child waits, PreSubmitted, until its parent fills."""
         order.held = False
         req = order.req
         if req.parent_id:
@@ -213,6 +216,8 @@ class Fills(Executions):
         now: datetime,
         out: list[VenueEvent],
     ) -> None:
+        """Take displayed liquidity up to `limit`, one execution per level, recording what was taken
+        so a later order in the same instant sees the book net of it."""
         buy = order.buy
         levels, taken = self._levels(order.req.con_id, quote, buy)
         for price, qty, mm in plan_take(levels, buy, limit, order.remaining):
@@ -222,6 +227,8 @@ class Fills(Executions):
             self._fill(order, qty, price, now, out, 2, mm)
 
     def _fok_fillable(self, order: WorkingOrder, now: datetime) -> bool:
+        """Whether a fill-or-kill order would fill in full right now; checked before it touches the
+        book, since FOK must never fill in part."""
         req = order.req
         if order.is_combo:
             return self._combo_price_ok(order, now) is not None
@@ -241,6 +248,8 @@ class Fills(Executions):
     def _combo_price_ok(
         self, order: WorkingOrder, now: datetime
     ) -> tuple[Decimal, list[tuple[bool, Decimal]]] | None:
+        """The combo's net price and each leg's (side, price) when it can trade now (session open,
+        no leg halted, every leg quoted, the limit reached), else None."""
         req = order.req
         if not req.outside_rth and not self._open(now):
             return None
@@ -414,6 +423,8 @@ class Fills(Executions):
     def _reduce(
         self, order: WorkingOrder, qty: Decimal, now: datetime, out: list[VenueEvent]
     ) -> None:
+        """Reduce an OCA sibling (types 2 and 3) or a bracket child by what just filled elsewhere;
+        with nothing left it expires."""
         new_total = order.req.total_qty - qty
         if new_total <= order.filled:
             self._expire(order, now, out)

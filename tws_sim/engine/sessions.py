@@ -21,6 +21,8 @@ class Sessions(Fills):
     """Session transitions, auctions and expiries (see the module docstring)."""
 
     def _session_transitions(self, now: datetime, out: list[VenueEvent]) -> None:
+        """Run the closing or the opening auction when the session flipped since the last call; the
+        first call only records the state, so a venue started mid-session runs no auction."""
         is_open = self._open(now)
         was = self._was_open
         if was is None or was == is_open:
@@ -36,6 +38,8 @@ class Sessions(Fills):
             self._open_auction(now, out)
 
     def _auction_price(self, con_id: int, opening: bool) -> Decimal:
+        """The auction's price: the open for the opening auction, else the last trade, else the mid
+        (the simulator has no real cross to compute)."""
         q = self._market.quote(con_id)
         if opening and q.open > 0:
             return q.open
@@ -98,6 +102,7 @@ class Sessions(Fills):
                 self._work(order, now, out)
 
     def _expire_gtd(self, now: datetime, out: list[VenueEvent]) -> None:
+        """Expire GTD orders whose good-till time has come (and forget the ones already done)."""
         for key, order in list(self._gtd.items()):
             gt = order.req.good_till
             if order.done:

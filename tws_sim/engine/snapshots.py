@@ -61,10 +61,15 @@ class Snapshots(Executions):
         save_state(self._state_dir, state)
 
     def _orders_path(self, gen: int) -> Path:
+        """The order journal of one generation (each restore compacts into the next)."""
         assert self._state_dir is not None
         return self._state_dir / f"{ORDERS_PREFIX}{gen}.jsonl"
 
     def _restore(self, state_dir: Path, journal: Journal) -> None:
+        """Load a state directory: counters from the snapshot; executions from their journal (the
+        lines the snapshot counts, corrections marking what they replace) and the account
+        rebooked from them; the last line of each order from the order journal, compacted into a
+        new generation before the old one is deleted."""
         state = load_state(state_dir)
         if state is None:
             journal.read(0)  # executions no snapshot covers were never reported: drop them
@@ -105,6 +110,8 @@ class Snapshots(Executions):
         old.path.unlink(missing_ok=True)
 
     def _load_order(self, o: WorkingOrder) -> None:
+        """Put a restored order back into the indexes its state implies: its held group, the live
+        index, or neither when it is done."""
         req = o.req
         self._orders[o.key] = o
         if req.parent_id:

@@ -89,6 +89,7 @@ class Venue(OrderEntry, Sessions, Snapshots):
         start: datetime | None = None,
         incarnation: int = 0,
     ) -> None:
+        """`VenueCore` sets up every part; with a state directory the saved day is then restored."""
         super().__init__(
             catalog,
             market,

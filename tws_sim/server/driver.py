@@ -231,6 +231,8 @@ class Driver:
         self.md_msgs += 1
 
     def _quote_changed(self, q: Quote, prev: Quote | None, subs: list[MdSub]) -> None:
+        """A quote's changes to each kind of subscriber; ticks, greeks and depth diffs are computed
+        once per quote however many subscribe."""
         ticks = quote_ticks(q, prev)
         bid_ask_changed = (
             prev is None
@@ -283,6 +285,7 @@ class Driver:
         return send_ticks(sub.session, sub.req_id, ticks)
 
     def _trade_printed(self, ev: TradePrinted, subs: list[MdSub]) -> None:
+        """A print to the tick-by-tick Last / AllLast subscribers."""
         for sub in subs:
             if sub.kind is MdKind.TBT_LAST or sub.kind is MdKind.TBT_ALL_LAST:
                 all_last = sub.kind is MdKind.TBT_ALL_LAST
@@ -333,6 +336,8 @@ class Driver:
                 self._position_changed(ev)
 
     def _order_targets(self, client_id: int) -> list[Session]:
+        """Who hears about a client's order: its owner, and client 0 when it asked for
+        reqAutoOpenOrders."""
         server = self.server
         targets: list[Session] = []
         owner = server.clients.get(client_id)
@@ -349,15 +354,18 @@ class Driver:
         return targets
 
     def _send_commission(self, ev: Commissioned) -> None:
+        """A commission report to the sessions that hear about its order."""
         for session in self._order_targets(ev.client_id):
             session.send(out.commission_report(ev.report, session.version))
 
     def _deliver_due_commissions(self, now: datetime) -> None:
+        """Commission reports a scenario delayed, once their time has come (in time order)."""
         heap = self.pending_commissions
         while heap and heap[0][0] <= now:
             self._send_commission(heapq.heappop(heap)[2])
 
     def _position_changed(self, ev: PositionChanged) -> None:
+        """position / positionMulti to their subscribers after a fill or correction."""
         server = self.server
         inst = server.catalog.get(ev.con_id)
         if inst is None:
@@ -377,6 +385,8 @@ class Driver:
     # periodic pushes
 
     def _periodic(self, now: datetime) -> None:
+        """The account pushes on their cadence (P&L each second, the portfolio after fills, account
+        values every three minutes), only while someone subscribes."""
         subs = self.server.subs
         if not subs.account:
             self.account_dirty = False

@@ -241,6 +241,7 @@ def portfolio_rows(venue: Venue, market: Market, now: datetime) -> dict[int, Por
 
 
 def send_portfolio_row(session: Session, account: str, row: PortfolioRow) -> None:
+    """One updatePortfolio for a position row."""
     session.send(
         out.update_portfolio(
             account,
@@ -264,6 +265,8 @@ def send_account_values(
     v: int,
     full: bool = False,
 ) -> None:
+    """updateAccountValue for each tag that changed since this subscriber's last push (every tag
+    when `full`)."""
     last: AccountValues = sub.last_values or {}
     for tag, (value, currency) in values.items():
         if full or last.get(tag) != (value, currency):
@@ -278,6 +281,8 @@ def send_account_summary(
     values: AccountValues,
     full: bool,
 ) -> None:
+    """accountSummary rows for the subscribed tags that changed (all of them when `full`, then
+    accountSummaryEnd, which ends the request's first answer)."""
     last: AccountValues = sub.last_values or {}
     tags = sub.tags
     for tag, (value, currency) in values.items():
@@ -299,6 +304,8 @@ def send_account_multi(
     values: AccountValues,
     full: bool,
 ) -> None:
+    """accountUpdateMulti rows that changed (all of them when `full`, then accountUpdateMultiEnd,
+    which ends the request's first answer)."""
     last: AccountValues = sub.last_values or {}
     for tag, (value, currency) in values.items():
         if full or last.get(tag) != (value, currency):
