@@ -123,7 +123,7 @@ def reseed_order_ids(
 
 
 def enqueue_place(
-    order_id: int,
+    ib_order_id: int,
     client_order_id: str,
     contract: ContractSpec | Mapping[str, Any],
     order: OrderSpec | Mapping[str, Any],
@@ -131,12 +131,12 @@ def enqueue_place(
     client: redis.Redis | None = None,
 ) -> str:
     """Queue a new order; `client_order_id` travels as IB `orderRef` so fills map back."""
-    fields = _order_fields(order_id, client_order_id, contract, order, strategy)
+    fields = _order_fields(ib_order_id, client_order_id, contract, order, strategy)
     return enqueue(PlaceOrder(**fields), client)
 
 
 def enqueue_modify(
-    order_id: int,
+    ib_order_id: int,
     version: int,
     client_order_id: str,
     contract: ContractSpec | Mapping[str, Any],
@@ -144,13 +144,13 @@ def enqueue_modify(
     strategy: str | None = None,
     client: redis.Redis | None = None,
 ) -> str:
-    """Queue a modification of a working order; each (order_id, version) is sent once."""
-    fields = _order_fields(order_id, client_order_id, contract, order, strategy)
+    """Queue a modification of a working order; each (ib_order_id, version) is sent once."""
+    fields = _order_fields(ib_order_id, client_order_id, contract, order, strategy)
     return enqueue(ModifyOrder(version=version, **fields), client)
 
 
 def _order_fields(
-    order_id: int,
+    ib_order_id: int,
     client_order_id: str,
     contract: ContractSpec | Mapping[str, Any],
     order: OrderSpec | Mapping[str, Any],
@@ -158,7 +158,7 @@ def _order_fields(
 ) -> dict[str, Any]:
     """The fields a placement and a modification share, validated from models or plain dicts."""
     return {
-        "order_id": order_id,
+        "ib_order_id": ib_order_id,
         "client_order_id": client_order_id,
         "contract": ContractSpec.model_validate(contract),
         "order": OrderSpec.model_validate(order),
@@ -166,9 +166,9 @@ def _order_fields(
     }
 
 
-def enqueue_cancel(order_id: int, client: redis.Redis | None = None) -> str:
+def enqueue_cancel(ib_order_id: int, client: redis.Redis | None = None) -> str:
     """Queue a cancel; it overtakes every queued placement and modification."""
-    return enqueue(CancelOrder(order_id=order_id), client)
+    return enqueue(CancelOrder(ib_order_id=ib_order_id), client)
 
 
 def enqueue_global_cancel(reason: str | None = None, client: redis.Redis | None = None) -> str:

@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ibgateway_bridge.pacing import Priority
 
@@ -139,7 +139,7 @@ class _OrderFields(BaseModel):
 
     model_config = _FROZEN
 
-    order_id: int = Field(ge=1)
+    ib_order_id: int = Field(ge=1, validation_alias=AliasChoices("ib_order_id", "order_id"))
     client_order_id: str = Field(min_length=1, max_length=64)
     contract: ContractSpec
     order: OrderSpec
@@ -163,7 +163,7 @@ class CancelOrder(BaseModel):
     model_config = _FROZEN
 
     type: Literal[CommandType.CANCEL] = CommandType.CANCEL
-    order_id: int = Field(ge=1)
+    ib_order_id: int = Field(ge=1, validation_alias=AliasChoices("ib_order_id", "order_id"))
 
 
 class GlobalCancel(BaseModel):
@@ -298,7 +298,7 @@ def parse_entry(stream_id: str, fields: dict[str, str]) -> Envelope | BadCommand
 def lane_of(command: Command) -> int | None:
     """Commands of one order share a backlog lane: they leave in the order they came."""
     if isinstance(command, PlaceOrder | ModifyOrder | CancelOrder):
-        return command.order_id
+        return command.ib_order_id
     return None
 
 
@@ -323,9 +323,9 @@ def place_key(client_id: int, order_id: int) -> str:
 def sent_key(client_id: int, command: Command) -> str | None:
     """The sent-marker key for `command`, or None for commands that need none (cancels too)."""
     if isinstance(command, PlaceOrder):
-        return place_key(client_id, command.order_id)
+        return place_key(client_id, command.ib_order_id)
     if isinstance(command, ModifyOrder):
-        return f"{place_key(client_id, command.order_id)}:v{command.version}"
+        return f"{place_key(client_id, command.ib_order_id)}:v{command.version}"
     return None
 
 
@@ -569,9 +569,9 @@ def publish_reject(
     }
     if command is not None:
         fields["type"] = str(command.type)
-        order_id = getattr(command, "order_id", None)
-        if order_id is not None:
-            fields["order_id"] = str(order_id)
+        ib_order_id = getattr(command, "ib_order_id", None)
+        if ib_order_id is not None:
+            fields["ib_order_id"] = str(ib_order_id)
         client_order_id = getattr(command, "client_order_id", None)
         if client_order_id is not None:
             fields["client_order_id"] = client_order_id

@@ -376,7 +376,7 @@ class IBSession:
     def _handle(self, msg: Message) -> None:
         kind = msg.kind
         if kind == "next_valid_id":
-            self.next_valid_id = int(msg.data["order_id"])
+            self.next_valid_id = int(msg.data["ib_order_id"])
             self._nvi_event.set()
         elif kind == "current_time":
             self._time_event.set()

@@ -37,7 +37,7 @@ def to_ib_contract(spec: ContractSpec) -> Contract:
 def to_ib_order(command: PlaceOrder | ModifyOrder) -> Order:
     spec = command.order
     order = Order()
-    order.orderId = command.order_id
+    order.orderId = command.ib_order_id
     order.action = spec.action
     order.totalQuantity = spec.quantity
     order.orderType = spec.order_type

@@ -240,7 +240,7 @@ class Outbox:
         self, msg: Message, pipe: Any, tasks: list[tuple[str, dict[str, Any], float]]
     ) -> None:
         data = msg.data
-        req_id = int(data["order_id"])
+        req_id = int(data["ib_order_id"])
         if msg.client_id != self._orders_client_id or req_id >= 1_000_000_000:
             found = self._md.con_id_for(req_id)
             if found is not None:

@@ -94,7 +94,7 @@ def execution_payload(
     return {
         "exec_id": exec_id,
         "req_id": req_id,
-        "order_id": to_int(_attr(execution, "orderId")),
+        "ib_order_id": to_int(_attr(execution, "orderId")),
         "client_id": exec_client if exec_client is not None else client_id,
         "perm_id": to_int(_attr(execution, "permId")),
         **contract_fields(contract),
@@ -150,7 +150,7 @@ def order_status_payload(
 ) -> Payload:
     """orderStatus → `record_order_status`; IB repeats these; the ledger makes repeats no-ops."""
     return {
-        "order_id": order_id,
+        "ib_order_id": order_id,
         "client_id": to_int(client_id),
         "perm_id": to_int(perm_id) or None,
         "ib_status": status,
@@ -171,7 +171,7 @@ def open_order_payload(
     """openOrder → `record_open_order`: the venue's view of one order (also the restart rebuild)."""
     ib_status = str(_attr(order_state, "status", ""))
     return {
-        "order_id": order_id,
+        "ib_order_id": order_id,
         "client_id": to_int(_attr(order, "clientId")),
         "perm_id": to_int(_attr(order, "permId")) or None,
         **contract_fields(contract),
@@ -205,7 +205,7 @@ def error_payload(
 ) -> Payload:
     """error → `record_order_error` when `req_id` is an order id (rejects, cancel confirmations)."""
     return {
-        "order_id": req_id,
+        "ib_order_id": req_id,
         "client_id": client_id,
         "code": code,
         "message": message,

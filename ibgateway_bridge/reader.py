@@ -77,7 +77,7 @@ class CommandReader:
         removed = parts.orders.backlog.remove_if(
             lambda env: (
                 isinstance(env.command, cmds.PlaceOrder | cmds.ModifyOrder)
-                and env.command.order_id == command.order_id
+                and env.command.ib_order_id == command.ib_order_id
             )
         )
         reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND

@@ -63,7 +63,7 @@ class Replacements:
         while self.pending:
             env = self.pending[0]
             original = env.command
-            if isinstance(original, cmds.PlaceOrder) and self.cancel_asked(original.order_id):
+            if isinstance(original, cmds.PlaceOrder) and self.cancel_asked(original.ib_order_id):
                 cmds.publish_reject(
                     parts.redis,
                     env.stream_id,
@@ -72,7 +72,7 @@ class Replacements:
                     original,
                     now(),
                 )
-                parts.venue.replaced(original.order_id)
+                parts.venue.replaced(original.ib_order_id)
             elif isinstance(original, cmds.PlaceOrder):
                 self.replace(original, "IB_103_DUPLICATE_ORDER_ID")
             self.pending.pop(0)
@@ -87,7 +87,7 @@ class Replacements:
         """
         parts = self._parts
         new_id = parts.allocator.allocate()
-        replacement = original.model_copy(update={"order_id": new_id})
+        replacement = original.model_copy(update={"ib_order_id": new_id})
         at = now()
         fields: dict[Any, Any] = dict(cmds.encode_command(replacement, at))
         # On the stream for durability, and straight into its lane so that commands following
@@ -98,12 +98,12 @@ class Replacements:
         )
         redirect = f"{new_id}|{'dead' if id_dead else 'shared'}|{original.client_order_id}"
         parts.redis.set(
-            self._key(cmds.REPLACED_KEY, original.order_id), redirect, ex=cmds.SENT_TTL_S
+            self._key(cmds.REPLACED_KEY, original.ib_order_id), redirect, ex=cmds.SENT_TTL_S
         )
-        parts.venue.replaced(original.order_id)
+        parts.venue.replaced(original.ib_order_id)
         link = {
-            "old_order_id": original.order_id,
-            "new_order_id": new_id,
+            "old_ib_order_id": original.ib_order_id,
+            "new_ib_order_id": new_id,
             "client_order_id": original.client_order_id,
             "client_id": parts.settings.ib_client_id_orders,
             "reason": reason,

@@ -226,14 +226,14 @@ class Bridge:
     def _on_control(self, session: IBSession, msg: Message) -> None:
         kind = msg.kind
         if kind in ("order_seen", "completed_order") and session is self.orders:
-            order_id = msg.data.get("order_id")
+            order_id = msg.data.get("ib_order_id")
             self.venue.seen(
                 int(order_id) if order_id else None,
                 msg.data.get("order_ref") or None,
                 msg.data.get("ib_status") or None,
             )
         elif kind == "next_valid_id" and session is self.orders:
-            self.allocator.sync(int(msg.data["order_id"]))
+            self.allocator.sync(int(msg.data["ib_order_id"]))
             self.replacements.replace_pending()
         elif kind == "error":
             self._on_error(session, msg)
@@ -259,8 +259,8 @@ class Bridge:
             self.redis.hset(FARMS_KEY, _farm_name(text), "broken")
         elif kind is IbCodeClass.FARM_OK:
             self.redis.hset(FARMS_KEY, _farm_name(text), "ok")
-        elif session is self.orders and int(msg.data.get("order_id") or 0) > 0:
-            order_id = int(msg.data["order_id"])
+        elif session is self.orders and int(msg.data.get("ib_order_id") or 0) > 0:
+            order_id = int(msg.data["ib_order_id"])
             if kind is IbCodeClass.DUPLICATE_ORDER_ID:
                 self.replacements.on_duplicate_id(session, order_id)
             else:

@@ -76,11 +76,11 @@ class Sender:
         if isinstance(command, cmds.SubscribeMarketData | cmds.UnsubscribeMarketData):
             return self._market_data(client, env)
         if isinstance(command, cmds.ModifyOrder | cmds.CancelOrder) and self._parts.venue.replacing(
-            command.order_id
+            command.ib_order_id
         ):
             if isinstance(command, cmds.CancelOrder):
                 # The 103'd placement will not be re-placed: the cancel ends it (announced then).
-                self._replacements.ask_cancel(command.order_id)
+                self._replacements.ask_cancel(command.ib_order_id)
                 self._parts.commands.ack(env.stream_id)
                 return True
             return None
@@ -104,9 +104,9 @@ class Sender:
         if isinstance(command, cmds.ModifyOrder):
             # A modify follows its order onto the id it was re-placed under, behind the
             # re-placement in that id's lane when the re-placement has not gone out yet.
-            current = self._replacements.current_id(command.order_id, command.client_order_id)
-            if current != command.order_id:
-                command = command.model_copy(update={"order_id": current})
+            current = self._replacements.current_id(command.ib_order_id, command.client_order_id)
+            if current != command.ib_order_id:
+                command = command.model_copy(update={"ib_order_id": current})
                 if not self._placement_out(current):
                     moved = replace(env, command=command)
                     session.backlog.put(moved, Priority.MODIFY, lane=current)
@@ -163,16 +163,19 @@ class Sender:
         reason = cmds.halt_reason(self._parts.redis, command.contract.con_id, command.strategy)
         if reason is not None:
             return reason, "halted at send time"
-        if isinstance(command, cmds.PlaceOrder) and command.order_id > self._parts.allocator.last():
+        if (
+            isinstance(command, cmds.PlaceOrder)
+            and command.ib_order_id > self._parts.allocator.last()
+        ):
             return (
                 cmds.BridgeRejectReason.ORDER_ID_NOT_ALLOCATED,
-                f"order id {command.order_id} was never allocated from ib:order:last_id",
+                f"order id {command.ib_order_id} was never allocated from ib:order:last_id",
             )
-        if isinstance(command, cmds.ModifyOrder) and not self._placement_out(command.order_id):
+        if isinstance(command, cmds.ModifyOrder) and not self._placement_out(command.ib_order_id):
             # At the venue a modify of an id it does not know would be a new order.
             return (
                 cmds.BridgeRejectReason.ORDER_NOT_SENT,
-                f"order {command.order_id} was never sent; a modify cannot place it",
+                f"order {command.ib_order_id} was never sent; a modify cannot place it",
             )
         return None
 
@@ -226,7 +229,7 @@ class Sender:
         if self._parts.venue.accepted(command) or self._ledger_saw(ref):
             self._parts.commands.mark_sent_and_ack(key, env.stream_id, ref)
             return True
-        if self._replacements.cancel_asked(command.order_id):
+        if self._replacements.cancel_asked(command.ib_order_id):
             # Its cancel went out (the order never reached the venue): it must not go now.
             reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND
             self._parts.commands.refuse_pending(key, marker.stream_id, str(reason), ref)
@@ -240,9 +243,9 @@ class Sender:
             cmds.raise_alert(
                 self._parts.redis,
                 "send_uncertain",
-                f"order {command.order_id} ({ref}) may or may not be at the venue; not resent",
+                f"order {command.ib_order_id} ({ref}) may or may not be at the venue; not resent",
                 now(),
-                order_id=str(command.order_id),
+                order_id=str(command.ib_order_id),
             )
             announce_refusal(
                 self._parts, env.stream_id, reason, "the venue's lists were incomplete", command
@@ -255,7 +258,7 @@ class Sender:
         (a 103 for an earlier copy), not cancelled meanwhile."""
         if not isinstance(command, cmds.PlaceOrder) or self._parts.venue.accepted(command):
             return False
-        order_id = command.order_id
+        order_id = command.ib_order_id
         if (
             self._parts.venue.replacing(order_id)
             or self._replacements.current_id(order_id) != order_id
@@ -274,9 +277,9 @@ class Sender:
 
     def _send_cancel(self, client: Any, env: cmds.Envelope, command: cmds.CancelOrder) -> bool:
         """Cancel the order where it lives now; an order never sent needs no venue."""
-        target = self._replacements.current_id(command.order_id)
+        target = self._replacements.current_id(command.ib_order_id)
         # Were a 103 to come for it, the order must end, not be re-placed.
-        self._replacements.ask_cancel(command.order_id, target)
+        self._replacements.ask_cancel(command.ib_order_id, target)
         if not self._parts.venue.knows_id(target):
             key = cmds.place_key(self._parts.settings.ib_client_id_orders, target)
             reason = cmds.BridgeRejectReason.CANCELED_BEFORE_SEND
@@ -290,13 +293,13 @@ class Sender:
                 else:
                     self._parts.commands.ack(env.stream_id)
                 return True
-        cancel = command if target == command.order_id else cmds.CancelOrder(order_id=target)
+        cancel = command if target == command.ib_order_id else cmds.CancelOrder(ib_order_id=target)
         if not client.sends(lambda: self._write(client, cancel)):
             return False
         self._parts.venue.cancelling(replace(env, command=cancel))
         self._record_sent(None, env.stream_id, None)
         log.info(
-            "cancel_sent", stream_id=env.stream_id, order_id=command.order_id, ib_order_id=target
+            "cancel_sent", stream_id=env.stream_id, order_id=command.ib_order_id, ib_order_id=target
         )
         return True
 
@@ -368,10 +371,10 @@ class Sender:
     def _write(self, client: Any, command: cmds.Command) -> None:
         if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
             client.placeOrder(
-                command.order_id, to_ib_contract(command.contract), to_ib_order(command)
+                command.ib_order_id, to_ib_contract(command.contract), to_ib_order(command)
             )
         elif isinstance(command, cmds.CancelOrder):
-            cancel_order(client, command.order_id)
+            cancel_order(client, command.ib_order_id)
         elif isinstance(command, cmds.GlobalCancel):
             global_cancel(client)
         elif isinstance(command, cmds.RequestExecutions):

@@ -114,8 +114,8 @@ class VenueOrders:
         if not isinstance(command, PlaceOrder):
             raise TypeError(f"not a placement: {command.type}")
         with self._lock:
-            self._awaiting[command.order_id] = env
-            self._awaiting.move_to_end(command.order_id)
+            self._awaiting[command.ib_order_id] = env
+            self._awaiting.move_to_end(command.ib_order_id)
             while len(self._awaiting) > MAX_AWAITING:
                 self._awaiting.popitem(last=False)
 
@@ -123,23 +123,23 @@ class VenueOrders:
         """The write never left: the placement is not awaiting the venue's word after all."""
         command = env.command
         with self._lock:
-            waiting = self._awaiting.get(getattr(command, "order_id", 0))
+            waiting = self._awaiting.get(getattr(command, "ib_order_id", 0))
             if waiting is not None and waiting.stream_id == env.stream_id:
-                del self._awaiting[waiting.command.order_id]  # type: ignore[union-attr]
+                del self._awaiting[waiting.command.ib_order_id]  # type: ignore[union-attr]
 
     def modifying(self, command: ModifyOrder) -> None:
         """A modify of a placement not accepted yet: its re-place must carry the new fields."""
         with self._lock:
-            waiting = self._awaiting.get(command.order_id)
+            waiting = self._awaiting.get(command.ib_order_id)
             if waiting is not None and _ref(waiting) == command.client_order_id:
                 place = PlaceOrder(**command.model_dump(exclude={"type", "version"}))
-                self._awaiting[command.order_id] = replace(waiting, command=place)
+                self._awaiting[command.ib_order_id] = replace(waiting, command=place)
 
     def cancelling(self, env: Envelope) -> None:
         command = env.command
         if isinstance(command, CancelOrder):
             with self._lock:
-                self._cancels[command.order_id] = env
+                self._cancels[command.ib_order_id] = env
 
     def ask_cancel(self, *order_ids: int) -> None:
         """A cancel of this order was sent or decided: a 103 for it must not re-place it."""
@@ -173,7 +173,7 @@ class VenueOrders:
             ref = command.client_order_id
             if ref in self._refs:
                 return True
-            return command.order_id in self._ref_of and self._ref_of[command.order_id] in (
+            return command.ib_order_id in self._ref_of and self._ref_of[command.ib_order_id] in (
                 None,
                 ref,
             )
@@ -181,7 +181,7 @@ class VenueOrders:
     def held_by_other(self, command: PlaceOrder) -> str | None:
         """The order ref the venue holds this id under, when that is another order."""
         with self._lock:
-            ref = self._ref_of.get(command.order_id)
+            ref = self._ref_of.get(command.ib_order_id)
             return ref if ref is not None and ref != command.client_order_id else None
 
     def take_unaccepted(self, order_id: int) -> Envelope | None:

@@ -153,7 +153,7 @@ class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hint
     def nextValidId(self, orderId: int) -> None:
         self._guard(
             "nextValidId",
-            lambda: self._emit("next_valid_id", {"order_id": int(orderId)}, control=True),
+            lambda: self._emit("next_valid_id", {"ib_order_id": int(orderId)}, control=True),
         )
 
     def currentTime(self, time: int) -> None:
@@ -459,7 +459,7 @@ class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hint
 def _seen(data: dict[str, Any]) -> dict[str, Any]:
     """What the connection manager keeps of an order callback: its ids, ref and IB status."""
     return {
-        "order_id": data.get("order_id"),
+        "ib_order_id": data.get("ib_order_id"),
         "order_ref": data.get("order_ref"),
         "perm_id": data.get("perm_id"),
         "ib_status": data.get("ib_status"),

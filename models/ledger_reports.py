@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -89,8 +90,15 @@ def _side(value: object) -> object:
     return value
 
 
+# IB's order id is `ib_order_id` (apart from the ledger's own key); payloads queued before the
+# rename said `order_id`, and are still read.
+_IB_ORDER_ID = AliasChoices("ib_order_id", "order_id")
+
+
 class _Report(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", str_strip_whitespace=True, validate_by_name=True
+    )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -119,7 +127,7 @@ class ExecutionReport(_OrderReport):
     """execDetails (live, or a reqExecutions reply); idempotency key `exec_id`."""
 
     exec_id: str = Field(min_length=1)
-    order_id: Int64 | None = None
+    ib_order_id: Int64 | None = Field(default=None, validation_alias=_IB_ORDER_ID)
     local_symbol: str | None = None
     currency: str | None = None
     side: Annotated[Side, BeforeValidator(_side)]
@@ -144,7 +152,7 @@ class CommissionReport(_Report):
 class OrderStatusReport(_Report):
     """orderStatus; IB repeats these freely, the ledger makes repeats no-ops."""
 
-    order_id: Int64
+    ib_order_id: Int64 = Field(validation_alias=_IB_ORDER_ID)
     client_id: Int32 | None = None
     perm_id: Int64 | None = None
     ib_status: str = Field(min_length=1)
@@ -159,7 +167,7 @@ class OrderStatusReport(_Report):
 class OpenOrderReport(_OrderReport):
     """openOrder: the venue's view of one order (also how orders are rebuilt after a restart)."""
 
-    order_id: Int64
+    ib_order_id: Int64 = Field(validation_alias=_IB_ORDER_ID)
     action: str | None = None
     total_quantity: OptionalDecimal = None
     order_type: str | None = None
@@ -175,7 +183,7 @@ class OpenOrderReport(_OrderReport):
 class OrderErrorReport(_Report):
     """error() for an order id: rejects, cancel confirmations and cancel failures."""
 
-    order_id: Int64
+    ib_order_id: Int64 = Field(validation_alias=_IB_ORDER_ID)
     client_id: Int32 | None = None
     code: Int32
     message: str = ""
@@ -186,8 +194,8 @@ class OrderErrorReport(_Report):
 class OrderReplacedReport(_Report):
     """The bridge re-placed an order under a fresh id after error 103 (duplicate order id)."""
 
-    old_order_id: Int64
-    new_order_id: Int64
+    old_ib_order_id: Int64 = Field(validation_alias=AliasChoices("old_ib_order_id", "old_order_id"))
+    new_ib_order_id: Int64 = Field(validation_alias=AliasChoices("new_ib_order_id", "new_order_id"))
     client_order_id: str = Field(min_length=1)
     client_id: Int32
     reason: str = ""

@@ -159,7 +159,7 @@ def follow_ib_order_id(
         to_state=row.state,
         now=now,
         reason=f"ib order id {old_id} -> {new_id}: a callback names our ref with it",
-        payload={"old_order_id": old_id, "new_order_id": new_id, "client_id": row.client_id},
+        payload={"old_ib_order_id": old_id, "new_ib_order_id": new_id, "client_id": row.client_id},
     )
     return row
 

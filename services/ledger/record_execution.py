@@ -47,7 +47,7 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
         conn,
         order_ref=report.order_ref,
         client_id=report.client_id,
-        ib_order_id=report.order_id,
+        ib_order_id=report.ib_order_id,
         perm_id=report.perm_id,
         fallback_key=f"exec:{key.base}",
         describe={
@@ -70,7 +70,7 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
             "exec_seq": key.seq,
             "order_id": row.id,
             "order_ref": report.order_ref,
-            "ib_order_id": positive(report.order_id),
+            "ib_order_id": positive(report.ib_order_id),
             "client_id": report.client_id,
             "perm_id": positive(report.perm_id),
             "con_id": con_id,

@@ -27,13 +27,13 @@ def record_order_replaced(
 ) -> LedgerResult:
     """Move our order onto the id the bridge re-placed it under (unless a higher one stands)."""
     payload = report.model_dump(mode="json")
-    dedupe_key = f"replaced:{report.client_id}:{report.old_order_id}:{report.new_order_id}"
+    dedupe_key = f"replaced:{report.client_id}:{report.old_ib_order_id}:{report.new_ib_order_id}"
     row = orders_repo.find_order(conn, order_ref=report.client_order_id)
     if row is None:
         raise OrderNotFoundError(f"no order {report.client_order_id}")
     if order_events.recorded(conn, dedupe_key):
         return duplicate(row, note="replacement already recorded")
-    refused = replacement_refusal(row.ib_order_id, report.new_order_id)
+    refused = replacement_refusal(row.ib_order_id, report.new_ib_order_id)
     if refused is None:
         # The link proves the new id is ours: a stand-in that a ref-less callback for it opened
         # before this link was recorded is folded into our order, not allowed to keep the id.
@@ -41,14 +41,14 @@ def record_order_replaced(
             conn,
             row,
             client_id=report.client_id,
-            ib_order_id=report.new_order_id,
+            ib_order_id=report.new_ib_order_id,
             perm_id=None,
             now=now,
         )
-        if row.ib_order_id != report.new_order_id and orders_repo.ib_order_id_taken(
-            conn, report.client_id, report.new_order_id, but=row.id
+        if row.ib_order_id != report.new_ib_order_id and orders_repo.ib_order_id_taken(
+            conn, report.client_id, report.new_ib_order_id, but=row.id
         ):
-            refused = f"id {report.new_order_id} already belongs to another order"
+            refused = f"id {report.new_ib_order_id} already belongs to another order"
     if refused is not None:
         return record_unapplied(
             conn,
@@ -59,8 +59,8 @@ def record_order_replaced(
             payload=payload,
             dedupe_key=dedupe_key,
         )
-    if row.ib_order_id != report.new_order_id:
-        row = move_ib_order_id(conn, row, report.new_order_id, now)
+    if row.ib_order_id != report.new_ib_order_id:
+        row = move_ib_order_id(conn, row, report.new_ib_order_id, now)
     order_events.append(
         conn,
         row.id,
@@ -75,4 +75,4 @@ def record_order_replaced(
         ts_event=report.at,
     )
     row = orders_repo.reload(conn, row)
-    return result_of("applied", row, applied=True, note=f"ib order id {report.new_order_id}")
+    return result_of("applied", row, applied=True, note=f"ib order id {report.new_ib_order_id}")

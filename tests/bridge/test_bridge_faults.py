@@ -104,7 +104,7 @@ def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
             assert report.global_cancel_sent and report.ib_error is None
             assert report.purged == 5
             assert r.get(cmds.HALT_GLOBAL_KEY) is not None
-            purged = {int(f["order_id"]) for _i, f in r.xrange(cmds.REJECT_STREAM)}
+            purged = {int(f["ib_order_id"]) for _i, f in r.xrange(cmds.REJECT_STREAM)}
             assert purged == set(queued)
             audit = [f for _i, f in r.xrange(cmds.AUDIT_STREAM) if f["action"] == "kill_switch"]
             assert audit and audit[0]["purged"] == "5"
@@ -116,7 +116,9 @@ def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
             (barrier,) = enqueue_new(r, 1, resting_buy())
             refusal = poll(
                 lambda: [
-                    f for _i, f in r.xrange(cmds.REJECT_STREAM) if f.get("order_id") == str(barrier)
+                    f
+                    for _i, f in r.xrange(cmds.REJECT_STREAM)
+                    if f.get("ib_order_id") == str(barrier)
                 ],
                 20,
                 what="the thawed bridge refuses the barrier placement",
@@ -236,7 +238,7 @@ def test_broker_outage_during_103_replacement_still_places_and_links(
             15,
             what="order_replaced audit entry",
         )
-        new_id = int(links[0]["new_order_id"])
+        new_id = int(links[0]["new_ib_order_id"])
         poll(lambda: sim_orders(sim).get(new_id), 10, what="replacement placed, broker down")
         assert ledger_messages(r, "tasks.ledger.record_order_replaced") == []
         broker.restore()
@@ -245,7 +247,9 @@ def test_broker_outage_during_103_replacement_still_places_and_links(
             20,
             what="link published after the broker is back",
         )
-        assert [(p["old_order_id"], p["new_order_id"]) for _n, p in published] == [(oid, new_id)]
+        assert [(p["old_ib_order_id"], p["new_ib_order_id"]) for _n, p in published] == [
+            (oid, new_id)
+        ]
 
 
 class FirstMarkerWriteFails(cmds.CommandLog):
@@ -298,7 +302,7 @@ def test_marker_write_failing_after_the_write_does_not_send_the_order_again(
         # order: once the barrier's openOrder is out, any 103 for the first id has been recorded.
         poll(
             lambda: any(
-                p["order_id"] == barrier
+                p["ib_order_id"] == barrier
                 for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
             ),
             15,

@@ -48,7 +48,7 @@ def test_place_command_reaches_sim_fills_published_once(r: redis.Redis, redis_ur
         )
         assert sorted(p["exec_id"] for _n, p in published) == sorted(sim_ids)
         (_name, payload), *_ = published
-        assert payload["order_id"] == oid and payload["order_ref"] == "coid-fill-1"
+        assert payload["ib_order_id"] == oid and payload["order_ref"] == "coid-fill-1"
         assert payload["client_id"] == 1
         poll(lambda: ledger_messages(r, "tasks.ledger.record_commission"), 10, what="commission")
         assert r.get(f"ib:sent:1:{oid}").startswith("sent:")
@@ -81,7 +81,7 @@ def test_replayed_place_same_order_id_is_sent_once(r: redis.Redis, redis_url: st
             return [
                 p
                 for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
-                if p["order_id"] == order_id
+                if p["ib_order_id"] == order_id
             ]
 
         poll(lambda: opens_of(barrier), 10, what="the barrier order's openOrder")
@@ -117,7 +117,7 @@ def test_global_halt_refuses_place_but_cancel_goes(r: redis.Redis, redis_url: st
             what="cancel at the sim",
         )
         ((_, fields),) = poll(lambda: r.xrange(cmds.REJECT_STREAM), 10, what="halt reject")
-        assert fields["reason"] == "HALTED_GLOBAL" and fields["order_id"] == str(blocked)
+        assert fields["reason"] == "HALTED_GLOBAL" and fields["ib_order_id"] == str(blocked)
         assert blocked not in sim_orders(sim)
 
 
@@ -182,7 +182,7 @@ def test_pacing_1000_commands_never_exceed_limit_cancels_overtake(
         assert not [f for _i, f in r.xrange(cmds.ALERT_STREAM) if f["kind"] == "pacing_violation"]
         overtaken = [f for _i, f in r.xrange(cmds.REJECT_STREAM)]
         assert {f["reason"] for f in overtaken} == {"CANCELED_BEFORE_SEND"}
-        assert {int(f["order_id"]) for f in overtaken} == set(ids[-5:])
+        assert {int(f["ib_order_id"]) for f in overtaken} == set(ids[-5:])
         assert len(sim_orders(sim)) == 995
 
 
@@ -283,7 +283,7 @@ def test_modify_applied_once_per_version(r: redis.Redis, redis_url: str) -> None
         prices = [
             p["lmt_price"]
             for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
-            if p["order_id"] == oid
+            if p["ib_order_id"] == oid
         ]
         assert "1.1" not in prices and "1.10" not in prices
         assert r.get(f"ib:sent:1:{oid}:v1").startswith("sent:")

@@ -40,8 +40,8 @@ def test_duplicate_id_103_replaced_under_fresh_id_with_link(r: redis.Redis, redi
             15,
             what="order_replaced audit entry",
         )
-        new_id = int(links[0]["new_order_id"])
-        assert links[0]["old_order_id"] == str(oid) and new_id > oid
+        new_id = int(links[0]["new_ib_order_id"])
+        assert links[0]["old_ib_order_id"] == str(oid) and new_id > oid
         assert links[0]["client_order_id"] == "c-again"
         placed = poll(lambda: sim_orders(sim).get(new_id), 10, what="replacement at the sim")
         assert placed.request.order_ref == "c-again"

@@ -196,4 +196,4 @@ def test_publish_reject_carries_ids_and_reason(r: redis.Redis) -> None:
     cmd = cmds.CancelOrder(order_id=11)
     cmds.publish_reject(r, "5-0", cmds.BridgeRejectReason.HALTED_GLOBAL, "halted", cmd, NOW)
     ((_, fields),) = r.xrange(cmds.REJECT_STREAM)
-    assert fields["reason"] == "HALTED_GLOBAL" and fields["order_id"] == "11"
+    assert fields["reason"] == "HALTED_GLOBAL" and fields["ib_order_id"] == "11"

@@ -54,7 +54,7 @@ def order_errors(r: redis.Redis, order_id: int) -> list[int]:
     return [
         int(f["code"])
         for _i, f in r.xrange("epm:bridge:order_errors")
-        if f.get("order_id") == str(order_id)
+        if f.get("ib_order_id") == str(order_id)
     ]
 
 
@@ -70,7 +70,8 @@ def barrier(r: redis.Redis, sim: SimServerThread, ref: str = "c-barrier") -> int
     client_api.enqueue_place(oid, ref, SPY, resting(), client=r)
     poll(
         lambda: any(
-            p["order_id"] == oid for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
+            p["ib_order_id"] == oid
+            for _n, p in ledger_messages(r, "tasks.ledger.record_open_order")
         ),
         15,
         what=f"the barrier order {oid}'s openOrder",
@@ -230,7 +231,7 @@ def test_cancel_reaches_the_venue_when_a_copy_of_its_placement_was_queued(
                 what="the cancel taken in",
             )
         poll(lambda: sim_status(sim, oid) == "Cancelled", 15, what="the cancel at the venue")
-        assert [f for f in rejects(r) if f.get("order_id") == str(oid)] == []
+        assert [f for f in rejects(r) if f.get("ib_order_id") == str(oid)] == []
 
 
 # --- 4: every cancel goes out, also after IB refused one -------------------------------------
@@ -276,7 +277,7 @@ def test_purged_placement_held_in_the_backlog_is_not_sent_after_resume(
         wait_ready(r)
         barrier(r, sim)
         assert oid not in sim_orders(sim)
-        purged = [f for f in rejects(r) if f.get("order_id") == str(oid)]
+        purged = [f for f in rejects(r) if f.get("ib_order_id") == str(oid)]
         assert [f["reason"] for f in purged] == ["HALTED_GLOBAL"]  # announced once
 
 
@@ -296,7 +297,7 @@ def test_halt_set_during_the_pacing_wait_stops_the_order_at_the_socket(
         poll(lambda: len(sim_orders(sim)) >= 5, 10, what="five orders through the window")
         r.set(cmds.HALT_GLOBAL_KEY, "drill")
         refused = poll(
-            lambda: [f for f in rejects(r) if f.get("order_id") == str(ids[5])],
+            lambda: [f for f in rejects(r) if f.get("ib_order_id") == str(ids[5])],
             10,
             what="the sixth order refused",
         )

@@ -18,7 +18,7 @@ NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
 
 
 def execution(i: int) -> Message:
-    data = {"exec_id": f"e.{i:02d}", "order_id": 1, "client_id": 1, "shares": "1", "price": "1"}
+    data = {"exec_id": f"e.{i:02d}", "ib_order_id": 1, "client_id": 1, "shares": "1", "price": "1"}
     return Message("execution", 1, data, NOW)
 
 
@@ -55,10 +55,16 @@ def test_burst_is_batched_in_order_in_chunks(r: redis.Redis, redis_url: str) -> 
 
 def test_order_error_goes_to_stream_and_task(r: redis.Redis, redis_url: str) -> None:
     box = outbox(r, redis_url)
-    data = {"order_id": 7, "client_id": 1, "code": 201, "message": "rejected", "received_at": "x"}
+    data = {
+        "ib_order_id": 7,
+        "client_id": 1,
+        "code": 201,
+        "message": "rejected",
+        "received_at": "x",
+    }
     box.handle_batch([Message("error", 1, data, NOW)])
     ((_i, fields),) = r.xrange("epm:bridge:order_errors")
-    assert fields["code"] == "201" and fields["order_id"] == "7"
+    assert fields["code"] == "201" and fields["ib_order_id"] == "7"
     assert ledger_messages(r, "tasks.ledger.record_order_error")[0][1]["code"] == 201
 
 

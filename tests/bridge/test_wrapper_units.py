@@ -39,7 +39,7 @@ def test_error_three_signatures_give_the_same_message() -> None:
         w, data, control = wrapper()
         w.error(*args)
         msg = data.get_nowait()
-        assert msg.kind == "error" and msg.data["code"] == 201 and msg.data["order_id"] == 12
+        assert msg.kind == "error" and msg.data["code"] == 201 and msg.data["ib_order_id"] == 12
         assert msg.data["message"] == "Order rejected"
         if len(args) == 5:
             assert msg.data["error_time"] == "2026-11-26T14:30:01+00:00"
