@@ -66,6 +66,15 @@ broker_transport_options = {
 }
 broker_connection_retry_on_startup = True
 
-# Beat entries come with the work they schedule; none yet (an entry that does nothing would only
-# look like a scheduler).
-beat_schedule: dict[str, dict[str, object]] = {}
+# Beat entries come with the work they schedule. The orders scheduler tick sends due children
+# (TWAP slices, sweep steps) about every second; a tick not started within 5 s is dropped rather
+# than run late in a pile (the next one does the same work), and a second beat started by
+# mistake only adds ticks that claim nothing (SKIP LOCKED).
+ORDERS_TICK_S = float(os.environ.get("EPM_ORDERS_TICK_S", "1.0"))
+beat_schedule: dict[str, dict[str, object]] = {
+    "orders-scheduler-tick": {
+        "task": "tasks.orders.scheduler_tick",
+        "schedule": ORDERS_TICK_S,
+        "options": {"expires": 5},
+    },
+}

@@ -259,3 +259,42 @@ def _limit(
 def with_due(plan: ChildPlan, due_at: datetime) -> ChildPlan:
     """The same child, due at another time (a slice rolled forward)."""
     return replace(plan, due_at=due_at)
+
+
+def plan_to_json(plan: ChildPlan) -> dict[str, object]:
+    """The plan as JSON-safe data (Decimals as strings, times in ISO-8601), for the ledger."""
+    data: dict[str, object] = {}
+    for name in ChildPlan.__dataclass_fields__:
+        value = getattr(plan, name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, StrEnum):
+            value = value.value
+        data[name] = value
+    return data
+
+
+_DECIMAL_FIELDS = frozenset(
+    {"schedule_qty", "quantity", "aggression", "limit_price", "aux_price", "trail_amount"}
+    | {"trail_percent"}
+)
+
+
+def plan_from_json(data: dict[str, object]) -> ChildPlan:
+    """The plan `plan_to_json` stored (raises KeyError / ValueError on anything else)."""
+    values: dict[str, object] = {}
+    for name in ChildPlan.__dataclass_fields__:
+        if name not in data:
+            continue
+        value = data[name]
+        if value is not None and name in _DECIMAL_FIELDS:
+            value = Decimal(str(value))
+        values[name] = value
+    values["template"] = Template(str(data["template"]))
+    values["action"] = Action(str(data["action"]))
+    values["pricing"] = Pricing(str(data["pricing"]))
+    values["due_at"] = datetime.fromisoformat(str(data["due_at"]))
+    values["offset_ticks"] = int(str(data.get("offset_ticks", 0)))
+    return ChildPlan(**values)  # type: ignore[arg-type]

@@ -177,3 +177,25 @@ def parse_instrument(text: str) -> Contract:
         f"{text!r} is neither a ticker (upper case, 1-6 characters, optional .CLASS) "
         "nor an OCC option symbol",
     )
+
+
+def ib_terms(contract: Contract) -> dict[str, str]:
+    """The contract as the bridge's `ContractSpec` fields (what IB needs to identify it)."""
+    if isinstance(contract, StockContract):
+        return {
+            "symbol": contract.ib_symbol,
+            "sec_type": "STK",
+            "exchange": contract.exchange,
+            "currency": contract.currency,
+        }
+    return {
+        "symbol": contract.underlying,
+        "sec_type": "OPT",
+        "exchange": contract.exchange,
+        "currency": contract.currency,
+        "expiry": f"{contract.expiry:%Y%m%d}",
+        "strike": str(contract.strike),
+        "right": contract.right.value,
+        "multiplier": str(contract.multiplier),
+        "trading_class": contract.trading_class,
+    }

@@ -225,3 +225,32 @@ def load_order(conn: Connection, client_order_id: str) -> Order | None:
         sa.select(orders_t).where(orders_t.c.client_order_id == client_order_id)
     ).first()
     return None if row is None else to_fsm(row)
+
+
+def claim_due(conn: Connection, now: datetime, limit: int) -> Sequence[OrderRow]:
+    """Lock up to `limit` scheduled children due by `now`, oldest due first.
+
+    `FOR UPDATE SKIP LOCKED` on PostgreSQL: any number of schedulers (several `orders` workers,
+    a second beat started by mistake) each claim different rows and never wait on each other.
+    SQLite has no row locks; its BEGIN IMMEDIATE already lets one writer in at a time.
+    """
+    query = (
+        sa.select(orders_t)
+        .where(
+            orders_t.c.state == OrderState.SCHEDULED.value,
+            orders_t.c.due_at.is_not(None),
+            orders_t.c.due_at <= now,
+        )
+        .order_by(orders_t.c.due_at, orders_t.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).all()
+
+
+def of_intent(conn: Connection, intent_id: int) -> Sequence[OrderRow]:
+    """The intent's child orders, in creation order."""
+    return conn.execute(
+        sa.select(orders_t).where(orders_t.c.intent_id == intent_id).order_by(orders_t.c.id)
+    ).all()

@@ -35,7 +35,7 @@ from store.db import dispose_engines, make_engine
 
 # Every task module is listed so a worker on any queue knows every task name; a deployed task is
 # never renamed, because in-flight messages carry the name.
-TASK_MODULES: list[str] = ["tasks.intake", "tasks.ledger"]
+TASK_MODULES: list[str] = ["tasks.intake", "tasks.ledger", "tasks.orders"]
 
 celery_app = Celery("epm", include=TASK_MODULES)
 celery_app.config_from_object("celeryconfig")

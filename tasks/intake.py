@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from celery import Task
 
-from models.intent import parse_payload, signal_id_of
+from models.intent import IntentStatus, parse_payload, signal_id_of
 from services.intake import process_submission
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
+from tasks.orders import plan_intent
 
 __all__ = ["process_submission", "submit_intent"]
 
@@ -24,13 +25,18 @@ RETRY_KWARG = "intake_retry"
 
 
 def _run(stores: Stores, payload: object) -> Outcome:
-    return process_submission(
+    outcome = process_submission(
         payload,
         engine=stores.engine,
         redis_client=stores.redis,
         now=stores.now,
         max_active=stores.settings.max_active_for,
     )
+    if outcome.get("status") == IntentStatus.VALIDATED.value and outcome.get("intent_id"):
+        # Before this task is acknowledged: a crash here redelivers the intake, which finds the
+        # intent and asks again (planning is idempotent; beat's tick also plans a lost one).
+        plan_intent.delay(int(outcome["intent_id"]))
+    return outcome
 
 
 @celery_app.task(name="tasks.intake.submit_intent", **TASK_OPTIONS)  # type: ignore[untyped-decorator]

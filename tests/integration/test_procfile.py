@@ -1,6 +1,8 @@
 """The production shape runs: every Procfile line, started with honcho against the machine's
 Redis and PostgreSQL, stays up through 30 idle seconds, and then an intent sent to
-`signals.exec.intent` is taken in.
+`signals.exec.intent` reaches the venue and trades: relay → intake → orders (plan, contract
+details, market data, beat's scheduler tick) → bridge → simulator → ledger, to a DONE intent
+whose fills are the venue's executions.
 
 Run as a newcomer would: `epm db upgrade`, then `honcho start` with `EPM_REDIS_URL` and
 `EPM_DATABASE_URL` set (isolated here: this run's database and Redis db number, OS-chosen ports).
@@ -18,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -99,7 +102,7 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
                 "instrument": "NVDA",
                 "side": "BUY",
                 "quantity": "10",
-                "urgency": "Normal",
+                "urgency": "High",
                 "time_in_force": "DAY",
                 "max_slippage_bps": "25",
             },
@@ -107,14 +110,34 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
         engine = sa.create_engine(procfile_db)
         try:
 
-            def status() -> str | None:
+            def intent() -> sa.Row[tuple[str, int]] | None:
                 with engine.connect() as conn:
                     return conn.execute(
-                        sa.text("SELECT status FROM intents WHERE signal_id = :s"),
+                        sa.text("SELECT status, id FROM intents WHERE signal_id = :s"),
                         {"s": signal_id},
-                    ).scalar()
+                    ).first()
 
-            assert wait_for(status, timeout_s=30, what="the intent taken in") == "VALIDATED"
+            def done() -> sa.Row[tuple[str, int]] | None:
+                row = intent()
+                return row if row is not None and row.status in ("DONE", "REJECTED") else None
+
+            try:
+                final = wait_for(done, timeout_s=60, what="the intent traded to its end")
+            except AssertionError:
+                raise AssertionError(
+                    f"intent {intent()}: {log_path.read_text(errors='replace')[-4000:]}"
+                ) from None
+            assert final.status == "DONE", final
+            with engine.connect() as conn:
+                filled = conn.execute(
+                    sa.text(
+                        "SELECT f.execution_id, f.shares FROM fills f "
+                        "JOIN execution_orders o ON o.id = f.order_id WHERE o.intent_id = :i"
+                    ),
+                    {"i": final.id},
+                ).all()
+            # Executions the simulator made for the intent's sweep, booked to its children.
+            assert sum(Decimal(row.shares) for row in filled) == Decimal(10), filled
         finally:
             engine.dispose()
         assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]

@@ -1,0 +1,79 @@
+"""Choosing a child-order template from the intent (blueprint §6.2), and what a plan is.
+
+The default rule, shared by the playbooks that do not override it:
+
+| urgency | template | why |
+|---|---|---|
+| Immediate, High | Sweep | take liquidity now, rising aggressiveness inside the slippage band |
+| Normal | Pegged Mid | rest at the midpoint, improve on the spread |
+| Passive | TWAP | spread the size over time, capped at 10 % of the last 5 s bar |
+
+A TWAP runs until the intent's `good_till` (GTD) or `DEFAULT_TWAP_SPAN` after it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from models.child_orders import Action, ChildPlan, Template
+from models.intent import Intent, TimeInForce, Urgency
+from models.planners import pegged_mid, sweep, twap
+
+DEFAULT_TWAP_SPAN = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The children a playbook sends for an intent, the template they follow and why."""
+
+    template: Template
+    reason: str
+    children: tuple[ChildPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """No plan: the intent is rejected with `code` (an intent never waits for nothing)."""
+
+    code: str
+    message: str
+
+
+def action_of(intent: Intent) -> Action:
+    """IB's action for the intent's side (BUY_TO_COVER buys, SELL_SHORT sells)."""
+    return Action(intent.wire_action)
+
+
+def deadline_of(intent: Intent, start: datetime, span: timedelta = DEFAULT_TWAP_SPAN) -> datetime:
+    """When a schedule must be done: the intent's GTD time, else `span` after it starts."""
+    if intent.time_in_force is TimeInForce.GTD and intent.good_till is not None:
+        return max(intent.good_till, start)
+    return start + span
+
+
+def by_urgency(intent: Intent) -> tuple[Template, str]:
+    """The default template for the intent's urgency (the table above)."""
+    if intent.urgency in (Urgency.IMMEDIATE, Urgency.HIGH):
+        return Template.SWEEP, f"urgency {intent.urgency.value}: sweep"
+    if intent.urgency is Urgency.NORMAL:
+        return Template.PEGGED_MID, "urgency Normal: pegged to the midpoint"
+    return Template.TWAP, "urgency Passive: TWAP"
+
+
+def children_for(template: Template, intent: Intent, now: datetime) -> tuple[ChildPlan, ...]:
+    """The template's planner applied to the intent, starting now."""
+    action = action_of(intent)
+    if template is Template.SWEEP:
+        return tuple(sweep(action, now))
+    if template is Template.PEGGED_MID:
+        return tuple(pegged_mid(action, now))
+    if template is Template.TWAP:
+        return tuple(twap(action, intent.quantity, now, deadline_of(intent, now)))
+    raise ValueError(f"no default planner for {template}")
+
+
+def default_plan(intent: Intent, now: datetime, why: str = "") -> Plan:
+    """The plan by the default rule; `why` prefixes the reason with the playbook's own word."""
+    template, reason = by_urgency(intent)
+    return Plan(template, f"{why}{reason}", children_for(template, intent, now))

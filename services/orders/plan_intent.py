@@ -1,0 +1,143 @@
+"""Use case: turn an admitted intent into its plan of children (SCHEDULED orders), once.
+
+load the intent (locked) → `models.playbooks.plan_intent` → save each child as an
+`execution_orders` row (state SCHEDULED, `due_at`, the plan in `details["plan"]`) and the intent
+as WORKING → after commit, ask for the contract (when its conId is unknown) and the market data
+its children will be priced on. Idempotent on the intent: only a VALIDATED intent is planned,
+so a redelivered task finds it WORKING and does nothing. A playbook's refusal rejects the intent
+with its reason code: an intent is never left waiting for nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Connection, Engine
+
+from epm.logging import get_logger
+from models.child_orders import plan_to_json
+from models.instruments import ib_terms
+from models.intent import Intent, IntentStatus
+from models.orders import OrderState
+from models.playbooks import Plan, plan_intent
+from services.orders.venue import Venue
+from store import contracts as contracts_repo
+from store import intent_life
+from store import orders as orders_repo
+from store.db import write_transaction
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What planning did: `outcome` is planned / rejected / already / not_found."""
+
+    outcome: str
+    intent_id: int
+    children: int = 0
+    template: str | None = None
+    reason: str | None = None
+
+
+def child_order_id(intent_id: int, key: str) -> str:
+    """Our key of a child (sent to IB as orderRef): short, unique, readable."""
+    return f"epm-{intent_id}-{key}"
+
+
+def resolve_con_id(conn: Connection, intent: Intent, known: int | None) -> int | None:
+    """The intent's conId: as stored, else from the ledger's contract cache, else None."""
+    if known is not None:
+        return known
+    terms = ib_terms(intent.instrument)
+    return contracts_repo.find_con_id(
+        conn,
+        symbol=terms["symbol"],
+        sec_type=terms["sec_type"],
+        expiry=terms.get("expiry"),
+        strike=intent.instrument.strike if terms["sec_type"] == "OPT" else None,  # type: ignore[union-attr]
+        right=terms.get("right"),
+    )
+
+
+def _save(
+    conn: Connection,
+    intent_id: int,
+    intent: Intent,
+    plan: Plan,
+    con_id: int | None,
+    client_id: int,
+    now: datetime,
+) -> None:
+    terms = ib_terms(intent.instrument)
+    for child in plan.children:
+        orders_repo.create_order(
+            conn,
+            {
+                "client_order_id": child_order_id(intent_id, child.key),
+                "client_id": client_id,
+                "intent_id": intent_id,
+                "parent_link": "child",
+                "strategy": intent.strategy,
+                "con_id": con_id,
+                "symbol": terms["symbol"],
+                "sec_type": terms["sec_type"],
+                "action": child.action.value,
+                "tif": child.tif,
+                "exchange": child.route,
+                "due_at": child.due_at,
+                "state": OrderState.SCHEDULED.value,
+                "details": {
+                    "plan": plan_to_json(child),
+                    "template": plan.template.value,
+                    "why": plan.reason,
+                    "contract": terms,
+                },
+            },
+            now,
+        )
+    intent_life.set_status(conn, intent_id, IntentStatus.WORKING.value, now)
+
+
+def plan_admitted(
+    engine: Engine, venue: Venue, intent_id: int, *, client_id: int, now: datetime
+) -> Planned:
+    """Plan intent `intent_id` if it is VALIDATED (see the module docstring)."""
+    with write_transaction(engine) as conn:
+        row = intent_life.lock(conn, intent_id)
+        if row is None:
+            return Planned("not_found", intent_id)
+        if row.status != IntentStatus.VALIDATED.value:
+            return Planned("already", intent_id, reason=f"intent is {row.status}")
+        intent = Intent.model_validate(row.payload)
+        decided = plan_intent(intent, now)
+        if not isinstance(decided, Plan):
+            intent_life.set_status(
+                conn,
+                intent_id,
+                IntentStatus.REJECTED.value,
+                now,
+                reason=decided.code,
+                message=decided.message,
+            )
+            log.info("orders.intent_refused", intent_id=intent_id, code=decided.code)
+            return Planned("rejected", intent_id, reason=decided.code)
+        con_id = resolve_con_id(conn, intent, row.con_id)
+        if con_id is not None and row.con_id is None:
+            intent_life.set_con_id(conn, intent_id, con_id, now)
+        _save(conn, intent_id, intent, decided, con_id, client_id, now)
+    terms = ib_terms(intent.instrument)
+    if con_id is None:
+        venue.request_contract(terms)
+    else:
+        venue.subscribe(con_id, f"intent:{intent_id}", terms)
+    log.info(
+        "orders.intent_planned",
+        intent_id=intent_id,
+        template=decided.template.value,
+        children=len(decided.children),
+    )
+    return Planned(
+        "planned", intent_id, len(decided.children), decided.template.value, decided.reason
+    )

@@ -1,0 +1,296 @@
+"""Use case: beat's scheduler tick: send the children that are due, each exactly once.
+
+In one write transaction: claim the due SCHEDULED children (`store.orders.claim_due`, SKIP
+LOCKED), decide for each from its plan, the intent's progress and the market snapshot
+(`models.child_orders.price`): hold it (due again shortly), skip it (nothing left for it: it is
+cancelled unsent), or size and price it and store it with a freshly allocated IB order id. Only
+after that commit is the bridge asked to place it, and the PLACED event recorded after that.
+
+Exactly once: the IB order id is in the ledger before the placement is queued, and the bridge
+sends each id at most once (its `ib:sent:…` marker). A child whose PLACED was never recorded (the
+worker died between commit and queueing, or before the ack) is still SCHEDULED with its id, and
+is queued again under the *same* id after `RESEND_AFTER` — which the bridge then drops if the
+first copy went out. A second scheduler (more `orders` workers, a second beat) claims other rows
+or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from epm.logging import get_logger
+from models.child_orders import ChildOrder, Hold, Skip, plan_from_json, price
+from models.intent import IntentStatus
+from models.intent_progress import ChildState, outcome_of, progress_of, waiting_on
+from models.market import CENT, MarketSnapshot
+from models.orders import OrderEvent, OrderEventType, OrderState
+from services.ledger.own_events import apply_order_event
+from services.orders.venue import Venue
+from store import contracts as contracts_repo
+from store import intent_life
+from store import orders as orders_repo
+from store.db import write_transaction
+from store.orders import OrderRow
+
+log = get_logger(__name__)
+
+# A held child is tried again this soon (the snapshot refreshes many times a second).
+HOLD_RETRY = timedelta(seconds=1)
+# A sent child whose PLACED is not recorded by then is queued again under the same id.
+RESEND_AFTER = timedelta(seconds=5)
+# A child held this long past its due time is given up (cancelled unsent), so no intent waits
+# forever on a market that never comes.
+MAX_HOLD = timedelta(minutes=5)
+# An instrument whose contract the venue has not described by then is refused.
+CONTRACT_WAIT = timedelta(seconds=30)
+
+
+@dataclass
+class TickResult:
+    """What one tick did, by child key."""
+
+    sent: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    finished_intents: list[int] = field(default_factory=list)
+    # (con_id, requester, contract) of instruments resolved this tick: subscribed after commit.
+    subscriptions: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    ib_order_id: int
+    client_order_id: str
+    contract: dict[str, Any]
+    order: dict[str, Any]
+    strategy: str | None
+
+
+def _child_state(row: OrderRow) -> ChildState:
+    return ChildState(
+        state=OrderState(row.state),
+        quantity=row.quantity,
+        filled=row.filled_qty,
+        sent=row.ib_order_id is not None,
+    )
+
+
+def _contract(row: OrderRow) -> dict[str, Any]:
+    terms = dict((row.details or {}).get("contract") or {})
+    if row.con_id is not None:
+        terms["con_id"] = row.con_id
+    return terms
+
+
+def _placement(row: OrderRow) -> _Placement:
+    order = {
+        "action": row.action,
+        "quantity": str(row.quantity),
+        "order_type": row.order_type,
+        "lmt_price": None if row.limit_price is None else str(row.limit_price),
+        "aux_price": None if row.aux_price is None else str(row.aux_price),
+        "tif": row.tif,
+    }
+    return _Placement(
+        ib_order_id=row.ib_order_id,
+        client_order_id=row.client_order_id,
+        contract=_contract(row),
+        order={k: v for k, v in order.items() if v is not None},
+        strategy=row.strategy,
+    )
+
+
+def _merge(row: OrderRow, extra: Mapping[str, object]) -> dict[str, object]:
+    return {**(row.details or {}), **extra}
+
+
+def _give_up(conn: Connection, row: OrderRow, reason: str, now: datetime) -> None:
+    apply_order_event(
+        conn,
+        row.client_order_id,
+        OrderEvent(OrderEventType.CANCELLED, ts_init=now),
+        payload={"reason": reason, "unsent": True},
+        dedupe_key=f"unsent:{row.client_order_id}",
+    )
+
+
+def _resolve(conn: Connection, row: OrderRow, now: datetime) -> OrderRow | str:
+    """The row with its conId, or why it cannot have one yet."""
+    if row.con_id is not None:
+        return row
+    terms = (row.details or {}).get("contract") or {}
+    found = contracts_repo.find_con_id(
+        conn,
+        symbol=str(terms.get("symbol", row.symbol)),
+        sec_type=str(terms.get("sec_type", row.sec_type or "STK")),
+        expiry=terms.get("expiry"),
+        strike=Decimal(str(terms["strike"])) if terms.get("strike") else None,
+        right=terms.get("right"),
+    )
+    if found is None:
+        return "contract not resolved yet"
+    return orders_repo.update_columns(conn, row, {"con_id": found}, now)
+
+
+def _decide(
+    conn: Connection, venue: Venue, row: OrderRow, now: datetime, result: TickResult
+) -> _Placement | None:
+    key = row.client_order_id
+    if row.ib_order_id is not None:
+        orders_repo.update_columns(conn, row, {"due_at": now + RESEND_AFTER}, now)
+        result.resent.append(key)
+        return _placement(row)
+    plan = plan_from_json(dict((row.details or {})["plan"]))
+    resolved = _resolve(conn, row, now)
+    if isinstance(resolved, str):
+        if now - row.created_at > CONTRACT_WAIT:
+            message = f"the venue did not describe {row.symbol} within {CONTRACT_WAIT}"
+            _give_up(conn, row, f"UNKNOWN_CONTRACT: {message}", now)
+            intent_life.set_status(
+                conn,
+                row.intent_id,
+                IntentStatus.REJECTED.value,
+                now,
+                reason="UNKNOWN_CONTRACT",
+                message=message,
+            )
+            result.skipped[key] = "UNKNOWN_CONTRACT"
+            return None
+        orders_repo.update_columns(conn, row, {"due_at": now + HOLD_RETRY}, now)
+        result.held[key] = resolved
+        return None
+    if row.con_id is None:
+        result.subscriptions.append(
+            (resolved.con_id, f"intent:{row.intent_id}", _contract(resolved))
+        )
+    row = resolved
+    intent = intent_life.lock(conn, row.intent_id)
+    if intent is None:  # pragma: no cover - the foreign key keeps it
+        raise LookupError(f"intent {row.intent_id} of {key} is gone")
+    siblings = [
+        _child_state(r) for r in orders_repo.of_intent(conn, row.intent_id) if r.id != row.id
+    ]
+    waiting = waiting_on(siblings, intent.quantity)
+    if waiting is not None:
+        _hold(conn, row, plan.due_at, waiting, now, result)
+        return None
+    progress = progress_of(siblings, intent.quantity, intent.max_slippage_bps or Decimal(0))
+    tick = contracts_repo.min_tick(conn, row.con_id) or CENT
+    snapshot = MarketSnapshot.from_fields(row.con_id, venue.market(row.con_id), tick)
+    decided = price(plan, progress, snapshot, now)
+    if isinstance(decided, Skip):
+        _give_up(conn, row, decided.reason, now)
+        result.skipped[key] = decided.reason
+        return None
+    if isinstance(decided, Hold):
+        _hold(conn, row, plan.due_at, decided.reason, now, result)
+        return None
+    row = _store_priced(conn, venue, row, decided, now)
+    result.sent.append(key)
+    return _placement(row)
+
+
+def _hold(
+    conn: Connection,
+    row: OrderRow,
+    planned_due: datetime,
+    reason: str,
+    now: datetime,
+    result: TickResult,
+) -> None:
+    """Try the child again shortly, or give it up once it has waited `MAX_HOLD`."""
+    if now - planned_due > MAX_HOLD:
+        _give_up(conn, row, f"held past {MAX_HOLD}: {reason}", now)
+        result.skipped[row.client_order_id] = reason
+        return
+    details = _merge(row, {"held": reason})
+    orders_repo.update_columns(conn, row, {"due_at": now + HOLD_RETRY, "details": details}, now)
+    result.held[row.client_order_id] = reason
+
+
+def _store_priced(
+    conn: Connection, venue: Venue, row: OrderRow, child: ChildOrder, now: datetime
+) -> OrderRow:
+    """Commit-to-be: the child's size, price and freshly allocated IB order id."""
+    return orders_repo.update_columns(
+        conn,
+        row,
+        {
+            "ib_order_id": venue.allocate_id(),
+            "quantity": child.quantity,
+            "order_type": child.order_type,
+            "limit_price": child.limit_price,
+            "aux_price": child.aux_price,
+            "tif": child.tif,
+            "exchange": child.route,
+            "due_at": now + RESEND_AFTER,
+            "details": _merge(
+                row,
+                {
+                    "reference_price": None
+                    if child.reference_price is None
+                    else str(child.reference_price),
+                    "priced_at": now.isoformat(),
+                    "held": None,
+                },
+            ),
+        },
+        now,
+    )
+
+
+def settle_intents(conn: Connection, now: datetime, limit: int = 200) -> list[int]:
+    """End the life of WORKING intents whose children are done (`models.intent_progress`)."""
+    finished: list[int] = []
+    for intent in intent_life.with_status(conn, [IntentStatus.WORKING.value], limit):
+        children = [_child_state(r) for r in orders_repo.of_intent(conn, intent.id)]
+        outcome = outcome_of(children, intent.quantity)
+        if outcome is not None:
+            intent_life.set_status(conn, intent.id, outcome.value, now)
+            finished.append(intent.id)
+    return finished
+
+
+def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) -> TickResult:
+    """One scheduler tick (see the module docstring)."""
+    result = TickResult()
+    placements: list[_Placement] = []
+    with write_transaction(engine) as conn:
+        for row in orders_repo.claim_due(conn, now, limit):
+            placement = _decide(conn, venue, row, now, result)
+            if placement is not None:
+                placements.append(placement)
+    for con_id, requester, contract in result.subscriptions:
+        venue.subscribe(con_id, requester, contract)
+    for placement in placements:
+        venue.place(
+            placement.ib_order_id,
+            placement.client_order_id,
+            placement.contract,
+            placement.order,
+            placement.strategy,
+        )
+        with write_transaction(engine) as conn:
+            apply_order_event(
+                conn,
+                placement.client_order_id,
+                OrderEvent(OrderEventType.PLACED, ts_init=now),
+                payload={"ib_order_id": placement.ib_order_id, **placement.order},
+                dedupe_key=f"placed:{placement.client_order_id}",
+            )
+        log.info(
+            "orders.child_sent",
+            client_order_id=placement.client_order_id,
+            ib_order_id=placement.ib_order_id,
+            **placement.order,
+        )
+    with write_transaction(engine) as conn:
+        result.finished_intents = settle_intents(conn, now)
+    return result

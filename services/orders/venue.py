@@ -1,0 +1,34 @@
+"""What the orders path needs from the venue side, as a port the shell fills in.
+
+`tasks/orders.py` implements it over the bridge's client API (`ibgateway_bridge.client_api`) and
+Redis; the services never import the bridge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class Venue(Protocol):
+    def allocate_id(self) -> int:
+        """A fresh IB order id, never handed out before (ids only grow)."""
+
+    def place(
+        self,
+        ib_order_id: int,
+        client_order_id: str,
+        contract: Mapping[str, Any],
+        order: Mapping[str, Any],
+        strategy: str | None,
+    ) -> None:
+        """Queue the placement for the bridge (which sends each IB order id at most once)."""
+
+    def market(self, con_id: int) -> Mapping[str, str]:
+        """The instrument's `md:{conid}` hash as the bridge last published it (empty if none)."""
+
+    def subscribe(self, con_id: int, requester: str, contract: Mapping[str, Any]) -> None:
+        """Keep `md:{conid}` fresh (quotes and 5 s bars) on behalf of `requester`."""
+
+    def request_contract(self, contract: Mapping[str, Any]) -> None:
+        """Ask the venue for contract details (the answer lands in the ledger's cache)."""

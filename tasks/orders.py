@@ -1,0 +1,149 @@
+"""The orders queue: `tasks.orders.plan_intent` and beat's `tasks.orders.scheduler_tick`.
+
+Celery shells over `services.orders` on `tasks.app`'s store-outage policy. The venue port
+(`services.orders.venue.Venue`) is filled in here over the bridge's client API: IB order ids from
+`ib:order:last_id` (floored by the ledger's highest id), placements and market-data
+subscriptions queued on `ib:commands`, snapshots read from `md:{conid}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import redis
+from celery import Task
+from sqlalchemy.engine import Engine
+
+import ibgateway_bridge.client_api as client_api
+from models.intent import IntentStatus
+from services.orders.plan_intent import plan_admitted
+from services.orders.send_due import send_due
+from store import intent_life
+from store.db import write_transaction
+from store.order_ids import highest_ib_order_id
+from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
+
+# A VALIDATED intent older than this is planned by the tick (its plan task was lost).
+PLAN_SWEEP_AFTER = timedelta(seconds=5)
+
+
+class BridgeVenue:
+    """`Venue` over the bridge's command stream and the market data it publishes."""
+
+    def __init__(self, engine: Engine, client: redis.Redis, client_id: int) -> None:
+        self._engine = engine
+        self._redis = client
+        self._client_id = client_id
+
+    def _floor(self) -> int:
+        with self._engine.connect() as conn:
+            return highest_ib_order_id(conn, self._client_id)
+
+    def allocate_id(self) -> int:
+        return client_api.allocate_order_id(
+            self._redis, client_id=self._client_id, floor=self._floor
+        )
+
+    def place(
+        self,
+        ib_order_id: int,
+        client_order_id: str,
+        contract: Mapping[str, Any],
+        order: Mapping[str, Any],
+        strategy: str | None,
+    ) -> None:
+        client_api.enqueue_place(
+            ib_order_id, client_order_id, contract, order, strategy, client=self._redis
+        )
+
+    def market(self, con_id: int) -> Mapping[str, str]:
+        raw = self._redis.hgetall(f"md:{con_id}")
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def subscribe(self, con_id: int, requester: str, contract: Mapping[str, Any]) -> None:
+        spec = {k: v for k, v in contract.items() if k != "con_id"}
+        client_api.enqueue_subscribe(
+            con_id, requester, {**spec, "con_id": con_id}, bars=True, client=self._redis
+        )
+
+    def request_contract(self, contract: Mapping[str, Any]) -> None:
+        client_api.enqueue_contract_details(contract, client=self._redis)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _venue(stores: Stores) -> BridgeVenue:
+    return BridgeVenue(stores.engine, stores.redis, stores.settings.ib_client_id_orders)
+
+
+def _plan(stores: Stores, intent_id: int) -> Outcome:
+    planned = plan_admitted(
+        stores.engine,
+        _venue(stores),
+        intent_id,
+        client_id=stores.settings.ib_client_id_orders,
+        now=stores.now,
+    )
+    return {
+        "outcome": planned.outcome,
+        "intent_id": intent_id,
+        "children": planned.children,
+        "template": planned.template,
+        "reason": planned.reason,
+    }
+
+
+@celery_app.task(name="tasks.orders.plan_intent", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def plan_intent(self: Task, intent_id: int, orders_retry: object = None) -> Outcome:
+    """Plan an admitted intent's children (idempotent: only a VALIDATED intent is planned)."""
+    return run_through_outages(
+        self,
+        lambda stores: _plan(stores, int(intent_id)),
+        name="orders",
+        retry_state=orders_retry,
+        state_kwarg="orders_retry",
+        describe=lambda: {"intent_id": str(intent_id)},
+    )
+
+
+def _tick(stores: Stores) -> Outcome:
+    venue = _venue(stores)
+    with write_transaction(stores.engine) as conn:
+        waiting = [
+            row.id
+            for row in intent_life.with_status(conn, [IntentStatus.VALIDATED.value])
+            if stores.now - row.updated_at > PLAN_SWEEP_AFTER
+        ]
+    for intent_id in waiting:
+        plan_admitted(
+            stores.engine,
+            venue,
+            intent_id,
+            client_id=stores.settings.ib_client_id_orders,
+            now=stores.now,
+        )
+    result = send_due(stores.engine, venue, stores.now)
+    return {
+        "planned_late": waiting,
+        "sent": result.sent,
+        "resent": result.resent,
+        "held": result.held,
+        "skipped": result.skipped,
+        "finished_intents": result.finished_intents,
+    }
+
+
+@celery_app.task(name="tasks.orders.scheduler_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def scheduler_tick(self: Task, orders_retry: object = None) -> Outcome:
+    """Beat, about every second: plan lost intents, send the due children, settle intents."""
+    return run_through_outages(
+        self,
+        _tick,
+        name="orders",
+        retry_state=orders_retry,
+        state_kwarg="orders_retry",
+    )

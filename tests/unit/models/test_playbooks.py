@@ -1,0 +1,130 @@
+"""Playbooks: which template each strategy runs and why, and where an intent stands (issue 11)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.child_orders import Action, Template, plan_from_json, plan_to_json
+from models.intent import Intent, IntentStatus
+from models.intent_progress import ChildState, outcome_of, progress_of
+from models.orders import OrderState
+from models.planners import sweep, twap
+from models.playbooks import Plan, Refusal, plan_intent
+
+T0 = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+D = Decimal
+
+
+def intent(strategy: str = "Momentum_EQ", urgency: str = "Normal", **extra: object) -> Intent:
+    instrument = "SPY   261203C00600000" if strategy in ("0DTE_Scalp", "Spread_Roll") else "AAPL"
+    return Intent.model_validate(
+        {
+            "signal_id": "sig-1",
+            "strategy": strategy,
+            "instrument": instrument,
+            "side": "BUY",
+            "quantity": "1000",
+            "urgency": urgency,
+            "time_in_force": "DAY",
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "urgency", "template"),
+    [
+        ("Momentum_EQ", "Immediate", Template.SWEEP),
+        ("Momentum_EQ", "High", Template.SWEEP),
+        ("Momentum_EQ", "Normal", Template.PEGGED_MID),
+        ("Momentum_EQ", "Passive", Template.TWAP),
+        ("0DTE_Scalp", "High", Template.SWEEP),
+        ("0DTE_Scalp", "Normal", Template.PEGGED_MID),
+        ("Gamma_Rebalance", "Immediate", Template.SWEEP),
+        ("Gamma_Rebalance", "Normal", Template.TWAP),
+        ("Gamma_Rebalance", "Passive", Template.TWAP),
+    ],
+)
+def test_each_playbook_chooses_its_template_and_says_why(
+    strategy: str, urgency: str, template: Template
+) -> None:
+    plan = plan_intent(intent(strategy, urgency), T0)
+    assert isinstance(plan, Plan)
+    assert plan.template is template
+    assert strategy in plan.reason and urgency in plan.reason
+    assert plan.children and all(c.template is template for c in plan.children)
+    assert all(c.due_at >= T0 for c in plan.children)
+
+
+def test_a_spread_roll_without_legs_is_refused_with_its_code() -> None:
+    refused = plan_intent(intent("Spread_Roll"), T0)
+    assert isinstance(refused, Refusal)
+    assert refused.code == "COMBO_LEGS_REQUIRED"
+
+
+def test_a_twap_runs_to_the_intents_good_till() -> None:
+    until = T0 + timedelta(minutes=2)
+    plan = plan_intent(
+        intent(urgency="Passive", time_in_force="GTD", good_till=until.isoformat()), T0
+    )
+    assert isinstance(plan, Plan)
+    assert plan.children[-1].due_at == until
+    assert len(plan.children) == 9  # every 15 s from T0 to T0 + 2 min
+
+
+def test_child_plans_survive_the_ledger_round_trip() -> None:
+    children = [*twap(Action.BUY, D(1000), T0, T0 + timedelta(minutes=1)), *sweep(Action.SELL, T0)]
+    for child in children:
+        assert plan_from_json(plan_to_json(child)) == child
+
+
+def child(state: OrderState, qty: str | None, filled: str = "0", sent: bool = True) -> ChildState:
+    return ChildState(state, None if qty is None else D(qty), D(filled), sent)
+
+
+def test_a_working_child_counts_as_done_for_the_next_slice() -> None:
+    children = [
+        child(OrderState.FILLED, "100", "100"),
+        child(OrderState.PLACED, "100", "40"),  # may still fill 60
+        child(OrderState.SCHEDULED, "50"),  # sent, not yet acknowledged
+        child(OrderState.SCHEDULED, None, sent=False),  # not sized yet
+        child(OrderState.CANCELLED, "100", "10"),
+    ]
+    progress = progress_of(children, D(1000), D(20))
+    assert progress.filled == D(100 + 40 + 10) + D(60) + D(50)
+    assert progress.remaining == D(740)
+
+
+def test_an_intent_is_done_when_filled_or_when_nothing_is_left_to_try() -> None:
+    assert outcome_of([child(OrderState.FILLED, "1000", "1000")], D(1000)) is IntentStatus.DONE
+    assert outcome_of([child(OrderState.CANCELLED, "600", "600")], D(1000)) is IntentStatus.DONE
+    working = [
+        child(OrderState.CANCELLED, "600", "600"),
+        child(OrderState.SCHEDULED, None, sent=False),
+    ]
+    assert outcome_of(working, D(1000)) is None
+    assert outcome_of([], D(1000)) is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(OrderState)),
+            st.integers(min_value=0, max_value=500),
+            st.integers(min_value=0, max_value=500),
+        ),
+        max_size=8,
+    )
+)
+def test_progress_never_counts_more_in_flight_than_a_child_can_still_fill(
+    rows: list[tuple[OrderState, int, int]],
+) -> None:
+    children = [ChildState(s, D(q), D(min(f, q)), True) for s, q, f in rows]
+    progress = progress_of(children, D(10_000), D(20))
+    assert progress.filled <= sum((D(q) for _s, q, _f in rows), D(0))
+    assert progress.remaining >= 0
