@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "epm.commands.db",
     "epm.commands.ledger",
     "epm.commands.intake",
+    "epm.commands.orders",
     "epm.commands.sim",
     "epm.commands.bridge",
     "epm.commands.ops",

@@ -86,12 +86,17 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class IntentStatus(StrEnum):
-    """Where an intent is in its life; VALIDATED and WORKING count against the concurrency guard."""
+    """Where an intent is in its life; VALIDATED and WORKING count against the concurrency guard.
+
+    Every intent ends COMPLETED (filled to its quantity), CANCELLED (by an operator), EXPIRED
+    (its time ran out, or its plan ended short: the reason says which) or REJECTED.
+    """
 
     VALIDATED = "VALIDATED"
     REJECTED = "REJECTED"
     WORKING = "WORKING"
-    DONE = "DONE"
+    COMPLETED = "COMPLETED"
+    EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
 
 

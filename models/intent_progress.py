@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from models.child_orders import Progress
 from models.intent import IntentStatus
+from models.market import slippage_bps
 from models.orders import TERMINAL_STATES, WORKING_STATES, OrderState
 
 ZERO = Decimal(0)
@@ -26,6 +28,9 @@ class ChildState:
     quantity: Decimal | None  # None while scheduled (sized when it is sent)
     filled: Decimal
     sent: bool  # it holds an IB order id: it may be at the venue
+    avg_price: Decimal | None = None  # of its fills
+    reference: Decimal | None = None  # the price its slippage is measured against
+    key: str = ""
 
 
 def filled_of(children: Iterable[ChildState]) -> Decimal:
@@ -78,12 +83,72 @@ def waiting_on(children: Iterable[ChildState], target: Decimal) -> str | None:
     return None
 
 
-def outcome_of(children: Iterable[ChildState], target: Decimal) -> IntentStatus | None:
-    """DONE when filled to the target, or when every child is finished (nothing left to try);
-    None while it is still working."""
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How an intent's life ends, and why, in words an operator reads."""
+
+    status: IntentStatus
+    reason: str
+
+
+def outcome_of(children: Iterable[ChildState], target: Decimal) -> Ending | None:
+    """COMPLETED when filled to the target; EXPIRED when every child is finished short of it
+    (the plan ran out: a sweep's last step, a TWAP's last slice); None while it still works."""
     listed = list(children)
-    if filled_of(listed) >= target:
-        return IntentStatus.DONE
+    filled = filled_of(listed)
+    if filled >= target:
+        return Ending(IntentStatus.COMPLETED, f"filled {filled} of {target}")
     if listed and all(c.state in TERMINAL_STATES for c in listed):
-        return IntentStatus.DONE
+        return Ending(IntentStatus.EXPIRED, f"plan ended with {filled} of {target} filled")
     return None
+
+
+def past_good_till(good_till: datetime | None, now: datetime) -> bool:
+    """A GTD intent whose time is up (what is left is cancelled, the intent EXPIRED)."""
+    return good_till is not None and now >= good_till
+
+
+@dataclass(frozen=True, slots=True)
+class SlippageBreach:
+    """A child filled worse than the intent allows: the rest of the plan is aborted."""
+
+    key: str
+    avg_price: Decimal
+    reference: Decimal
+    slippage_bps: Decimal
+    max_slippage_bps: Decimal
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"{self.key} filled at {self.avg_price} vs reference {self.reference}: "
+            f"{self.slippage_bps:.2f} bps > {self.max_slippage_bps} bps"
+        )
+
+
+def slippage_breach(
+    children: Iterable[ChildState], buy: bool, max_slippage_bps: Decimal | None
+) -> SlippageBreach | None:
+    """The first filled child whose average price is beyond the intent's slippage limit."""
+    if max_slippage_bps is None:
+        return None
+    for child in children:
+        if child.filled <= 0 or child.avg_price is None or child.reference is None:
+            continue
+        bps = slippage_bps(child.avg_price, child.reference, buy)
+        if bps > max_slippage_bps:
+            return SlippageBreach(
+                child.key, child.avg_price, child.reference, bps, max_slippage_bps
+            )
+    return None
+
+
+def average_fill(children: Iterable[ChildState]) -> Decimal | None:
+    """The intent's average fill price: its children's averages weighted by what each filled."""
+    value = ZERO
+    quantity = ZERO
+    for child in children:
+        if child.filled > 0 and child.avg_price is not None:
+            value += child.avg_price * child.filled
+            quantity += child.filled
+    return None if quantity == 0 else value / quantity

@@ -58,6 +58,9 @@ class BridgeVenue:
             ib_order_id, client_order_id, contract, order, strategy, client=self._redis
         )
 
+    def cancel(self, ib_order_id: int) -> None:
+        client_api.enqueue_cancel(ib_order_id, client=self._redis)
+
     def market(self, con_id: int) -> Mapping[str, str]:
         raw = self._redis.hgetall(f"md:{con_id}")
         return {_text(k): _text(v) for k, v in raw.items()}

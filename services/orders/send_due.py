@@ -27,13 +27,21 @@ from sqlalchemy.engine import Connection, Engine
 from epm.logging import get_logger
 from models.child_orders import ChildOrder, Hold, Skip, plan_from_json, price
 from models.intent import IntentStatus
-from models.intent_progress import ChildState, outcome_of, progress_of, waiting_on
+from models.intent_progress import (
+    ChildState,
+    outcome_of,
+    past_good_till,
+    progress_of,
+    slippage_breach,
+    waiting_on,
+)
 from models.market import CENT, MarketSnapshot
 from models.orders import OrderEvent, OrderEventType, OrderState
 from services.ledger.own_events import apply_order_event
 from services.orders.venue import Venue
+from services.orders.wind_down import wind_down
 from store import contracts as contracts_repo
-from store import intent_life
+from store import intent_life, risk_events
 from store import orders as orders_repo
 from store.db import write_transaction
 from store.orders import OrderRow
@@ -73,12 +81,17 @@ class _Placement:
     strategy: str | None
 
 
-def _child_state(row: OrderRow) -> ChildState:
+def child_state(row: OrderRow) -> ChildState:
+    """The progress view of one child row."""
+    reference = (row.details or {}).get("reference_price")
     return ChildState(
         state=OrderState(row.state),
         quantity=row.quantity,
         filled=row.filled_qty,
         sent=row.ib_order_id is not None,
+        avg_price=row.avg_fill_price,
+        reference=None if reference is None else Decimal(str(reference)),
+        key=row.client_order_id,
     )
 
 
@@ -175,7 +188,7 @@ def _decide(
     if intent is None:  # pragma: no cover - the foreign key keeps it
         raise LookupError(f"intent {row.intent_id} of {key} is gone")
     siblings = [
-        _child_state(r) for r in orders_repo.of_intent(conn, row.intent_id) if r.id != row.id
+        child_state(r) for r in orders_repo.of_intent(conn, row.intent_id) if r.id != row.id
     ]
     waiting = waiting_on(siblings, intent.quantity)
     if waiting is not None:
@@ -246,22 +259,80 @@ def _store_priced(
     )
 
 
-def settle_intents(conn: Connection, now: datetime, limit: int = 200) -> list[int]:
-    """End the life of WORKING intents whose children are done (`models.intent_progress`)."""
+def settle_intents(
+    conn: Connection, now: datetime, limit: int = 200
+) -> tuple[list[int], list[int]]:
+    """End WORKING intents whose life is over; (finished intent ids, IB ids to cancel).
+
+    In order: a GTD intent past its `good_till` expires (what is left is cancelled); a child
+    that filled beyond the slippage limit aborts the rest of the plan (the decision, with its
+    numbers, in `risk_events`); an intent filled to its quantity completes, one whose children
+    all finished short expires (`models.intent_progress`).
+    """
     finished: list[int] = []
+    to_cancel: list[int] = []
     for intent in intent_life.with_status(conn, [IntentStatus.WORKING.value], limit):
-        children = [_child_state(r) for r in orders_repo.of_intent(conn, intent.id)]
-        outcome = outcome_of(children, intent.quantity)
-        if outcome is not None:
-            intent_life.set_status(conn, intent.id, outcome.value, now)
+        children = [child_state(r) for r in orders_repo.of_intent(conn, intent.id)]
+        if past_good_till(intent.good_till, now):
+            reason = f"good_till {intent.good_till.isoformat()} passed"
+            to_cancel += wind_down(conn, intent.id, reason, now)
+            intent_life.set_status(
+                conn, intent.id, IntentStatus.EXPIRED.value, now, reason="EXPIRED", message=reason
+            )
             finished.append(intent.id)
-    return finished
+            continue
+        buy = intent.side in ("BUY", "BUY_TO_COVER")
+        breach = slippage_breach(children, buy, intent.max_slippage_bps)
+        if breach is not None and outcome_of(children, intent.quantity) is None:
+            to_cancel += wind_down(conn, intent.id, f"slippage abort: {breach.reason}", now)
+            risk_events.record(
+                conn,
+                kind="SLIPPAGE_ABORT",
+                severity="warning",
+                scope="intent",
+                scope_key=intent.signal_id,
+                code="MAX_SLIPPAGE_EXCEEDED",
+                message=breach.reason,
+                details={
+                    "child": breach.key,
+                    "avg_price": str(breach.avg_price),
+                    "reference": str(breach.reference),
+                    "slippage_bps": str(breach.slippage_bps),
+                    "max_slippage_bps": str(breach.max_slippage_bps),
+                },
+                now=now,
+            )
+            intent_life.set_status(
+                conn,
+                intent.id,
+                IntentStatus.EXPIRED.value,
+                now,
+                reason="MAX_SLIPPAGE_EXCEEDED",
+                message=breach.reason,
+            )
+            finished.append(intent.id)
+            continue
+        ending = outcome_of(children, intent.quantity)
+        if ending is not None:
+            code = None if ending.status is IntentStatus.COMPLETED else "PLAN_ENDED"
+            # Children the plan no longer needs (a sweep's later steps) end unsent.
+            to_cancel += wind_down(conn, intent.id, ending.reason, now)
+            intent_life.set_status(
+                conn, intent.id, ending.status.value, now, reason=code, message=ending.reason
+            )
+            finished.append(intent.id)
+    return finished, to_cancel
 
 
 def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) -> TickResult:
     """One scheduler tick (see the module docstring)."""
     result = TickResult()
     placements: list[_Placement] = []
+    # Intents whose life is over first, so no child of an expired or aborted plan goes out.
+    with write_transaction(engine) as conn:
+        result.finished_intents, to_cancel = settle_intents(conn, now)
+    for ib_order_id in to_cancel:
+        venue.cancel(ib_order_id)
     with write_transaction(engine) as conn:
         for row in orders_repo.claim_due(conn, now, limit):
             placement = _decide(conn, venue, row, now, result)
@@ -291,6 +362,4 @@ def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) ->
             ib_order_id=placement.ib_order_id,
             **placement.order,
         )
-    with write_transaction(engine) as conn:
-        result.finished_intents = settle_intents(conn, now)
     return result

@@ -24,6 +24,9 @@ class Venue(Protocol):
     ) -> None:
         """Queue the placement for the bridge (which sends each IB order id at most once)."""
 
+    def cancel(self, ib_order_id: int) -> None:
+        """Queue a cancel (it overtakes queued placements and modifications of the order)."""
+
     def market(self, con_id: int) -> Mapping[str, str]:
         """The instrument's `md:{conid}` hash as the bridge last published it (empty if none)."""
 

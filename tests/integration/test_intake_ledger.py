@@ -226,7 +226,9 @@ def test_concurrency_guard_limits_active_intents_per_strategy(
     other = submit(engine, rds, intent("g-eq", strategy="Momentum_EQ", instrument="AAPL"), limit=2)
     assert other["status"] == "VALIDATED"
     with engine.begin() as conn:
-        conn.execute(intents.update().where(intents.c.signal_id == "g-0").values(status="DONE"))
+        conn.execute(
+            intents.update().where(intents.c.signal_id == "g-0").values(status="COMPLETED")
+        )
     assert submit(engine, rds, intent("g-3"), limit=2)["status"] == "VALIDATED"
     assert submit(engine, rds, intent("g-2"), limit=2)["reason"] == "CONCURRENCY_LIMIT"
 

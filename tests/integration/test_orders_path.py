@@ -8,6 +8,7 @@ through the bridge and the simulator to fills is `tests/integration/test_procfil
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,11 +23,13 @@ from sqlalchemy.engine import Engine
 from ibgateway_bridge import commands as cmds
 from models.ledger_reports import ContractReport
 from services.intake import process_submission
+from services.ledger.callbacks import process_callback
 from services.ledger.record_contract import record_contract
+from services.orders.cancel_intent import cancel_intent
 from services.orders.plan_intent import plan_admitted
 from services.orders.send_due import CONTRACT_WAIT, RESEND_AFTER, send_due
 from store.db import write_transaction
-from store.schema import execution_orders, intents, order_events
+from store.schema import audit_log, execution_orders, intents, order_events, risk_events
 from tasks.orders import BridgeVenue
 
 T0 = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
@@ -247,3 +250,188 @@ def test_a_spread_roll_without_legs_is_rejected_at_planning(engine: Engine, r: r
     row = status(engine, intent_id)
     assert (row.status, row.reject_reason) == ("REJECTED", "COMBO_LEGS_REQUIRED")
     assert children(engine, intent_id) == []
+
+
+def fill(engine: Engine, row: Any, shares: str, price: str, exec_id: str) -> None:
+    """The venue's execution of a child, recorded as the bridge would deliver it."""
+    outcome = process_callback(
+        "execution",
+        {
+            "exec_id": exec_id,
+            "ib_order_id": row.ib_order_id,
+            "client_id": 1,
+            "perm_id": 7000 + row.ib_order_id,
+            "con_id": AAPL,
+            "symbol": "AAPL",
+            "sec_type": "STK",
+            "currency": "USD",
+            "side": "BOT",
+            "shares": shares,
+            "price": price,
+            "order_ref": row.client_order_id,
+            "time": T0.isoformat(),
+            "received_at": T0.isoformat(),
+        },
+        engine=engine,
+        redis_client=None,
+        now=T0,
+    )
+    assert outcome["outcome"] == "recorded", outcome
+
+
+def cancels(r: redis.Redis) -> list[int]:
+    found = []
+    for stream_id, fields in r.xrange(cmds.COMMAND_STREAM):
+        env = cmds.parse_entry(stream_id, fields)
+        if isinstance(env, cmds.Envelope) and isinstance(env.command, cmds.CancelOrder):
+            found.append(env.command.ib_order_id)
+    return found
+
+
+def test_a_filled_sweep_completes_the_intent(engine: Engine, r: redis.Redis) -> None:
+    describe_aapl(engine)
+    intent_id = admit(engine, r)
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    first = children(engine, intent_id)[0]
+    fill(engine, first, "300", "200.02", "0001.01.01")
+    assert send_due(engine, venue, T0 + timedelta(seconds=1)).finished_intents == [intent_id]
+    # The steps left were never needed: nothing more sent.
+    assert len(placements(r)) == 1
+    row = status(engine, intent_id)
+    assert row.status == "COMPLETED" and row.reject_reason is None
+    states = [c.state for c in children(engine, intent_id)]
+    assert states == ["FILLED", "CANCELLED", "CANCELLED", "CANCELLED"]
+
+
+def test_a_fill_beyond_the_slippage_limit_aborts_the_plan_with_its_numbers(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    intent_id = admit(engine, r, urgency="Passive", quantity="100", max_slippage_bps="20")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    first = children(engine, intent_id)[0]
+    # Reference 200.01 (the mid); 200.60 is ~29.5 bps worse for a buy.
+    fill(engine, first, str(first.quantity), "200.60", "0002.01.01")
+    send_due(engine, venue, T0 + timedelta(seconds=1))
+    row = status(engine, intent_id)
+    assert (row.status, row.reject_reason) == ("EXPIRED", "MAX_SLIPPAGE_EXCEEDED")
+    assert "bps > 20 bps" in row.reject_message
+    rest = children(engine, intent_id)[1:]
+    assert rest and all(c.state == "CANCELLED" for c in rest)
+    with engine.connect() as conn:
+        event = conn.execute(
+            sa.select(risk_events).where(risk_events.c.kind == "SLIPPAGE_ABORT")
+        ).one()
+    assert event.details["reference"] == "200.01" and event.details["max_slippage_bps"] == "20"
+    assert Decimal(event.details["slippage_bps"]) > 20
+    assert len(placements(r)) == 1
+
+
+def test_cancel_intent_cancels_working_and_unsent_children_once_audited(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    intent_id = admit(engine, r, urgency="Normal")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    peg = children(engine, intent_id)[0]
+    assert peg.state == "PLACED" and peg.limit_price == Decimal("200.01")
+    done = cancel_intent(engine, venue, "sig-1", actor="ops:alice", reason="desk call", now=T0)
+    assert (done.outcome, done.cancels_sent) == ("cancelled", [peg.ib_order_id])
+    assert cancels(r) == [peg.ib_order_id]
+    assert children(engine, intent_id)[0].state == "CANCEL_REQUESTED"
+    row = status(engine, intent_id)
+    assert (row.status, row.reject_reason) == ("CANCELLED", "CANCELLED_BY_OPERATOR")
+    with engine.connect() as conn:
+        audit = conn.execute(sa.select(audit_log)).one()
+    assert (audit.actor, audit.action, audit.target) == (
+        "ops:alice",
+        "cancel_intent",
+        "intent:sig-1",
+    )
+    # Again: the intent has ended, nothing more is sent.
+    again = cancel_intent(engine, venue, "sig-1", actor="ops:alice", reason="again", now=T0)
+    assert again.outcome == "already_ended" and cancels(r) == [peg.ib_order_id]
+    assert (
+        cancel_intent(engine, venue, "nope", actor="a", reason="b", now=T0).outcome == "not_found"
+    )
+
+
+def test_a_gtd_intent_expires_at_good_till_and_its_rest_is_cancelled(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    until = T0 + timedelta(minutes=1)
+    intent_id = admit(
+        engine, r, urgency="Passive", time_in_force="GTD", good_till=until.isoformat()
+    )
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, until)
+    tick = send_due(engine, venue, until)
+    assert tick.finished_intents == [intent_id]
+    row = status(engine, intent_id)
+    assert (row.status, row.reject_reason) == ("EXPIRED", "EXPIRED")
+    # Expired before anything was sent: every slice cancelled unsent, nothing at the venue.
+    assert {c.state for c in children(engine, intent_id)} == {"CANCELLED"}
+    assert placements(r) == [] and cancels(r) == []
+
+
+def test_the_cli_lists_shows_and_cancels_intents(
+    engine: Engine, r: redis.Redis, epm_env: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from epm.cli import _load_commands, app
+
+    epm_env.setenv("EPM_DATABASE_URL", str(engine.url.render_as_string(hide_password=False)))
+    epm_env.setenv("EPM_REDIS_URL", _url_of(r))
+    describe_aapl(engine)
+    intent_id = admit(engine, r, urgency="Normal")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    first = children(engine, intent_id)[0]
+    fill(engine, first, "120", "200.01", "0003.01.01")
+
+    _load_commands()
+    runner = CliRunner()
+    listed = runner.invoke(app, ["intents", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (summary,) = [json.loads(line) for line in listed.output.splitlines()]
+    assert summary["signal_id"] == "sig-1" and summary["status"] == "WORKING"
+    assert (summary["filled"], summary["avg_price"]) == ("120", "200.01")
+    assert summary["template"] == "PEGGED_MID" and "Normal" in summary["why"]
+
+    shown = runner.invoke(app, ["intent", "sig-1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    detail = json.loads(shown.output)
+    (peg,) = detail["child_orders"]
+    assert (peg["ib_order_id"], peg["state"], peg["limit_price"]) == (
+        101,
+        "PARTIAL_FILLED",
+        "200.01",
+    )
+    assert runner.invoke(app, ["intent", "nope"]).exit_code == 1
+
+    cancelled = runner.invoke(
+        app, ["cancel-intent", "sig-1", "--reason", "desk", "--actor", "ops:bo"]
+    )
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "CANCELLED by ops:bo" in cancelled.output and "101" in cancelled.output
+    assert cancels(r) == [101]
+    assert status(engine, intent_id).status == "CANCELLED"
+
+
+def _url_of(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"

@@ -1,7 +1,7 @@
 """The production shape runs: every Procfile line, started with honcho against the machine's
 Redis and PostgreSQL, stays up through 30 idle seconds, and then an intent sent to
 `signals.exec.intent` reaches the venue and trades: relay → intake → orders (plan, contract
-details, market data, beat's scheduler tick) → bridge → simulator → ledger, to a DONE intent
+details, market data, beat's scheduler tick) → bridge → simulator → ledger, to a COMPLETED intent
 whose fills are the venue's executions.
 
 Run as a newcomer would: `epm db upgrade`, then `honcho start` with `EPM_REDIS_URL` and
@@ -119,7 +119,11 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
 
             def done() -> sa.Row[tuple[str, int]] | None:
                 row = intent()
-                return row if row is not None and row.status in ("DONE", "REJECTED") else None
+                return (
+                    row
+                    if row is not None and row.status in ("COMPLETED", "EXPIRED", "REJECTED")
+                    else None
+                )
 
             try:
                 final = wait_for(done, timeout_s=60, what="the intent traded to its end")
@@ -127,7 +131,7 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
                 raise AssertionError(
                     f"intent {intent()}: {log_path.read_text(errors='replace')[-4000:]}"
                 ) from None
-            assert final.status == "DONE", final
+            assert final.status == "COMPLETED", final
             with engine.connect() as conn:
                 filled = conn.execute(
                     sa.text(

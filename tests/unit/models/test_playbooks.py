@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from models.child_orders import Action, Template, plan_from_json, plan_to_json
 from models.intent import Intent, IntentStatus
-from models.intent_progress import ChildState, outcome_of, progress_of
+from models.intent_progress import (
+    ChildState,
+    outcome_of,
+    past_good_till,
+    progress_of,
+    slippage_breach,
+)
 from models.orders import OrderState
 from models.planners import sweep, twap
 from models.playbooks import Plan, Refusal, plan_intent
@@ -100,15 +106,44 @@ def test_a_working_child_counts_as_done_for_the_next_slice() -> None:
     assert progress.remaining == D(740)
 
 
-def test_an_intent_is_done_when_filled_or_when_nothing_is_left_to_try() -> None:
-    assert outcome_of([child(OrderState.FILLED, "1000", "1000")], D(1000)) is IntentStatus.DONE
-    assert outcome_of([child(OrderState.CANCELLED, "600", "600")], D(1000)) is IntentStatus.DONE
+def test_an_intent_completes_when_filled_and_expires_when_its_plan_ends_short() -> None:
+    done = outcome_of([child(OrderState.FILLED, "1000", "1000")], D(1000))
+    assert done is not None and done.status is IntentStatus.COMPLETED
+    short = outcome_of([child(OrderState.CANCELLED, "600", "600")], D(1000))
+    assert short is not None and short.status is IntentStatus.EXPIRED
+    assert "600 of 1000" in short.reason
     working = [
         child(OrderState.CANCELLED, "600", "600"),
         child(OrderState.SCHEDULED, None, sent=False),
     ]
     assert outcome_of(working, D(1000)) is None
     assert outcome_of([], D(1000)) is None
+
+
+def test_good_till_ends_an_intent_at_its_time() -> None:
+    assert past_good_till(T0, T0) and past_good_till(T0, T0 + timedelta(seconds=1))
+    assert not past_good_till(T0, T0 - timedelta(seconds=1))
+    assert not past_good_till(None, T0)
+
+
+def priced(avg: str, ref: str, filled: str = "100") -> ChildState:
+    return ChildState(OrderState.FILLED, D(100), D(filled), True, D(avg), D(ref), "epm-1-sweep-1")
+
+
+def test_a_fill_beyond_the_slippage_limit_is_a_breach_with_its_numbers() -> None:
+    breach = slippage_breach([priced("100.30", "100.00")], buy=True, max_slippage_bps=D(20))
+    assert breach is not None
+    assert breach.slippage_bps == D(30) and breach.key == "epm-1-sweep-1"
+    assert "30.00 bps > 20 bps" in breach.reason
+    # Within the limit, better than the reference, a sell filled higher, no limit: no breach.
+    assert slippage_breach([priced("100.10", "100.00")], buy=True, max_slippage_bps=D(20)) is None
+    assert slippage_breach([priced("99.00", "100.00")], buy=True, max_slippage_bps=D(20)) is None
+    assert slippage_breach([priced("100.50", "100.00")], buy=False, max_slippage_bps=D(5)) is None
+    assert slippage_breach([priced("101", "100")], buy=True, max_slippage_bps=None) is None
+    # A child with nothing filled says nothing about slippage.
+    assert (
+        slippage_breach([priced("0", "100", filled="0")], buy=True, max_slippage_bps=D(1)) is None
+    )
 
 
 @given(
