@@ -254,3 +254,20 @@ def of_intent(conn: Connection, intent_id: int) -> Sequence[OrderRow]:
     return conn.execute(
         sa.select(orders_t).where(orders_t.c.intent_id == intent_id).order_by(orders_t.c.id)
     ).all()
+
+
+def claim_working_children(conn: Connection, limit: int) -> Sequence[OrderRow]:
+    """Lock working child orders of intents (PLACED / PARTIAL_FILLED), skipping locked ones."""
+    query = (
+        sa.select(orders_t)
+        .where(
+            orders_t.c.intent_id.is_not(None),
+            orders_t.c.ib_order_id.is_not(None),
+            orders_t.c.state.in_([OrderState.PLACED.value, OrderState.PARTIAL_FILLED.value]),
+        )
+        .order_by(orders_t.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).all()

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 import ibgateway_bridge.client_api as client_api
 from models.intent import IntentStatus
 from services.orders.plan_intent import plan_admitted
+from services.orders.reprice import reprice_pegged
 from services.orders.send_due import send_due
 from store import intent_life
 from store.db import write_transaction
@@ -56,6 +57,19 @@ class BridgeVenue:
     ) -> None:
         client_api.enqueue_place(
             ib_order_id, client_order_id, contract, order, strategy, client=self._redis
+        )
+
+    def modify(
+        self,
+        ib_order_id: int,
+        version: int,
+        client_order_id: str,
+        contract: Mapping[str, Any],
+        order: Mapping[str, Any],
+        strategy: str | None,
+    ) -> None:
+        client_api.enqueue_modify(
+            ib_order_id, version, client_order_id, contract, order, strategy, client=self._redis
         )
 
     def cancel(self, ib_order_id: int) -> None:
@@ -130,6 +144,7 @@ def _tick(stores: Stores) -> Outcome:
             now=stores.now,
         )
     result = send_due(stores.engine, venue, stores.now)
+    repriced = reprice_pegged(stores.engine, venue, stores.now)
     return {
         "planned_late": waiting,
         "sent": result.sent,
@@ -137,6 +152,7 @@ def _tick(stores: Stores) -> Outcome:
         "held": result.held,
         "skipped": result.skipped,
         "finished_intents": result.finished_intents,
+        "repriced": repriced,
     }
 
 

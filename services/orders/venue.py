@@ -24,6 +24,17 @@ class Venue(Protocol):
     ) -> None:
         """Queue the placement for the bridge (which sends each IB order id at most once)."""
 
+    def modify(
+        self,
+        ib_order_id: int,
+        version: int,
+        client_order_id: str,
+        contract: Mapping[str, Any],
+        order: Mapping[str, Any],
+        strategy: str | None,
+    ) -> None:
+        """Queue a modification in place (the bridge sends each (id, version) once)."""
+
     def cancel(self, ib_order_id: int) -> None:
         """Queue a cancel (it overtakes queued placements and modifications of the order)."""
 

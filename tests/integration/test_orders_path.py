@@ -27,6 +27,7 @@ from services.ledger.callbacks import process_callback
 from services.ledger.record_contract import record_contract
 from services.orders.cancel_intent import cancel_intent
 from services.orders.plan_intent import plan_admitted
+from services.orders.reprice import reprice_pegged
 from services.orders.send_due import CONTRACT_WAIT, RESEND_AFTER, send_due
 from store.db import write_transaction
 from store.schema import audit_log, execution_orders, intents, order_events, risk_events
@@ -435,3 +436,40 @@ def test_the_cli_lists_shows_and_cancels_intents(
 def _url_of(client: redis.Redis) -> str:
     kwargs = client.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+
+
+def modifies(r: redis.Redis) -> list[cmds.ModifyOrder]:
+    found = []
+    for stream_id, fields in r.xrange(cmds.COMMAND_STREAM):
+        env = cmds.parse_entry(stream_id, fields)
+        if isinstance(env, cmds.Envelope) and isinstance(env.command, cmds.ModifyOrder):
+            found.append(env.command)
+    return found
+
+
+def test_a_pegged_child_follows_the_mid_in_place_throttled(engine: Engine, r: redis.Redis) -> None:
+    describe_aapl(engine)
+    intent_id = admit(engine, r, urgency="Normal")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    peg = children(engine, intent_id)[0]
+    assert peg.limit_price == Decimal("200.01")
+    # The mid moves within the throttle: left alone.
+    soon = T0 + timedelta(seconds=1)
+    quote(r, soon, bid="200.10", ask="200.12")
+    assert reprice_pegged(engine, venue, soon) == []
+    # After it: modified in place, same IB order id, version 1; once only at that mid.
+    later = T0 + timedelta(seconds=3)
+    quote(r, later, bid="200.10", ask="200.12")
+    assert reprice_pegged(engine, venue, later) == [peg.client_order_id]
+    assert reprice_pegged(engine, venue, later + timedelta(seconds=3)) == []
+    (modify,) = modifies(r)
+    assert (modify.ib_order_id, modify.version) == (peg.ib_order_id, 1)
+    assert modify.order.lmt_price == Decimal("200.11") and modify.order.quantity == Decimal(300)
+    assert children(engine, intent_id)[0].limit_price == Decimal("200.11")
+    # A stale quote never moves it.
+    stale = later + timedelta(seconds=30)
+    assert reprice_pegged(engine, venue, stale) == []
+    assert len(placements(r)) == 1
