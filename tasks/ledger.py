@@ -60,13 +60,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import redis
 import sqlalchemy as sa
 from celery import Task
-from celery.signals import worker_process_init
 
 from epm.logging import get_logger
-from epm.redis_conn import get_redis, reset_redis_cache
+from epm.redis_conn import get_redis
 from epm.settings import Settings, get_settings
 from services.ledger.callbacks import (
     MIRROR_KEY,
@@ -78,13 +76,22 @@ from services.ledger.callbacks import (
     reject_payload,
 )
 from store import dead_letters
-from store.db import dispose_engines, make_engine, write_transaction
+from store.db import make_engine, write_transaction
 from store.orders import StaleOrderError
-from tasks.app import celery_app
+from tasks.app import (
+    ALERT_STREAM,
+    TASK_OPTIONS,
+    alert_due,
+    celery_app,
+    is_store_outage,
+    raise_alert,
+    retry_countdown,
+)
 
 log = get_logger(__name__)
 
 __all__ = [
+    "ALERT_STREAM",
     "MIRROR_KEY",
     "is_transient",
     "mirror_order",
@@ -92,69 +99,11 @@ __all__ = [
     "retry_countdown",
 ]
 
-# Failures that time fixes, retried without limit: store outages (the database unreachable, the
-# connection dropped), deadlocks/serialization failures and SQLite's "database is locked"
-# (OperationalError), a pool timeout, a version bump under us. IntegrityError is not here: see
-# the module docstring.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    sa.exc.TimeoutError,
-    StaleOrderError,
-)
-
-# The bridge's alert stream (`ibgateway_bridge.commands.ALERT_STREAM`, same field shape: kind,
-# message, at, extras), spelled here so the ledger does not import the bridge.
-ALERT_STREAM = "epm:alerts"
-_ALERT_THROTTLE_KEY = "epm:alerts:throttle:{kind}"
-_ALERT_MAXLEN = 10_000
-# Past 2**this the backoff ceiling is the cap anyway; keeps the float finite for any attempt.
-_MAX_BACKOFF_EXPONENT = 32
-
 
 def is_transient(error: BaseException) -> bool:
-    """True for failures that time fixes (retried without limit), see `TRANSIENT_ERRORS`."""
-    if isinstance(error, TRANSIENT_ERRORS):
-        return True
-    return isinstance(error, sa.exc.DBAPIError) and bool(error.connection_invalidated)
-
-
-def retry_countdown(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Seconds before retry number `attempt + 1`: full jitter under min(cap, base * 2**attempt).
-
-    The cap never exceeds half the broker's visibility timeout, so a retry held by a worker is
-    never redelivered to another while it waits.
-    """
-    visibility = float(
-        (celery_app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
-    )
-    ceiling = min(cap_s, visibility / 2, base_s * 2.0 ** min(attempt, _MAX_BACKOFF_EXPONENT))
-    return rng.uniform(0, ceiling)
-
-
-def raise_alert(client: redis.Redis, kind: str, message: str, now: datetime, **extra: str) -> None:
-    """Append an alert to `epm:alerts` (never raises: an alert must not fail the callback)."""
-    fields: dict[Any, Any] = {
-        "kind": kind,
-        "message": message,
-        "at": now.astimezone(UTC).isoformat(),
-        **extra,
-    }
-    try:
-        client.xadd(ALERT_STREAM, fields, maxlen=_ALERT_MAXLEN, approximate=True)
-    except redis.RedisError as e:
-        log.warning("ledger.alert_failed", kind=kind, error=repr(e))
-
-
-def _alert_due(client: redis.Redis, kind: str, interval_s: float) -> bool:
-    """At most one alert of `kind` per interval across every worker (SET NX PX)."""
-    if interval_s <= 0:
-        return True
-    try:
-        key = _ALERT_THROTTLE_KEY.format(kind=kind)
-        return bool(client.set(key, "1", nx=True, px=max(int(interval_s * 1000), 1)))
-    except redis.RedisError:
-        return True
+    """True for failures that time fixes (retried without limit): a store outage
+    (`tasks.app.is_store_outage`) or a version bump under us (`StaleOrderError`)."""
+    return is_store_outage(error, (StaleOrderError,))
 
 
 def _callback_key(kind: str, payload: object) -> str:
@@ -253,7 +202,7 @@ class _Attempt:
         }
         if self.attempts >= settings.ledger_alert_after:
             log.warning("ledger.retrying_long", first_failed_at=state.first_failed_at, **fields)
-            if _alert_due(self.redis, "ledger_retrying", settings.ledger_alert_interval_s):
+            if alert_due(self.redis, "ledger_retrying", settings.ledger_alert_interval_s):
                 raise_alert(
                     self.redis,
                     "ledger_retrying",
@@ -330,60 +279,49 @@ def _run(task: Task, kind: str, payload: object, ledger_retry: object) -> Outcom
         return attempt.failed(e, kind, payload)
 
 
-class LedgerTask(Task):
-    """Base of the ledger tasks: acknowledged after they ran, retried by `_Attempt` only."""
-
-    acks_late = True
-    # Unlimited: `_Attempt` decides which failures retry (transient) and for how long (bounded).
-    max_retries = None
-
-
-_TASK_OPTIONS: dict[str, Any] = {"base": LedgerTask, "bind": True}
-
-
-@celery_app.task(name="tasks.ledger.record_execution", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_execution", **TASK_OPTIONS)
 def record_execution(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """execDetails → one fill (idempotent on exec_id), order cumulative, FSM, position."""
     return _run(self, "execution", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_commission", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_commission", **TASK_OPTIONS)
 def record_commission(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """commissionReport → the execution's commission (replaces the estimate); key exec_id."""
     return _run(self, "commission", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_order_status", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_order_status", **TASK_OPTIONS)
 def record_order_status(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """orderStatus → FSM event (late/duplicate ones recorded, not applied)."""
     return _run(self, "order_status", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_open_order", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_open_order", **TASK_OPTIONS)
 def record_open_order(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """openOrder → the venue's view of the order (creates orders placed elsewhere)."""
     return _run(self, "open_order", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_order_error", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_order_error", **TASK_OPTIONS)
 def record_order_error(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """error() for an order id → reject / cancel confirmed / cancel failed, or recorded only."""
     return _run(self, "order_error", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_order_replaced", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_order_replaced", **TASK_OPTIONS)
 def record_order_replaced(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """Bridge re-placed an order under a new IB id after error 103; the order follows it."""
     return _run(self, "order_replaced", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_contract", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_contract", **TASK_OPTIONS)
 def record_contract(self: Task, payload: object, ledger_retry: object = None) -> Outcome:
     """contractDetails → the `contracts` cache row (newest answer wins); key con_id."""
     return _run(self, "contract", payload, ledger_retry)
 
 
-@celery_app.task(name="tasks.ledger.record_batch", **_TASK_OPTIONS)
+@celery_app.task(name="tasks.ledger.record_batch", **TASK_OPTIONS)
 def record_batch(self: Task, items: object, ledger_retry: object = None) -> list[Outcome]:
     """Several callbacks in one message (`[{"kind": "execution", "payload": {...}}, ...]`).
 
@@ -410,10 +348,3 @@ def record_batch(self: Task, items: object, ledger_retry: object = None) -> list
         except Exception as e:
             outcomes.append(attempt.failed(e, kind, payload))
     return outcomes
-
-
-@worker_process_init.connect
-def _fresh_connections_after_fork(**_: object) -> None:
-    # A prefork child must not share the parent's pooled sockets (SQLite, PostgreSQL, Redis).
-    dispose_engines()
-    reset_redis_cache()
