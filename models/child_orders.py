@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from models.fills import Side
 from models.market import ZERO, MarketSnapshot, band_limit, round_to_tick
 
 # NOTES: a child order's size is capped at 10 % of the latest completed 5 s bar's volume.
@@ -47,17 +48,8 @@ class Pricing(StrEnum):
     TRAIL = "TRAIL"  # a trailing stop by `trail_amount` or `trail_percent`
 
 
-class Action(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-    @property
-    def buy(self) -> bool:
-        return self is Action.BUY
-
-    @property
-    def opposite(self) -> Action:
-        return Action.SELL if self is Action.BUY else Action.BUY
+# A child's action is the wire direction, one enum for fills, orders and children.
+Action = Side
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,10 +56,21 @@ def exact(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 class Side(StrEnum):
-    """Direction of a fill, in epm's words (IB's BOT/SLD are translated on entry)."""
+    """The one wire direction: of a fill (IB's BOT/SLD are translated on entry), of an order's
+    action, of a child order (`models.child_orders.Action` is this enum). An intent's side
+    (`models.intent.Side`: BUY_TO_COVER, SELL_SHORT too) says what the producer means, and maps
+    onto this with `wire_action`."""
 
     BUY = "BUY"
     SELL = "SELL"
+
+    @property
+    def buy(self) -> bool:
+        return self is Side.BUY
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
 
 
 IB_SIDES: dict[str, Side] = {"BOT": Side.BUY, "SLD": Side.SELL, "BUY": Side.BUY, "SELL": Side.SELL}

@@ -40,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from models.fills import Side as WireSide
 from models.instruments import (
     Contract,
     InstrumentError,
@@ -112,9 +113,9 @@ class Side(StrEnum):
     SELL_SHORT = "SELL_SHORT"
 
     @property
-    def wire_action(self) -> str:
-        """IB's order action for this side."""
-        return "BUY" if self in (Side.BUY, Side.BUY_TO_COVER) else "SELL"
+    def wire_action(self) -> WireSide:
+        """IB's order action for this side (the one wire direction, `models.fills.Side`)."""
+        return WireSide.BUY if self in (Side.BUY, Side.BUY_TO_COVER) else WireSide.SELL
 
 
 class Urgency(StrEnum):
@@ -420,7 +421,7 @@ class Intent(BaseModel):
         return self.instrument
 
     @property
-    def wire_action(self) -> str:
+    def wire_action(self) -> WireSide:
         return self.side.wire_action
 
     def to_payload(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class Refusal:
 
 def action_of(intent: Intent) -> Action:
     """IB's action for the intent's side (BUY_TO_COVER buys, SELL_SHORT sells)."""
-    return Action(intent.wire_action)
+    return intent.wire_action
 
 
 def deadline_of(intent: Intent, start: datetime, span: timedelta = DEFAULT_TWAP_SPAN) -> datetime:
