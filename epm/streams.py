@@ -26,13 +26,16 @@ _MAX_MESSAGE_CHARS = 1_000
 
 
 def reject_fields(reject: Reject, *, ts: datetime) -> dict[str, str]:
-    """The flat stream fields of one reject entry."""
-    return {
+    """The flat stream fields of one reject entry (`field` only when one is named)."""
+    fields = {
         "signal_id": reject.signal_id,
         "reason": reject.reason.value,
         "message": reject.message[:_MAX_MESSAGE_CHARS],
         "ts": ts.astimezone(UTC).isoformat(),
     }
+    if reject.field:
+        fields["field"] = reject.field
+    return fields
 
 
 def publish_reject(client: redis.Redis, reject: Reject, *, ts: datetime) -> str:

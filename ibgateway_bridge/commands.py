@@ -125,6 +125,7 @@ class OrderSpec(BaseModel):
     order_type: str = "LMT"
     lmt_price: Decimal | None = None
     aux_price: Decimal | None = None
+    trailing_percent: Decimal | None = Field(default=None, gt=0, lt=100)
     tif: str = "DAY"
     account: str | None = None
     parent_id: int | None = Field(default=None, ge=1)

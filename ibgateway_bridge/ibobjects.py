@@ -45,6 +45,8 @@ def to_ib_order(command: PlaceOrder | ModifyOrder) -> Order:
         order.lmtPrice = spec.lmt_price
     if spec.aux_price is not None:
         order.auxPrice = spec.aux_price
+    if spec.trailing_percent is not None:
+        order.trailingPercent = spec.trailing_percent
     order.tif = spec.tif
     order.account = spec.account or ""
     if spec.parent_id is not None:

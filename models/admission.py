@@ -134,6 +134,8 @@ class AdmissionOutcome:
     reason: RejectReason | None = None
     message: str | None = None
     duplicate: bool = False
+    # The offending field of a refused payload, when there is one (`params.trail_percent`).
+    field: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -146,7 +148,7 @@ class AdmissionOutcome:
             return None
         if self.reason is None:
             raise ValueError(f"refused outcome for {self.signal_id!r} carries no reason code")
-        return Reject(self.reason, self.message or "", self.signal_id)
+        return Reject(self.reason, self.message or "", self.signal_id, self.field)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON primitives: the task's result and the CLI's `--inline` line (keys are stable)."""
@@ -168,6 +170,7 @@ def _refused(reject: Reject, intent_id: int | None, *, duplicate: bool = False) 
         reason=reject.reason,
         message=reject.message,
         duplicate=duplicate,
+        field=reject.field,
     )
 
 

@@ -36,6 +36,8 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -47,6 +49,7 @@ from models.instruments import (
     InstrumentKind,
     parse_instrument,
 )
+from models.playbook_params import ParamsError, StrategyParams, parse_params
 from models.rejects import Reject, RejectReason
 from models.strategies import STRATEGIES, ExpiryPolicy
 
@@ -147,6 +150,13 @@ class RiskTag(StrEnum):
 def _fail(reason: RejectReason, message: str) -> NoReturn:
     # The message goes through the context so braces in user data are never format fields.
     raise PydanticCustomError(f"epm.{reason.value}", "{detail}", {"detail": message})
+
+
+def _fail_at(reason: RejectReason, message: str, field: str) -> NoReturn:
+    """`_fail` naming a field below the one being validated (`params.trail_percent`)."""
+    raise PydanticCustomError(
+        f"epm.{reason.value}", "{detail}", {"detail": message, "field": field}
+    )
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -379,6 +389,25 @@ class Intent(BaseModel):
     ] = None
     risk_tags: Annotated[tuple[RiskTag, ...], BeforeValidator(_risk_tags)] = ()
     created_at: UtcTimestamp = None
+    # Per-strategy parameters, checked by the playbook's model (`models.playbook_params`) and
+    # stored normalized (numbers as strings, defaults left out).
+    params: dict[str, Any] | None = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params(cls, value: Any, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            _fail(RejectReason.INVALID_PARAMS, "params must be a JSON object")
+        strategy = info.data.get("strategy")
+        if not isinstance(strategy, str):
+            return None  # the strategy's own error is reported instead
+        try:
+            parsed = parse_params(strategy, value)
+        except ParamsError as e:
+            _fail_at(RejectReason(e.code), str(e), e.field)
+        return parsed.model_dump(mode="json", exclude_defaults=True) or None
 
     @model_validator(mode="before")
     @classmethod
@@ -423,6 +452,11 @@ class Intent(BaseModel):
     @property
     def wire_action(self) -> WireSide:
         return self.side.wire_action
+
+    @property
+    def strategy_params(self) -> StrategyParams:
+        """The params as the strategy's model (its defaults when the intent gave none)."""
+        return parse_params(self.strategy, self.params)
 
     def to_payload(self) -> dict[str, Any]:
         """The normalized intent as JSON-safe data (Decimals and times as strings)."""
@@ -534,7 +568,8 @@ def _reject_from(error: ValidationError, signal_id: str) -> Reject:
     loc = first["loc"]
     field = str(loc[0]) if loc else None
     if kind.startswith("epm."):
-        return Reject(RejectReason(kind[4:]), str(first["msg"]), signal_id, field)
+        named = (first.get("ctx") or {}).get("field")
+        return Reject(RejectReason(kind[4:]), str(first["msg"]), signal_id, named or field)
     if kind == "missing":
         return Reject(
             RejectReason.MISSING_FIELD, f"missing required field {field!r}", signal_id, field

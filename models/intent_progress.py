@@ -31,17 +31,25 @@ class ChildState:
     avg_price: Decimal | None = None  # of its fills
     reference: Decimal | None = None  # the price its slippage is measured against
     key: str = ""
+    # A bracket's exit (stop, profit target): it protects the position, it is not progress
+    # toward the intent's quantity, and it keeps working after the intent completes.
+    exit: bool = False
+
+
+def entries(children: Iterable[ChildState]) -> list[ChildState]:
+    """The children that work toward the intent's quantity (not a bracket's exits)."""
+    return [c for c in children if not c.exit]
 
 
 def filled_of(children: Iterable[ChildState]) -> Decimal:
-    """What the intent's children filled, together."""
-    return sum((c.filled for c in children), ZERO)
+    """What the intent's entry children filled, together."""
+    return sum((c.filled for c in entries(children)), ZERO)
 
 
 def in_flight_of(children: Iterable[ChildState]) -> Decimal:
     """What sent children may still fill: working, or sent and not yet acknowledged."""
     total = ZERO
-    for child in children:
+    for child in entries(children):
         if child.quantity is None:
             continue
         may_work = child.state in WORKING_STATES or (
@@ -94,7 +102,7 @@ class Ending:
 def outcome_of(children: Iterable[ChildState], target: Decimal) -> Ending | None:
     """COMPLETED when filled to the target; EXPIRED when every child is finished short of it
     (the plan ran out: a sweep's last step, a TWAP's last slice); None while it still works."""
-    listed = list(children)
+    listed = entries(children)
     filled = filled_of(listed)
     if filled >= target:
         return Ending(IntentStatus.COMPLETED, f"filled {filled} of {target}")
@@ -132,7 +140,7 @@ def slippage_breach(
     """The first filled child whose average price is beyond the intent's slippage limit."""
     if max_slippage_bps is None:
         return None
-    for child in children:
+    for child in entries(children):
         if child.filled <= 0 or child.avg_price is None or child.reference is None:
             continue
         bps = slippage_bps(child.avg_price, child.reference, buy)
@@ -147,7 +155,7 @@ def average_fill(children: Iterable[ChildState]) -> Decimal | None:
     """The intent's average fill price: its children's averages weighted by what each filled."""
     value = ZERO
     quantity = ZERO
-    for child in children:
+    for child in entries(children):
         if child.filled > 0 and child.avg_price is not None:
             value += child.avg_price * child.filled
             quantity += child.filled

@@ -51,6 +51,9 @@ class RejectReason(StrEnum):
     # Decided by the intake task against the ledger.
     DUPLICATE_SIGNAL = "DUPLICATE_SIGNAL"
     CONCURRENCY_LIMIT = "CONCURRENCY_LIMIT"
+    # `params` its strategy does not know, or values it refuses (the field is named).
+    UNKNOWN_PARAM = "UNKNOWN_PARAM"
+    INVALID_PARAMS = "INVALID_PARAMS"
     # Reserved for the contract-cache and risk checks that plug into the pipeline later.
     UNKNOWN_CONTRACT = "UNKNOWN_CONTRACT"
     RISK_LIMIT = "RISK_LIMIT"

@@ -82,6 +82,11 @@ def reload(conn: Connection, row: OrderRow) -> OrderRow:
     return conn.execute(sa.select(orders_t).where(orders_t.c.id == row.id)).one()
 
 
+def by_id(conn: Connection, row_id: int) -> OrderRow:
+    """The order row with this id (it must exist)."""
+    return conn.execute(sa.select(orders_t).where(orders_t.c.id == row_id)).one()
+
+
 def lock_by_ref(conn: Connection, client_order_id: str) -> OrderRow | None:
     """Lock the order with this key (our ref, or a stand-in's synthetic key)."""
     return _lock(conn, orders_t.c.client_order_id == client_order_id)

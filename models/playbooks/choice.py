@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from models.child_orders import Action, ChildPlan, Template
+from models.child_orders import Action, ChildPlan, Pricing, Template
 from models.intent import Intent, TimeInForce, Urgency
 from models.planners import pegged_mid, sweep, twap
 
@@ -52,6 +52,14 @@ def deadline_of(intent: Intent, start: datetime, span: timedelta = DEFAULT_TWAP_
     return start + span
 
 
+def template_for(intent: Intent) -> tuple[Template, str]:
+    """The template the intent's params name, else the default for its urgency."""
+    named = intent.strategy_params.template
+    if named is not None:
+        return named, f"params name {named.value}"
+    return by_urgency(intent)
+
+
 def by_urgency(intent: Intent) -> tuple[Template, str]:
     """The default template for the intent's urgency (the table above)."""
     if intent.urgency in (Urgency.IMMEDIATE, Urgency.HIGH):
@@ -70,10 +78,27 @@ def children_for(template: Template, intent: Intent, now: datetime) -> tuple[Chi
         return tuple(pegged_mid(action, now))
     if template is Template.TWAP:
         return tuple(twap(action, intent.quantity, now, deadline_of(intent, now)))
+    if template is Template.MARKETABLE_LIMIT:
+        return (
+            ChildPlan(
+                key="limit",
+                template=Template.MARKETABLE_LIMIT,
+                action=action,
+                due_at=now,
+                pricing=Pricing.TOUCH,
+                tif="DAY",
+                reason="a marketable limit at the touch",
+            ),
+        )
     raise ValueError(f"no default planner for {template}")
 
 
-def default_plan(intent: Intent, now: datetime, why: str = "") -> Plan:
-    """The plan by the default rule; `why` prefixes the reason with the playbook's own word."""
-    template, reason = by_urgency(intent)
+def default_plan(intent: Intent, now: datetime, why: str = "") -> Plan | Refusal:
+    """The plan by the default rule (or the template the params name); `why` prefixes the
+    reason with the playbook's own word."""
+    template, reason = template_for(intent)
+    if template is Template.BRACKET:
+        return Refusal(
+            "INVALID_PARAMS", f"{intent.strategy} cannot run a bracket: it has no exit rules"
+        )
     return Plan(template, f"{why}{reason}", children_for(template, intent, now))

@@ -14,7 +14,7 @@ from models.playbooks.choice import Plan, Refusal, children_for, default_plan
 
 
 def plan(intent: Intent, now: datetime) -> Plan | Refusal:
-    if intent.urgency is Urgency.IMMEDIATE:
+    if intent.urgency is Urgency.IMMEDIATE or intent.strategy_params.template is not None:
         return default_plan(intent, now, "Gamma_Rebalance, ")
     reason = f"Gamma_Rebalance, urgency {intent.urgency.value}: hedge increments as a TWAP"
     return Plan(Template.TWAP, reason, children_for(Template.TWAP, intent, now))

@@ -44,7 +44,9 @@ def cancel_intent(
             return Cancelled("not_found", signal_id)
         if IntentStatus(row.status) not in ACTIVE_STATUSES:
             return Cancelled("already_ended", signal_id, row.status)
-        to_cancel = wind_down(conn, row.id, f"intent cancelled by {actor}: {reason}", now)
+        to_cancel = wind_down(
+            conn, row.id, f"intent cancelled by {actor}: {reason}", now, exits=True
+        )
         intent_life.set_status(
             conn,
             row.id,

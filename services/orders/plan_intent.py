@@ -71,14 +71,18 @@ def _save(
     now: datetime,
 ) -> None:
     terms = ib_terms(intent.instrument)
+    row_ids: dict[str, int] = {}
     for child in plan.children:
-        orders_repo.create_order(
+        # A bracket's exits point at their entry (planned before them), as IB's parentId will.
+        parent = row_ids.get(child.parent_key) if child.parent_key else None
+        row_ids[child.key] = orders_repo.create_order(
             conn,
             {
                 "client_order_id": child_order_id(intent_id, child.key),
                 "client_id": client_id,
                 "intent_id": intent_id,
-                "parent_link": "child",
+                "parent_order_id": parent,
+                "parent_link": "bracket_exit" if parent is not None else "child",
                 "strategy": intent.strategy,
                 "con_id": con_id,
                 "symbol": terms["symbol"],

@@ -36,7 +36,7 @@ from models.intent_progress import (
     waiting_on,
 )
 from models.market import CENT, MarketSnapshot
-from models.orders import OrderEvent, OrderEventType, OrderState
+from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
 from services.ledger.own_events import apply_order_event
 from services.orders.venue import Venue
 from services.orders.wind_down import wind_down
@@ -92,6 +92,7 @@ def child_state(row: OrderRow) -> ChildState:
         avg_price=row.avg_fill_price,
         reference=None if reference is None else Decimal(str(reference)),
         key=row.client_order_id,
+        exit=row.parent_order_id is not None,
     )
 
 
@@ -103,13 +104,18 @@ def _contract(row: OrderRow) -> dict[str, Any]:
 
 
 def _placement(row: OrderRow) -> _Placement:
+    details = row.details or {}
     order = {
         "action": row.action,
         "quantity": str(row.quantity),
         "order_type": row.order_type,
         "lmt_price": None if row.limit_price is None else str(row.limit_price),
         "aux_price": None if row.aux_price is None else str(row.aux_price),
+        "trailing_percent": details.get("trail_percent"),
         "tif": row.tif,
+        "parent_id": details.get("parent_ib_order_id"),
+        "transmit": details.get("transmit", True),
+        "oca_group": details.get("oca_group"),
     }
     return _Placement(
         ib_order_id=row.ib_order_id,
@@ -190,10 +196,23 @@ def _decide(
     siblings = [
         child_state(r) for r in orders_repo.of_intent(conn, row.intent_id) if r.id != row.id
     ]
-    waiting = waiting_on(siblings, intent.quantity)
-    if waiting is not None:
-        _hold(conn, row, plan.due_at, waiting, now, result)
-        return None
+    parent_ib_id: int | None = None
+    if row.parent_order_id is not None:
+        # A bracket exit goes out after its entry, naming the entry's IB order id.
+        parent = orders_repo.by_id(conn, row.parent_order_id)
+        if parent.ib_order_id is None:
+            if OrderState(parent.state) in TERMINAL_STATES:
+                _give_up(conn, row, "its entry was never sent", now)
+                result.skipped[key] = "entry never sent"
+            else:
+                _hold(conn, row, plan.due_at, "waiting for its entry to be sent", now, result)
+            return None
+        parent_ib_id = int(parent.ib_order_id)
+    else:
+        waiting = waiting_on(siblings, intent.quantity)
+        if waiting is not None:
+            _hold(conn, row, plan.due_at, waiting, now, result)
+            return None
     progress = progress_of(siblings, intent.quantity, intent.max_slippage_bps or Decimal(0))
     tick = contracts_repo.min_tick(conn, row.con_id) or CENT
     snapshot = MarketSnapshot.from_fields(row.con_id, venue.market(row.con_id), tick)
@@ -205,7 +224,7 @@ def _decide(
     if isinstance(decided, Hold):
         _hold(conn, row, plan.due_at, decided.reason, now, result)
         return None
-    row = _store_priced(conn, venue, row, decided, now)
+    row = _store_priced(conn, venue, row, decided, now, parent_ib_id)
     result.sent.append(key)
     return _placement(row)
 
@@ -229,7 +248,12 @@ def _hold(
 
 
 def _store_priced(
-    conn: Connection, venue: Venue, row: OrderRow, child: ChildOrder, now: datetime
+    conn: Connection,
+    venue: Venue,
+    row: OrderRow,
+    child: ChildOrder,
+    now: datetime,
+    parent_ib_id: int | None,
 ) -> OrderRow:
     """Commit-to-be: the child's size, price and freshly allocated IB order id."""
     return orders_repo.update_columns(
@@ -252,6 +276,12 @@ def _store_priced(
                     else str(child.reference_price),
                     "priced_at": now.isoformat(),
                     "held": None,
+                    "transmit": child.transmit,
+                    "oca_group": child.oca_group,
+                    "trail_percent": None
+                    if child.trail_percent is None
+                    else str(child.trail_percent),
+                    "parent_ib_order_id": parent_ib_id,
                 },
             ),
         },

@@ -17,10 +17,18 @@ from services.ledger.own_events import apply_order_event
 from store import orders as orders_repo
 
 
-def wind_down(conn: Connection, intent_id: int, reason: str, now: datetime) -> list[int]:
-    """Cancel the intent's unfinished children; the IB order ids to cancel at the venue."""
+def wind_down(
+    conn: Connection, intent_id: int, reason: str, now: datetime, *, exits: bool = False
+) -> list[int]:
+    """Cancel the intent's unfinished children; the IB order ids to cancel at the venue.
+
+    A bracket's exits (children with a parent) protect the position the entry built and keep
+    working when the plan ends; only an operator's cancel (`exits=True`) takes them down too.
+    """
     to_cancel: list[int] = []
     for row in orders_repo.of_intent(conn, intent_id):
+        if row.parent_order_id is not None and not exits:
+            continue
         state = OrderState(row.state)
         if state in TERMINAL_STATES or state is OrderState.CANCEL_REQUESTED:
             continue

@@ -473,3 +473,77 @@ def test_a_pegged_child_follows_the_mid_in_place_throttled(engine: Engine, r: re
     stale = later + timedelta(seconds=30)
     assert reprice_pegged(engine, venue, stale) == []
     assert len(placements(r)) == 1
+
+
+def test_a_momentum_intent_with_a_trail_goes_out_as_one_bracket(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    intent_id = admit(
+        engine, r, params={"trail_percent": "1.5", "profit_target": "210"}, quantity="100"
+    )
+    venue = BridgeVenue(engine, r, client_id=1)
+    planned = plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    assert (planned.template, planned.children) == ("BRACKET", 3)
+    assert "trailing 1.5% stop, target 210" in (planned.reason or "")
+    quote(r, T0)
+    tick = send_due(engine, venue, T0)
+    assert len(tick.sent) == 3, tick
+    entry, target, stop = placements(r)
+    # Entry first, transmit off; the exits name it, share one OCA group; the stop transmits all.
+    assert (entry.order.action, entry.order.quantity, entry.order.lmt_price) == (
+        "BUY",
+        Decimal(100),
+        Decimal("200.02"),
+    )
+    assert entry.order.transmit is False and entry.order.parent_id is None
+    assert (target.order.action, target.order.order_type, target.order.lmt_price) == (
+        "SELL",
+        "LMT",
+        Decimal(210),
+    )
+    assert target.order.parent_id == stop.order.parent_id == entry.ib_order_id
+    assert target.order.transmit is False and stop.order.transmit is True
+    assert target.order.oca_group == stop.order.oca_group is not None
+    assert (stop.order.order_type, stop.order.trailing_percent, stop.order.tif) == (
+        "TRAIL",
+        Decimal("1.5"),
+        "GTC",
+    )
+    rows = children(engine, intent_id)
+    assert [c.parent_order_id for c in rows] == [None, rows[0].id, rows[0].id]
+    # The entry fills: the intent completes, and the exits keep protecting the position.
+    fill(engine, rows[0], "100", "200.02", "0004.01.01")
+    assert send_due(engine, venue, T0 + timedelta(seconds=1)).finished_intents == [intent_id]
+    assert status(engine, intent_id).status == "COMPLETED"
+    assert [c.state for c in children(engine, intent_id)] == ["FILLED", "PLACED", "PLACED"]
+    assert cancels(r) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "field"),
+    [
+        ({"trail_pct": "1"}, "UNKNOWN_PARAM", "params.trail_pct"),
+        ({"trail_percent": "abc"}, "INVALID_PARAMS", "params.trail_percent"),
+        ({"trail_percent": "1", "trail_amount": "2"}, "INVALID_PARAMS", "params"),
+    ],
+)
+def test_bad_params_are_refused_at_intake_naming_the_field(
+    engine: Engine, r: redis.Redis, params: dict[str, str], code: str, field: str
+) -> None:
+    payload = {
+        "signal_id": "bad-params",
+        "strategy": "Momentum_EQ",
+        "instrument": "AAPL",
+        "side": "BUY",
+        "quantity": "10",
+        "urgency": "High",
+        "time_in_force": "DAY",
+        "params": params,
+    }
+    outcome = process_submission(
+        payload, engine=engine, redis_client=r, now=T0, max_active=lambda _s: 100
+    )
+    assert (outcome["status"], outcome["reason"]) == ("REJECTED", code)
+    ((_id, entry),) = r.xrange("signals.exec.reject")
+    assert entry.get("field") == field, entry

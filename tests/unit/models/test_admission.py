@@ -138,7 +138,7 @@ def test_submissions_without_a_usable_signal_id_are_refused_and_not_recorded(
     assert decision.reject.reason is reason
     outcome = decision.outcome(None)
     assert (outcome.status, outcome.intent_id, outcome.duplicate) == ("REJECTED", None, False)
-    assert outcome.published == Reject(reason, decision.reject.message, "")
+    assert outcome.published == Reject(reason, decision.reject.message, "", decision.reject.field)
 
 
 @pytest.mark.parametrize(
