@@ -398,6 +398,13 @@ class Intent(BaseModel):
     def _params(cls, value: Any, info: ValidationInfo) -> dict[str, Any] | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            # A flat stream entry (`XADD ... params '{"trail_percent": "1.5"}'`) can only hold
+            # text: the object arrives as its JSON.
+            try:
+                value = json.loads(value)
+            except ValueError:
+                _fail(RejectReason.INVALID_PARAMS, "params is text that is not a JSON object")
         if not isinstance(value, Mapping):
             _fail(RejectReason.INVALID_PARAMS, "params must be a JSON object")
         strategy = info.data.get("strategy")

@@ -12,6 +12,7 @@ honcho stops every line when one of them exits, so honcho still running means al
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -93,55 +95,52 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
         while time.monotonic() < deadline:  # the property under test is this idle stretch
             assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
             time.sleep(1.0)
-        signal_id = f"procfile-{uuid.uuid4().hex[:10]}"
+        sweep_id = f"procfile-{uuid.uuid4().hex[:10]}"
+        bracket_id = f"procfile-{uuid.uuid4().hex[:10]}"
+        base = {
+            "strategy": "Momentum_EQ",
+            "side": "BUY",
+            "urgency": "High",
+            "time_in_force": "DAY",
+            "max_slippage_bps": "25",
+        }
+        r.xadd(
+            INTENT_STREAM, {**base, "signal_id": sweep_id, "instrument": "NVDA", "quantity": "10"}
+        )
+        # A bracket: entry at the touch, a trailing stop and a profit target as an OCA pair.
         r.xadd(
             INTENT_STREAM,
             {
-                "signal_id": signal_id,
-                "strategy": "Momentum_EQ",
-                "instrument": "NVDA",
-                "side": "BUY",
-                "quantity": "10",
-                "urgency": "High",
-                "time_in_force": "DAY",
-                "max_slippage_bps": "25",
+                **base,
+                "signal_id": bracket_id,
+                "instrument": "AAPL",
+                "quantity": "5",
+                "params": json.dumps({"trail_percent": "2", "profit_target": "400"}),
             },
         )
         engine = sa.create_engine(procfile_db)
         try:
+            sweep = _traded(engine, sweep_id, log_path)
+            assert _filled(engine, sweep.id) == Decimal(10)
+            bracket = _traded(engine, bracket_id, log_path)
+            assert _filled(engine, bracket.id) == Decimal(5)
 
-            def intent() -> sa.Row[tuple[str, int]] | None:
+            def exits_working() -> list[sa.Row[tuple[str, str | None, str | None]]]:
                 with engine.connect() as conn:
-                    return conn.execute(
-                        sa.text("SELECT status, id FROM intents WHERE signal_id = :s"),
-                        {"s": signal_id},
-                    ).first()
+                    rows = conn.execute(
+                        sa.text(
+                            "SELECT order_type, last_ib_status, state FROM execution_orders "
+                            "WHERE intent_id = :i AND parent_order_id IS NOT NULL ORDER BY id"
+                        ),
+                        {"i": bracket.id},
+                    ).all()
+                working = [x for x in rows if x.last_ib_status in ("PreSubmitted", "Submitted")]
+                return rows if len(working) == 2 else []
 
-            def done() -> sa.Row[tuple[str, int]] | None:
-                row = intent()
-                return (
-                    row
-                    if row is not None and row.status in ("COMPLETED", "EXPIRED", "REJECTED")
-                    else None
-                )
-
-            try:
-                final = wait_for(done, timeout_s=60, what="the intent traded to its end")
-            except AssertionError:
-                raise AssertionError(
-                    f"intent {intent()}: {log_path.read_text(errors='replace')[-4000:]}"
-                ) from None
-            assert final.status == "COMPLETED", final
-            with engine.connect() as conn:
-                filled = conn.execute(
-                    sa.text(
-                        "SELECT f.execution_id, f.shares FROM fills f "
-                        "JOIN execution_orders o ON o.id = f.order_id WHERE o.intent_id = :i"
-                    ),
-                    {"i": final.id},
-                ).all()
-            # Executions the simulator made for the intent's sweep, booked to its children.
-            assert sum(Decimal(row.shares) for row in filled) == Decimal(10), filled
+            # The venue's own view (openOrder / orderStatus through the ledger): both exits
+            # work there, the limit and the trailing stop, after the entry filled.
+            exits = wait_for(exits_working, timeout_s=30, what="the bracket's exits working")
+            assert [x.order_type for x in exits] == ["LMT", "TRAIL"], exits
         finally:
             engine.dispose()
         assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
@@ -154,3 +153,42 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
             os.killpg(honcho.pid, signal.SIGKILL)
         wait_for(lambda: not _alive(honcho.pid), timeout_s=30, what="no Procfile process left")
         r.close()
+
+
+def _traded(engine: sa.engine.Engine, signal_id: str, log_path: Path) -> Any:
+    """The intent's row once it has ended; it must have COMPLETED."""
+
+    def intent() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT status, id, reject_message FROM intents WHERE signal_id = :s"),
+                {"s": signal_id},
+            ).first()
+
+    def ended() -> Any:
+        row = intent()
+        return (
+            row if row is not None and row.status in ("COMPLETED", "EXPIRED", "REJECTED") else None
+        )
+
+    try:
+        final = wait_for(ended, timeout_s=60, what=f"intent {signal_id} traded to its end")
+    except AssertionError:
+        raise AssertionError(
+            f"intent {intent()}: {log_path.read_text(errors='replace')[-4000:]}"
+        ) from None
+    assert final.status == "COMPLETED", final
+    return final
+
+
+def _filled(engine: sa.engine.Engine, intent_id: int) -> Decimal:
+    """What the venue executed for the intent, as booked to its children in the ledger."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT f.shares FROM fills f JOIN execution_orders o ON o.id = f.order_id "
+                "WHERE o.intent_id = :i AND o.parent_order_id IS NULL"
+            ),
+            {"i": intent_id},
+        ).all()
+    return sum((Decimal(row.shares) for row in rows), Decimal(0))

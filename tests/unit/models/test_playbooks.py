@@ -163,3 +163,26 @@ def test_progress_never_counts_more_in_flight_than_a_child_can_still_fill(
     progress = progress_of(children, D(10_000), D(20))
     assert progress.filled <= sum((D(q) for _s, q, _f in rows), D(0))
     assert progress.remaining >= 0
+
+
+def test_params_arrive_as_an_object_or_as_its_json_text() -> None:
+    from models.playbook_params import MomentumParams
+
+    as_text = intent(params='{"trail_percent": "1.5"}')
+    as_object = intent(params={"trail_percent": 1.5})
+    assert as_text.params == as_object.params == {"trail_percent": "1.5"}
+    params = as_text.strategy_params
+    assert isinstance(params, MomentumParams) and params.trail_percent == D("1.5")
+    # Intents without params keep their strategy's defaults.
+    assert intent().params is None and intent().strategy_params.template is None
+
+
+def test_params_name_a_template_and_a_bracket_needs_exits() -> None:
+    plan = plan_intent(intent(urgency="Passive", params={"template": "SWEEP"}), T0)
+    assert isinstance(plan, Plan) and plan.template is Template.SWEEP
+    assert "params name SWEEP" in plan.reason
+    refused = plan_intent(intent("Gamma_Rebalance", params={"template": "BRACKET"}), T0)
+    assert isinstance(refused, Refusal) and refused.code == "INVALID_PARAMS"
+    bracket = plan_intent(intent(params={"trail_amount": "0.5"}), T0)
+    assert isinstance(bracket, Plan) and bracket.template is Template.BRACKET
+    assert [c.key for c in bracket.children] == ["bracket-entry", "bracket-stop"]
