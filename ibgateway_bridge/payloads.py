@@ -117,6 +117,12 @@ def execution_payload(
     }
 
 
+def _state_commission(order_state: object) -> object:
+    """OrderState's commission: `commission` in ibapi 9.81, `commissionAndFees` in 10.x."""
+    amount = _attr(order_state, "commission")
+    return _attr(order_state, "commissionAndFees") if amount is None else amount
+
+
 def commission_payload(report: object, client_id: int, received_at: datetime) -> Payload:
     """commissionReport (10.x: commissionAndFeesReport) → `record_commission`; key `exec_id`."""
     amount = _attr(report, "commission")
@@ -188,7 +194,7 @@ def open_order_payload(
         "transmit": bool(_attr(order, "transmit", True)),
         "filled_quantity": decimal_str(to_decimal(_attr(order, "filledQuantity"))),
         "ib_status": ib_status,
-        "commission": decimal_str(to_decimal(_attr(order_state, "commission"))),
+        "commission": decimal_str(to_decimal(_state_commission(order_state))),
         "warning_text": to_str(_attr(order_state, "warningText")),
         "received_at": iso_utc(received_at),
     }
