@@ -96,8 +96,20 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PositiveDecimal = Annotated[Decimal, Field(gt=0)]
 
 
+class ComboLegSpec(BaseModel):
+    """One leg of a BAG contract: the leg's conId, its ratio per combo unit and its action."""
+
+    model_config = _FROZEN
+
+    con_id: int = Field(ge=1)
+    ratio: int = Field(ge=1)
+    action: Literal["BUY", "SELL"]
+    exchange: str = "SMART"
+
+
 class ContractSpec(BaseModel):
-    """What IB needs to identify an instrument; `con_id` alone is enough once known."""
+    """What IB needs to identify an instrument; `con_id` alone is enough once known. A combo is
+    `sec_type` BAG with `combo_legs` (and the underlying's symbol)."""
 
     model_config = _FROZEN
 
@@ -113,6 +125,7 @@ class ContractSpec(BaseModel):
     local_symbol: str | None = None
     primary_exchange: str | None = None
     trading_class: str | None = None
+    combo_legs: tuple[ComboLegSpec, ...] | None = None
 
 
 class OrderSpec(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ibapi.contract import Contract
+from ibapi.contract import ComboLeg, Contract
 from ibapi.order import Order
 
 from ibgateway_bridge.commands import ContractSpec, ModifyOrder, PlaceOrder
@@ -31,6 +31,16 @@ def to_ib_contract(spec: ContractSpec) -> Contract:
     contract.localSymbol = spec.local_symbol or ""
     contract.primaryExchange = spec.primary_exchange or ""
     contract.tradingClass = spec.trading_class or ""
+    if spec.combo_legs:
+        legs = []
+        for leg_spec in spec.combo_legs:
+            leg = ComboLeg()
+            leg.conId = leg_spec.con_id
+            leg.ratio = leg_spec.ratio
+            leg.action = leg_spec.action
+            leg.exchange = leg_spec.exchange
+            legs.append(leg)
+        contract.comboLegs = legs
     return contract
 
 

@@ -35,6 +35,10 @@ class Template(StrEnum):
     PEGGED_MID = "PEGGED_MID"
     BRACKET = "BRACKET"
     MARKETABLE_LIMIT = "MARKETABLE_LIMIT"
+    # Multi-leg (§6.4): the combo as one BAG order, its legged fallback, the residual hedge.
+    COMBO = "COMBO"
+    LEG = "LEG"
+    HEDGE = "HEDGE"
 
 
 class Pricing(StrEnum):
@@ -77,6 +81,7 @@ class ChildPlan:
     transmit: bool = True
     oca_group: str | None = None
     reason: str = ""
+    leg: int | None = None  # a combo leg: its index in the intent's `legs`
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,4 +294,6 @@ def plan_from_json(data: dict[str, object]) -> ChildPlan:
     values["pricing"] = Pricing(str(data["pricing"]))
     values["due_at"] = datetime.fromisoformat(str(data["due_at"]))
     values["offset_ticks"] = int(str(data.get("offset_ticks", 0)))
+    leg = data.get("leg")
+    values["leg"] = None if leg is None else int(str(leg))
     return ChildPlan(**values)  # type: ignore[arg-type]

@@ -356,6 +356,47 @@ Instrument = Annotated[
 ]
 UtcTimestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 
+# A combo's legs: at least two, at most this many (IB's own limit for a BAG is higher; a roll
+# closes and opens at most a few).
+MAX_LEGS = 6
+MAX_LEG_RATIO = 100
+
+
+class Leg(BaseModel):
+    """One leg of a combo intent: an instrument, how many of it per combo unit, and which way
+    (for a BUY of the combo; a SELL of the combo reverses every leg)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instrument: Instrument
+    ratio: int
+    action: WireSide
+
+    @field_validator("ratio", mode="before")
+    @classmethod
+    def _ratio(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            _fail(
+                RejectReason.INVALID_LEGS, f"a leg's ratio is a whole number, not {_short(value)}"
+            )
+        try:
+            ratio = int(value)
+        except ValueError:
+            _fail(
+                RejectReason.INVALID_LEGS, f"a leg's ratio is a whole number, not {_short(value)}"
+            )
+        if not 1 <= ratio <= MAX_LEG_RATIO:
+            _fail(RejectReason.INVALID_LEGS, f"a leg's ratio is 1..{MAX_LEG_RATIO}, not {ratio}")
+        return ratio
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action(cls, value: Any) -> WireSide:
+        try:
+            return WireSide(value)
+        except ValueError:
+            _fail(RejectReason.INVALID_LEGS, f"a leg's action is BUY or SELL, not {_short(value)}")
+
 
 class Intent(BaseModel):
     """A validated trade intent (blueprint §4.1), frozen.
@@ -392,6 +433,24 @@ class Intent(BaseModel):
     # Per-strategy parameters, checked by the playbook's model (`models.playbook_params`) and
     # stored normalized (numbers as strings, defaults left out).
     params: dict[str, Any] | None = None
+    # A combo (Spread_Roll): the legs per combo unit; `quantity` is then in combo units.
+    legs: tuple[Leg, ...] | None = None
+
+    @field_validator("legs", mode="before")
+    @classmethod
+    def _legs(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                _fail(RejectReason.INVALID_LEGS, "legs is text that is not a JSON list")
+        if not isinstance(value, list | tuple):
+            _fail(RejectReason.INVALID_LEGS, "legs must be a list of {instrument, ratio, action}")
+        if not 2 <= len(value) <= MAX_LEGS:
+            _fail(RejectReason.INVALID_LEGS, f"a combo has 2..{MAX_LEGS} legs, not {len(value)}")
+        return value
 
     @field_validator("params", mode="before")
     @classmethod
@@ -442,6 +501,14 @@ class Intent(BaseModel):
                 RejectReason.GOOD_TILL_NOT_ALLOWED,
                 f"good_till is only allowed with GTD, not {self.time_in_force.value}",
             )
+        if self.legs is not None:
+            if self.strategy != "Spread_Roll":
+                _fail_at(
+                    RejectReason.INVALID_LEGS, f"{self.strategy} does not trade combos", "legs"
+                )
+            texts = [leg.instrument.text for leg in self.legs]
+            if len(set(texts)) != len(texts):
+                _fail_at(RejectReason.INVALID_LEGS, "a combo names each instrument once", "legs")
         if (
             self.expiry_policy is ExpiryPolicy.HOLD_TO_EXPIRY
             and self.instrument.kind is InstrumentKind.STOCK
@@ -582,6 +649,9 @@ def _reject_from(error: ValidationError, signal_id: str) -> Reject:
             RejectReason.MISSING_FIELD, f"missing required field {field!r}", signal_id, field
         )
     if kind == "extra_forbidden":
+        if len(loc) > 1:  # inside a leg: name the path (`legs.0.extra`)
+            path = ".".join(str(part) for part in loc)
+            return Reject(RejectReason.UNKNOWN_FIELD, f"unknown field {path!r}", signal_id, path)
         name = _short(loc[0]) if loc else "?"
         return Reject(RejectReason.UNKNOWN_FIELD, f"unknown field {name}", signal_id, field)
     return Reject(RejectReason.INVALID_VALUE, str(first["msg"]), signal_id, field)

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from models.child_orders import Progress
+from models.combos import units_by_legs
 from models.intent import IntentStatus
 from models.market import slippage_bps
 from models.orders import TERMINAL_STATES, WORKING_STATES, OrderState
@@ -34,6 +35,8 @@ class ChildState:
     # A bracket's exit (stop, profit target): it protects the position, it is not progress
     # toward the intent's quantity, and it keeps working after the intent completes.
     exit: bool = False
+    # A combo leg of the legged fallback: its ratio per combo unit (its fills count in units).
+    ratio: int | None = None
 
 
 def entries(children: Iterable[ChildState]) -> list[ChildState]:
@@ -42,15 +45,21 @@ def entries(children: Iterable[ChildState]) -> list[ChildState]:
 
 
 def filled_of(children: Iterable[ChildState]) -> Decimal:
-    """What the intent's entry children filled, together."""
-    return sum((c.filled for c in entries(children)), ZERO)
+    """What the intent's entry children filled, together, in the intent's units: a combo's legs
+    count the whole combo units they make up together (`models.combos.units_by_legs`)."""
+    listed = entries(children)
+    whole = sum((c.filled for c in listed if c.ratio is None), ZERO)
+    legs = [c for c in listed if c.ratio is not None]
+    if not legs:
+        return whole
+    return whole + units_by_legs([c.filled for c in legs], [c.ratio or 1 for c in legs])
 
 
 def in_flight_of(children: Iterable[ChildState]) -> Decimal:
     """What sent children may still fill: working, or sent and not yet acknowledged."""
     total = ZERO
     for child in entries(children):
-        if child.quantity is None:
+        if child.quantity is None or child.ratio is not None:
             continue
         may_work = child.state in WORKING_STATES or (
             child.sent and child.state in (OrderState.VALIDATED, OrderState.SCHEDULED)

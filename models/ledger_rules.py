@@ -53,6 +53,25 @@ OWN_EVENTS = frozenset(
 )
 
 
+# A combo's own executions (IB reports them under this sec_type, conId 28812380, beside one
+# execution per leg): they count the combo units filled, and hold no position of their own.
+COMBO_SEC_TYPE = "BAG"
+
+
+def counts_toward_order(order_sec_type: str | None, fill_sec_type: str | None) -> bool:
+    """Whether a fill counts in its order's cumulative quantity: a combo order counts its BAG
+    executions (combo units), not its legs' (leg shares or contracts); any other order every
+    fill."""
+    if order_sec_type == COMBO_SEC_TYPE:
+        return fill_sec_type == COMBO_SEC_TYPE
+    return True
+
+
+def holds_position(fill_sec_type: str | None) -> bool:
+    """Whether a fill books a position: a combo's own execution does not (its legs do)."""
+    return fill_sec_type != COMBO_SEC_TYPE
+
+
 def positive(value: int | None) -> int | None:
     """IB's ids, or None where IB sends 0 / -1 for "no id"."""
     return value if value is not None and value > 0 else None

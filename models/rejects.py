@@ -54,6 +54,8 @@ class RejectReason(StrEnum):
     # `params` its strategy does not know, or values it refuses (the field is named).
     UNKNOWN_PARAM = "UNKNOWN_PARAM"
     INVALID_PARAMS = "INVALID_PARAMS"
+    # A combo's `legs` that are not a combo (count, ratio, action, repeats, wrong strategy).
+    INVALID_LEGS = "INVALID_LEGS"
     # Reserved for the contract-cache and risk checks that plug into the pipeline later.
     UNKNOWN_CONTRACT = "UNKNOWN_CONTRACT"
     RISK_LIMIT = "RISK_LIMIT"

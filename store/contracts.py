@@ -61,3 +61,11 @@ def min_tick(conn: Connection, con_id: int) -> Decimal | None:
     """The contract's minimum price increment, if the venue described it."""
     row = conn.execute(sa.select(contracts.c.min_tick).where(contracts.c.con_id == con_id)).first()
     return None if row is None or row.min_tick is None else Decimal(str(row.min_tick))
+
+
+def multiplier(conn: Connection, con_id: int) -> Decimal | None:
+    """The contract's multiplier, if the venue described it."""
+    row = conn.execute(
+        sa.select(contracts.c.multiplier).where(contracts.c.con_id == con_id)
+    ).first()
+    return None if row is None or row.multiplier is None else Decimal(str(row.multiplier))

@@ -77,9 +77,15 @@ def _records(conn: Connection, where: sa.ColumnElement[bool]) -> list[FillRecord
     ]
 
 
-def records_of_order(conn: Connection, order_id: int) -> list[FillRecord]:
-    """The order's fills (every version: `models.fills` picks the effective ones)."""
-    return _records(conn, fills.c.order_id == order_id)
+def records_of_order(
+    conn: Connection, order_id: int, sec_type: str | None = None
+) -> list[FillRecord]:
+    """The order's fills (every version: `models.fills` picks the effective ones), only those
+    of `sec_type` when given (a combo's own executions)."""
+    where = fills.c.order_id == order_id
+    if sec_type is not None:
+        where = sa.and_(where, fills.c.sec_type == sec_type)
+    return _records(conn, where)
 
 
 def records_of_position(conn: Connection, con_id: int, strategy: str) -> list[FillRecord]:

@@ -1,20 +1,62 @@
-"""Spread_Roll: a multi-leg roll (close legs + open legs) as one BAG combo order.
+"""Spread_Roll: a multi-leg roll (the legs to close plus the legs to open) as one BAG combo.
 
-An intent names one instrument today: the schema has no `legs` yet, so a roll cannot be said,
-and sending one leg of a roll would leave the book unhedged. The intent is refused with
-`COMBO_LEGS_REQUIRED` rather than traded as something it is not.
+The intent's `legs` define the combo per unit (`quantity` is in combo units). The combo goes
+out first as one BAG limit at the net midpoint of its legs; if it has not filled within
+`params.combo_window_s` (default 30 s), or the venue refuses it, it is cancelled and what is left
+is sent leg by leg, the riskier leg first (`models.combos.fallback_order`: buys before sells, so
+the book is never short an uncovered option), each a marketable limit; the delta the legs leave
+is then hedged in the underlying (the orders path plans that hedge from the legs' fills).
+Without legs a roll cannot be said: the intent is refused with `COMBO_LEGS_REQUIRED`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from models.child_orders import ChildPlan, Pricing, Template
+from models.combos import fallback_order
 from models.intent import Intent
-from models.playbooks.choice import Plan, Refusal
+from models.playbook_params import RollParams
+from models.playbooks.choice import Plan, Refusal, action_of
 
 
 def plan(intent: Intent, now: datetime) -> Plan | Refusal:
-    return Refusal(
-        "COMBO_LEGS_REQUIRED",
-        f"Spread_Roll needs the roll's legs; intent {intent.signal_id} names one instrument",
+    if not intent.legs:
+        return Refusal(
+            "COMBO_LEGS_REQUIRED",
+            f"Spread_Roll needs the roll's legs; intent {intent.signal_id} names one instrument",
+        )
+    params = intent.strategy_params
+    window = timedelta(seconds=params.combo_window_s if isinstance(params, RollParams) else 30)
+    side = action_of(intent)
+    children = [
+        ChildPlan(
+            key="combo",
+            template=Template.COMBO,
+            action=side,
+            due_at=now,
+            pricing=Pricing.MID,
+            tif="DAY",
+            reason=f"the roll as one BAG of {len(intent.legs)} legs at the net midpoint",
+        )
+    ]
+    order = fallback_order([(leg.action, leg.ratio) for leg in intent.legs], side)
+    for rank, index in enumerate(order):
+        leg = intent.legs[index]
+        children.append(
+            ChildPlan(
+                key=f"leg-{index + 1}",
+                template=Template.LEG,
+                action=leg.action if side.buy else leg.action.opposite,
+                due_at=now + window,
+                pricing=Pricing.TOUCH,
+                tif="DAY",
+                leg=index,
+                reason=f"legged fallback {rank + 1}/{len(order)}: {leg.instrument.text}",
+            )
+        )
+    reason = (
+        f"Spread_Roll, urgency {intent.urgency.value}: combo of {len(intent.legs)} legs, "
+        f"legged after {int(window.total_seconds())} s"
     )
+    return Plan(Template.COMBO, reason, tuple(children))

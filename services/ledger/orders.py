@@ -17,9 +17,10 @@ from decimal import Decimal
 
 from sqlalchemy.engine import Connection
 
-from models.fills import ZERO, cumulative
+from models.fills import ZERO, FillRecord, cumulative
 from models.ledger_rules import (
     ADOPTED,
+    COMBO_SEC_TYPE,
     adopted_names,
     adopted_order,
     column_changes,
@@ -39,6 +40,13 @@ from store import order_events
 from store import orders as orders_repo
 from store.orders import OrderRow, StaleOrderError
 from store.schema import UNATTRIBUTED_STRATEGY
+
+
+def order_fills(conn: Connection, row: OrderRow) -> list[FillRecord]:
+    """The fills that make up the order's cumulative quantity (`counts_toward_order`)."""
+    if row.sec_type == COMBO_SEC_TYPE:
+        return fills_repo.records_of_order(conn, row.id, COMBO_SEC_TYPE)
+    return fills_repo.records_of_order(conn, row.id)
 
 
 def backfill(
@@ -210,7 +218,7 @@ def adopt_stand_ins(
         details={ADOPTED: adopted_names((row.details or {}).get(ADOPTED), names)},
     )
     before = orders_repo.to_fsm(row)
-    filled = cumulative(fills_repo.records_of_order(conn, row.id))
+    filled = cumulative(order_fills(conn, row))
     fsm = adopted_order(before, events, filled, now)
     if fsm != before:
         orders_repo.store_fsm(conn, row, fsm, now)
@@ -243,7 +251,7 @@ def agree_with_target(
     fsm = orders_repo.to_fsm(row)
     if not needs_rederive(fsm):
         return row
-    filled = cumulative(fills_repo.records_of_order(conn, row.id))
+    filled = cumulative(order_fills(conn, row))
     start, facts = order_facts(fsm, order_events.of_orders(conn, [row.id]), filled, now)
     derived = rederive(fsm, start, facts)
     if same_facts(derived, fsm):

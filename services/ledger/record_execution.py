@@ -19,9 +19,9 @@ from models.fills import (
     supersession,
 )
 from models.ledger_reports import ExecutionReport, ReportError
-from models.ledger_rules import positive
+from models.ledger_rules import holds_position, positive
 from models.orders import apply, fill_event
-from services.ledger.orders import ensure_order
+from services.ledger.orders import ensure_order, order_fills
 from services.ledger.positions import refresh_positions
 from services.ledger.result import LedgerResult, duplicate, result_of
 from services.ledger.transitions import save_transition
@@ -95,9 +95,13 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
     # Corrections: the highest suffix of a base replaces every earlier one.
     siblings = fills_repo.of_base(conn, key.base)
     replaced_by = supersession(r.execution_id for r in siblings)
-    touched: set[tuple[int | None, str]] = {(con_id, strategy)}
+    # A combo's own execution books no position (its legs' executions do).
+    touched: set[tuple[int | None, str]] = set()
+    if holds_position(report.sec_type):
+        touched.add((con_id, strategy))
     for sibling in siblings:
-        touched.add((sibling.con_id, sibling.strategy))
+        if holds_position(report.sec_type):
+            touched.add((sibling.con_id, sibling.strategy))
         target = replaced_by[sibling.execution_id]
         if sibling.superseded_by != target:
             fills_repo.set_superseded(conn, sibling.execution_id, target)
@@ -108,7 +112,7 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
     )
     commissions_repo.insert_estimate(conn, report.exec_id, estimate, report.currency, now)
 
-    quantity, avg = cumulative(fills_repo.records_of_order(conn, row.id))
+    quantity, avg = cumulative(order_fills(conn, row))
     fsm = orders_repo.to_fsm(row)
     transition = apply(fsm, fill_event(fsm, quantity, avg, ts_init=now, ts_event=report.time))
     row = save_transition(

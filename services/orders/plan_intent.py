@@ -16,9 +16,10 @@ from datetime import datetime
 from sqlalchemy.engine import Connection, Engine
 
 from epm.logging import get_logger
-from models.child_orders import plan_to_json
-from models.instruments import ib_terms
+from models.child_orders import ChildPlan, Template, plan_to_json
+from models.instruments import Contract, OptionContract, ib_terms
 from models.intent import Intent, IntentStatus
+from models.ledger_rules import COMBO_SEC_TYPE
 from models.orders import OrderState
 from models.playbooks import Plan, plan_intent
 from services.orders.venue import Venue
@@ -46,19 +47,37 @@ def child_order_id(intent_id: int, key: str) -> str:
     return f"epm-{intent_id}-{key}"
 
 
-def resolve_con_id(conn: Connection, intent: Intent, known: int | None) -> int | None:
-    """The intent's conId: as stored, else from the ledger's contract cache, else None."""
+def resolve_con_id(conn: Connection, instrument: Contract, known: int | None) -> int | None:
+    """The instrument's conId: as stored, else from the ledger's contract cache, else None."""
     if known is not None:
         return known
-    terms = ib_terms(intent.instrument)
+    terms = ib_terms(instrument)
     return contracts_repo.find_con_id(
         conn,
         symbol=terms["symbol"],
         sec_type=terms["sec_type"],
         expiry=terms.get("expiry"),
-        strike=intent.instrument.strike if terms["sec_type"] == "OPT" else None,  # type: ignore[union-attr]
+        strike=instrument.strike if isinstance(instrument, OptionContract) else None,
         right=terms.get("right"),
     )
+
+
+def _child_contract(
+    intent: Intent, child: ChildPlan, con_id: int | None
+) -> tuple[dict[str, str], int | None, dict[str, object]]:
+    """What a child trades: the intent's instrument, a combo of its legs (BAG), or one leg."""
+    if child.template is Template.COMBO and intent.legs:
+        legs = [
+            {**ib_terms(leg.instrument), "ratio": leg.ratio, "action": leg.action.value}
+            for leg in intent.legs
+        ]
+        first = ib_terms(intent.legs[0].instrument)
+        bag = {"symbol": first["symbol"], "sec_type": COMBO_SEC_TYPE, "exchange": "SMART"}
+        return {**bag, "currency": first["currency"]}, None, {"legs": legs}
+    if child.leg is not None and intent.legs:
+        leg = intent.legs[child.leg]
+        return ib_terms(leg.instrument), None, {"ratio": leg.ratio}
+    return ib_terms(intent.instrument), con_id, {}
 
 
 def _save(
@@ -70,11 +89,11 @@ def _save(
     client_id: int,
     now: datetime,
 ) -> None:
-    terms = ib_terms(intent.instrument)
     row_ids: dict[str, int] = {}
     for child in plan.children:
         # A bracket's exits point at their entry (planned before them), as IB's parentId will.
         parent = row_ids.get(child.parent_key) if child.parent_key else None
+        terms, child_con_id, extra = _child_contract(intent, child, con_id)
         row_ids[child.key] = orders_repo.create_order(
             conn,
             {
@@ -84,7 +103,7 @@ def _save(
                 "parent_order_id": parent,
                 "parent_link": "bracket_exit" if parent is not None else "child",
                 "strategy": intent.strategy,
-                "con_id": con_id,
+                "con_id": child_con_id,
                 "symbol": terms["symbol"],
                 "sec_type": terms["sec_type"],
                 "action": child.action.value,
@@ -97,6 +116,7 @@ def _save(
                     "template": plan.template.value,
                     "why": plan.reason,
                     "contract": terms,
+                    **extra,
                 },
             },
             now,
@@ -127,15 +147,21 @@ def plan_admitted(
             )
             log.info("orders.intent_refused", intent_id=intent_id, code=decided.code)
             return Planned("rejected", intent_id, reason=decided.code)
-        con_id = resolve_con_id(conn, intent, row.con_id)
+        con_id = resolve_con_id(conn, intent.instrument, row.con_id)
         if con_id is not None and row.con_id is None:
             intent_life.set_con_id(conn, intent_id, con_id, now)
         _save(conn, intent_id, intent, decided, con_id, client_id, now)
-    terms = ib_terms(intent.instrument)
-    if con_id is None:
-        venue.request_contract(terms)
-    else:
-        venue.subscribe(con_id, f"intent:{intent_id}", terms)
+        legs_known = [
+            (leg.instrument, resolve_con_id(conn, leg.instrument, None))
+            for leg in intent.legs or ()
+        ]
+    requester = f"intent:{intent_id}"
+    for instrument, known in [(intent.instrument, con_id), *legs_known]:
+        terms = ib_terms(instrument)
+        if known is None:
+            venue.request_contract(terms)
+        else:
+            venue.subscribe(known, requester, terms)
     log.info(
         "orders.intent_planned",
         intent_id=intent_id,

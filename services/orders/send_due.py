@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from epm.logging import get_logger
-from models.child_orders import ChildOrder, Hold, Skip, plan_from_json, price
+from models.child_orders import ChildOrder, Hold, Progress, Skip, plan_from_json, price
+from models.combos import ComboLeg
 from models.intent import IntentStatus
 from models.intent_progress import (
     ChildState,
@@ -35,9 +36,10 @@ from models.intent_progress import (
     slippage_breach,
     waiting_on,
 )
-from models.market import CENT, MarketSnapshot
+from models.market import ZERO
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
 from services.ledger.own_events import apply_order_event
+from services.orders import combo
 from services.orders.venue import Venue
 from services.orders.wind_down import wind_down
 from store import contracts as contracts_repo
@@ -83,7 +85,8 @@ class _Placement:
 
 def child_state(row: OrderRow) -> ChildState:
     """The progress view of one child row."""
-    reference = (row.details or {}).get("reference_price")
+    details = row.details or {}
+    reference = details.get("reference_price")
     return ChildState(
         state=OrderState(row.state),
         quantity=row.quantity,
@@ -93,6 +96,7 @@ def child_state(row: OrderRow) -> ChildState:
         reference=None if reference is None else Decimal(str(reference)),
         key=row.client_order_id,
         exit=row.parent_order_id is not None,
+        ratio=int(details["ratio"]) if combo.role_of(row) == "leg" else None,
     )
 
 
@@ -167,7 +171,17 @@ def _decide(
         result.resent.append(key)
         return _placement(row)
     plan = plan_from_json(dict((row.details or {})["plan"]))
-    resolved = _resolve(conn, row, now)
+    role = combo.role_of(row)
+    legs: list[ComboLeg] = []
+    if role == "combo":
+        found = combo.resolve_legs(conn, row)
+        resolved: OrderRow | str = row
+        if isinstance(found, str):
+            resolved = found
+        else:
+            legs = found
+    else:
+        resolved = _resolve(conn, row, now)
     if isinstance(resolved, str):
         if now - row.created_at > CONTRACT_WAIT:
             message = f"the venue did not describe {row.symbol} within {CONTRACT_WAIT}"
@@ -185,7 +199,7 @@ def _decide(
         orders_repo.update_columns(conn, row, {"due_at": now + HOLD_RETRY}, now)
         result.held[key] = resolved
         return None
-    if row.con_id is None:
+    if row.con_id is None and resolved.con_id is not None:
         result.subscriptions.append(
             (resolved.con_id, f"intent:{row.intent_id}", _contract(resolved))
         )
@@ -193,11 +207,23 @@ def _decide(
     intent = intent_life.lock(conn, row.intent_id)
     if intent is None:  # pragma: no cover - the foreign key keeps it
         raise LookupError(f"intent {row.intent_id} of {key} is gone")
-    siblings = [
-        child_state(r) for r in orders_repo.of_intent(conn, row.intent_id) if r.id != row.id
-    ]
+    rows = orders_repo.of_intent(conn, row.intent_id)
+    siblings = [child_state(r) for r in rows if r.id != row.id]
     parent_ib_id: int | None = None
-    if row.parent_order_id is not None:
+    progress = progress_of(siblings, intent.quantity, intent.max_slippage_bps or Decimal(0))
+    if role == "leg":
+        gate = combo.leg_gate(row, rows, intent.quantity)
+        if isinstance(gate, str):
+            if gate.startswith("skip:"):
+                _give_up(conn, row, gate.removeprefix("skip: "), now)
+                result.skipped[key] = gate
+            else:
+                _hold(conn, row, plan.due_at, gate, now, result)
+            return None
+        progress = Progress(ZERO, gate, None, intent.max_slippage_bps or Decimal(0))
+    elif role == "hedge":
+        pass  # a fixed size, sent once the legs are done (planned by `settle_intents`)
+    elif row.parent_link == "bracket_exit" and row.parent_order_id is not None:
         # A bracket exit goes out after its entry, naming the entry's IB order id.
         parent = orders_repo.by_id(conn, row.parent_order_id)
         if parent.ib_order_id is None:
@@ -213,9 +239,10 @@ def _decide(
         if waiting is not None:
             _hold(conn, row, plan.due_at, waiting, now, result)
             return None
-    progress = progress_of(siblings, intent.quantity, intent.max_slippage_bps or Decimal(0))
-    tick = contracts_repo.min_tick(conn, row.con_id) or CENT
-    snapshot = MarketSnapshot.from_fields(row.con_id, venue.market(row.con_id), tick)
+    if role == "combo":
+        snapshot = combo.combo_quote(conn, venue, legs)
+    else:
+        snapshot = combo.snapshot_of(conn, venue, row.con_id)
     decided = price(plan, progress, snapshot, now)
     if isinstance(decided, Skip):
         _give_up(conn, row, decided.reason, now)
@@ -224,6 +251,10 @@ def _decide(
     if isinstance(decided, Hold):
         _hold(conn, row, plan.due_at, decided.reason, now, result)
         return None
+    if legs:
+        contract = combo.combo_contract(row, legs)
+        details = _merge(row, {"contract": contract})
+        row = orders_repo.update_columns(conn, row, {"details": details}, now)
     row = _store_priced(conn, venue, row, decided, now, parent_ib_id)
     result.sent.append(key)
     return _placement(row)
@@ -290,7 +321,7 @@ def _store_priced(
 
 
 def settle_intents(
-    conn: Connection, now: datetime, limit: int = 200
+    conn: Connection, now: datetime, venue: Venue, limit: int = 200
 ) -> tuple[list[int], list[int]]:
     """End WORKING intents whose life is over; (finished intent ids, IB ids to cancel).
 
@@ -302,7 +333,13 @@ def settle_intents(
     finished: list[int] = []
     to_cancel: list[int] = []
     for intent in intent_life.with_status(conn, [IntentStatus.WORKING.value], limit):
-        children = [child_state(r) for r in orders_repo.of_intent(conn, intent.id)]
+        rows = orders_repo.of_intent(conn, intent.id)
+        # A roll: the combo gives way to its legs when its window is over, and the legs' delta
+        # is hedged once they are done (before the intent's ending is judged).
+        to_cancel += combo.cancel_combo_after_window(conn, rows, now)
+        if combo.plan_hedge(conn, venue, intent, rows, now) is not None:
+            rows = orders_repo.of_intent(conn, intent.id)
+        children = [child_state(r) for r in rows]
         if past_good_till(intent.good_till, now):
             reason = f"good_till {intent.good_till.isoformat()} passed"
             to_cancel += wind_down(conn, intent.id, reason, now)
@@ -360,7 +397,7 @@ def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) ->
     placements: list[_Placement] = []
     # Intents whose life is over first, so no child of an expired or aborted plan goes out.
     with write_transaction(engine) as conn:
-        result.finished_intents, to_cancel = settle_intents(conn, now)
+        result.finished_intents, to_cancel = settle_intents(conn, now, venue)
     for ib_order_id in to_cancel:
         venue.cancel(ib_order_id)
     with write_transaction(engine) as conn:

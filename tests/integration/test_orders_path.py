@@ -30,7 +30,14 @@ from services.orders.plan_intent import plan_admitted
 from services.orders.reprice import reprice_pegged
 from services.orders.send_due import CONTRACT_WAIT, RESEND_AFTER, send_due
 from store.db import write_transaction
-from store.schema import audit_log, execution_orders, intents, order_events, risk_events
+from store.schema import (
+    audit_log,
+    execution_orders,
+    intents,
+    order_events,
+    positions_current,
+    risk_events,
+)
 from tasks.orders import BridgeVenue
 
 T0 = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
@@ -547,3 +554,225 @@ def test_bad_params_are_refused_at_intake_naming_the_field(
     assert (outcome["status"], outcome["reason"]) == ("REJECTED", code)
     ((_id, entry),) = r.xrange("signals.exec.reject")
     assert entry.get("field") == field, entry
+
+
+CALL_NEAR = 9001  # the roll closes this (sold before: bought back)
+CALL_FAR = 9002  # and opens this (sold)
+SPY = 756733
+
+
+def describe(engine: Engine, con_id: int, **terms: str) -> None:
+    with write_transaction(engine) as conn:
+        record_contract(
+            conn,
+            ContractReport.model_validate(
+                {"con_id": con_id, "currency": "USD", "received_at": T0.isoformat(), **terms}
+            ),
+            T0,
+        )
+
+
+def option_quote(r: redis.Redis, con_id: int, at: datetime, bid: str, ask: str, delta: str) -> None:
+    r.hset(
+        f"md:{con_id}", mapping={"bid": bid, "ask": ask, "model_delta": delta, "ts": at.isoformat()}
+    )
+
+
+ROLL_LEGS = [
+    {"instrument": "SPY   271217C00600000", "ratio": 1, "action": "BUY"},
+    {"instrument": "SPY   280121C00610000", "ratio": 1, "action": "SELL"},
+]
+
+
+def roll(engine: Engine, r: redis.Redis, **fields: Any) -> int:
+    describe(
+        engine,
+        CALL_NEAR,
+        symbol="SPY",
+        sec_type="OPT",
+        expiry="20271217",
+        strike="600",
+        right="C",
+        multiplier="100",
+    )
+    describe(
+        engine,
+        CALL_FAR,
+        symbol="SPY",
+        sec_type="OPT",
+        expiry="20280121",
+        strike="610",
+        right="C",
+        multiplier="100",
+    )
+    describe(engine, SPY, symbol="SPY", sec_type="STK")
+    return admit(
+        engine,
+        r,
+        strategy="Spread_Roll",
+        instrument="SPY   280121C00610000",
+        quantity="3",
+        urgency="Normal",
+        legs=ROLL_LEGS,
+        **fields,
+    )
+
+
+def leg_fill(
+    engine: Engine,
+    row: Any,
+    con_id: int,
+    shares: str,
+    price: str,
+    exec_id: str,
+    side: str,
+    sec_type: str = "OPT",
+) -> None:
+    outcome = process_callback(
+        "execution",
+        {
+            "exec_id": exec_id,
+            "ib_order_id": row.ib_order_id,
+            "client_id": 1,
+            "con_id": con_id,
+            "symbol": "SPY",
+            "sec_type": sec_type,
+            "currency": "USD",
+            "side": side,
+            "shares": shares,
+            "price": price,
+            "multiplier": "100" if sec_type == "OPT" else None,
+            "order_ref": row.client_order_id,
+            "time": T0.isoformat(),
+            "received_at": T0.isoformat(),
+        },
+        engine=engine,
+        redis_client=None,
+        now=T0,
+    )
+    assert outcome["outcome"] == "recorded", outcome
+
+
+def test_a_roll_goes_out_as_one_bag_and_its_fill_completes_the_intent(
+    engine: Engine, r: redis.Redis
+) -> None:
+    intent_id = roll(engine, r)
+    venue = BridgeVenue(engine, r, client_id=1)
+    planned = plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    assert (planned.template, planned.children) == ("COMBO", 3)
+    option_quote(r, CALL_NEAR, T0, "20.00", "20.20", "0.55")
+    option_quote(r, CALL_FAR, T0, "15.00", "15.30", "0.45")
+    send_due(engine, venue, T0)
+    (bag,) = placements(r)
+    assert bag.contract.sec_type == "BAG" and bag.contract.symbol == "SPY"
+    assert [(leg.con_id, leg.ratio, leg.action) for leg in bag.contract.combo_legs or ()] == [
+        (CALL_NEAR, 1, "BUY"),
+        (CALL_FAR, 1, "SELL"),
+    ]
+    # Net: bid 20.00 - 15.30 = 4.70, ask 20.20 - 15.00 = 5.20; the limit at the mid.
+    assert (bag.order.action, bag.order.quantity, bag.order.lmt_price) == (
+        "BUY",
+        Decimal(3),
+        Decimal("4.95"),
+    )
+    combo = children(engine, intent_id)[0]
+    # The venue reports the legs and the BAG's own execution; only the BAG counts combo units,
+    # only the legs book positions.
+    leg_fill(engine, combo, CALL_NEAR, "3", "20.10", "0100.01.01", "BOT")
+    leg_fill(engine, combo, CALL_FAR, "3", "15.15", "0100.02.01", "SLD")
+    leg_fill(engine, combo, 28812380, "3", "4.95", "0100.03.01", "BOT", sec_type="BAG")
+    assert children(engine, intent_id)[0].filled_qty == Decimal(3)
+    send_due(engine, venue, T0 + timedelta(seconds=1))
+    assert status(engine, intent_id).status == "COMPLETED"
+    assert [c.state for c in children(engine, intent_id)] == ["FILLED", "CANCELLED", "CANCELLED"]
+    with engine.connect() as conn:
+        held = {
+            (p.con_id, p.quantity)
+            for p in conn.execute(sa.select(positions_current)).all()
+            if p.quantity != 0
+        }
+    assert held == {(CALL_NEAR, Decimal(3)), (CALL_FAR, Decimal(-3))}
+
+
+def test_a_combo_the_venue_refuses_completes_by_legs_riskier_first_then_hedged(
+    engine: Engine, r: redis.Redis
+) -> None:
+    # Option spreads are wide: a band of 100 bps lets the legs take the touch.
+    intent_id = roll(engine, r, params={"combo_window_s": 10}, max_slippage_bps="100")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    option_quote(r, CALL_NEAR, T0, "20.00", "20.20", "0.55")
+    option_quote(r, CALL_FAR, T0, "15.00", "15.30", "0.45")
+    send_due(engine, venue, T0)
+    combo = children(engine, intent_id)[0]
+    # The venue refuses the BAG (error 201): the legs wait for their window, then go out.
+    assert process_callback(
+        "order_error",
+        {
+            "ib_order_id": combo.ib_order_id,
+            "client_id": 1,
+            "code": 201,
+            "message": "combo refused",
+            "received_at": T0.isoformat(),
+        },
+        engine=engine,
+        redis_client=None,
+        now=T0,
+    )["outcome"] in ("applied", "recorded")
+    assert children(engine, intent_id)[0].state == "REJECTED"
+    early = send_due(engine, venue, T0 + timedelta(seconds=2))
+    assert early.sent == []
+    at = T0 + timedelta(seconds=11)
+    option_quote(r, CALL_NEAR, at, "20.00", "20.20", "0.55")
+    option_quote(r, CALL_FAR, at, "15.00", "15.30", "0.45")
+    first = send_due(engine, venue, at)
+    # The buy leg first: never short the far call before the near one is bought back.
+    assert first.sent == [f"epm-{intent_id}-leg-1"], first
+    assert "riskier leg first" in first.held[f"epm-{intent_id}-leg-2"]
+    buy_leg = children(engine, intent_id)[1]
+    assert (buy_leg.action, buy_leg.quantity, buy_leg.limit_price) == (
+        "BUY",
+        Decimal(3),
+        Decimal("20.20"),
+    )
+    leg_fill(engine, buy_leg, CALL_NEAR, "3", "20.20", "0200.01.01", "BOT")
+    second = send_due(engine, venue, at + timedelta(seconds=1))
+    assert second.sent == [f"epm-{intent_id}-leg-2"], second
+    sell_leg = children(engine, intent_id)[2]
+    assert (sell_leg.action, sell_leg.quantity) == ("SELL", Decimal(3))
+    leg_fill(engine, sell_leg, CALL_FAR, "2", "15.00", "0200.02.01", "SLD")
+    # A partial second leg: it is cancelled at the venue (its remainder), then the residual
+    # delta is hedged in the underlying: +3 x 100 x 0.55 - 2 x 100 x 0.45 = 75 shares long.
+    process_callback(
+        "order_status",
+        {
+            "ib_order_id": sell_leg.ib_order_id,
+            "client_id": 1,
+            "ib_status": "Cancelled",
+            "filled": "2",
+            "remaining": "1",
+            "received_at": at.isoformat(),
+        },
+        engine=engine,
+        redis_client=None,
+        now=at,
+    )
+    quote_spy = at + timedelta(seconds=2)
+    r.hset(f"md:{SPY}", mapping={"bid": "600.00", "ask": "600.02", "ts": quote_spy.isoformat()})
+    option_quote(r, CALL_NEAR, quote_spy, "20.00", "20.20", "0.55")
+    option_quote(r, CALL_FAR, quote_spy, "15.00", "15.30", "0.45")
+    hedged = send_due(engine, venue, quote_spy)
+    hedge_key = f"epm-{intent_id}-hedge"
+    tick_again = send_due(engine, venue, quote_spy + timedelta(seconds=1))
+    assert hedge_key in hedged.sent + tick_again.sent, (hedged, tick_again)
+    hedge = placements(r)[-1]
+    assert (hedge.client_order_id, hedge.order.action, hedge.order.quantity) == (
+        hedge_key,
+        "SELL",
+        Decimal(75),
+    )
+    assert hedge.contract.con_id == SPY and hedge.contract.sec_type == "STK"
+    # Legs made 2 whole combo units of 3: the plan ended short; the hedge keeps working.
+    row = status(engine, intent_id)
+    assert row.status == "EXPIRED" and "2 of 3" in row.reject_message
+    assert children(engine, intent_id)[-1].state == "PLACED"
