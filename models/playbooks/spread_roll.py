@@ -1,7 +1,8 @@
 """Spread_Roll: a multi-leg roll (the legs to close plus the legs to open) as one BAG combo.
 
 The intent's `legs` define the combo per unit (`quantity` is in combo units). The combo goes
-out first as one BAG limit at the net midpoint of its legs; if it has not filled within
+out first as one BAG limit at the net touch of its legs (Immediate / High urgency) or at their
+net midpoint; if it has not filled within
 `params.combo_window_s` (default 30 s), or the venue refuses it, it is cancelled and what is left
 is sent leg by leg, the riskier leg first (`models.combos.fallback_order`: buys before sells, so
 the book is never short an uncovered option), each a marketable limit; the delta the legs leave
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 
 from models.child_orders import ChildPlan, Pricing, Template
 from models.combos import fallback_order
-from models.intent import Intent
+from models.intent import Intent, Urgency
 from models.playbook_params import RollParams
 from models.playbooks.choice import Plan, Refusal, action_of
 
@@ -29,15 +30,17 @@ def plan(intent: Intent, now: datetime) -> Plan | Refusal:
     params = intent.strategy_params
     window = timedelta(seconds=params.combo_window_s if isinstance(params, RollParams) else 30)
     side = action_of(intent)
+    urgent = intent.urgency in (Urgency.IMMEDIATE, Urgency.HIGH)
+    where = "the net touch" if urgent else "the net midpoint"
     children = [
         ChildPlan(
             key="combo",
             template=Template.COMBO,
             action=side,
             due_at=now,
-            pricing=Pricing.MID,
+            pricing=Pricing.TOUCH if urgent else Pricing.MID,
             tif="DAY",
-            reason=f"the roll as one BAG of {len(intent.legs)} legs at the net midpoint",
+            reason=f"the roll as one BAG of {len(intent.legs)} legs at {where}",
         )
     ]
     order = fallback_order([(leg.action, leg.ratio) for leg in intent.legs], side)

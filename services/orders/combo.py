@@ -121,11 +121,17 @@ def cancel_combo_after_window(
     if not grouped["combo"] or not grouped["leg"]:
         return []
     combo = grouped["combo"][0]
+    priced_at = (combo.details or {}).get("priced_at")
+    if combo.ib_order_id is None or not isinstance(priced_at, str):
+        return []
+    # The window runs from the combo's send (resolving its legs' contracts may take a while).
+    planned = plan_from_json(dict((combo.details or {})["plan"])).due_at
     first_leg_due = min(
         plan_from_json(dict((r.details or {})["plan"])).due_at for r in grouped["leg"]
     )
+    window_end = datetime.fromisoformat(priced_at) + (first_leg_due - planned)
     state = OrderState(combo.state)
-    if now < first_leg_due or combo.ib_order_id is None or state not in WORKING_STATES:
+    if now < window_end or state not in WORKING_STATES:
         return []
     if state is OrderState.CANCEL_REQUESTED:
         return []

@@ -180,6 +180,10 @@ def _decide(
             resolved = found
         else:
             legs = found
+            for leg, terms in zip(legs, (row.details or {}).get("legs") or [], strict=False):
+                if not venue.market(leg.con_id):
+                    spec = {k: v for k, v in terms.items() if k not in ("ratio", "action")}
+                    result.subscriptions.append((leg.con_id, f"intent:{row.intent_id}", spec))
     else:
         resolved = _resolve(conn, row, now)
     if isinstance(resolved, str):
