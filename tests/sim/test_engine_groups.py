@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from tests.sim.engine_kit import (
@@ -16,7 +17,8 @@ from tests.sim.engine_kit import (
     make_venue,
     order,
 )
-from tws_sim.engine import BAG_CON_ID, ComboRule, Venue, VenueRules
+from tws_sim.engine import BAG_CON_ID, ComboRule, ComboSliceRule, Venue, VenueRules
+from tws_sim.market.scenario import Scenario
 from tws_sim.types import (
     ComboLegSpec,
     Commissioned,
@@ -201,3 +203,120 @@ def test_combo_with_unknown_leg_is_200() -> None:
     legs = (ComboLegSpec(CALL_600.con_id, 1, "BUY"), ComboLegSpec(4242, 1, "SELL"))
     ev = v.place(order(1, "BUY", "1", "MKT", con_id=0, sec_type=SecType.BAG, combo_legs=legs), T0)
     assert [e.code for e in ev if isinstance(e, VenueError)] == [200]
+
+
+# --- combos filled in whole units over several executions ------------------------------------
+
+
+def combo_execs(ev: list[VenueEvent]) -> list[tuple[int, str, D, D, D]]:
+    """(con_id, side, shares, price, cum_qty) of every execution, in order."""
+    return [
+        (x.con_id, x.side, x.shares, x.price, x.cum_qty)
+        for x in (e.execution for e in ev if isinstance(e, Executed))
+    ]
+
+
+def combo_statuses(ev: list[VenueEvent], oid: int) -> list[tuple[str, D, D]]:
+    return [
+        (e.snapshot.status.value, e.snapshot.filled, e.snapshot.remaining)
+        for e in ev
+        if isinstance(e, OrderChanged) and e.snapshot.request.order_id == oid
+    ]
+
+
+def test_combo_fills_in_parts_as_the_thinnest_leg_shows_size() -> None:
+    v, m = make()
+    # the short leg's bid shows a single contract: one spread now, the second later
+    m.set_book(CALL_605.con_id, T0, [("2.00", "1")], [("2.05", "50")])
+    ev = v.place(spread(1, lmt="3.10"), T0)
+    assert combo_execs(ev) == [
+        (CALL_600.con_id, "BOT", D(1), D("5.10"), D(1)),
+        (CALL_605.con_id, "SLD", D(1), D("2.00"), D(1)),
+        (BAG_CON_ID, "BOT", D(1), D("3.10"), D(1)),
+    ]
+    assert combo_statuses(ev, 1)[-1] == ("Submitted", D(1), D(1))
+    # the same quote again (nothing new shown): nothing more fills
+    assert executions(v.on_market([], later(1))) == []
+    qc = m.set_book(CALL_605.con_id, later(2), [("2.00", "5")], [("2.05", "50")])
+    ev2 = v.on_market([qc], later(2))
+    assert combo_execs(ev2) == [
+        (CALL_600.con_id, "BOT", D(1), D("5.10"), D(2)),
+        (CALL_605.con_id, "SLD", D(1), D("2.00"), D(2)),
+        (BAG_CON_ID, "BOT", D(1), D("3.10"), D(2)),
+    ]
+    assert combo_statuses(ev2, 1)[-1] == ("Filled", D(2), D(0))
+    # execIds are all distinct; commissions per leg add up to what one fill of 2 would cost
+    all_execs = [e.execution for e in ev + ev2 if isinstance(e, Executed)]
+    assert len({x.exec_id for x in all_execs}) == 6 and len({x.perm_id for x in all_execs}) == 1
+    comms = {e.report.exec_id: e.report.commission for e in ev + ev2 if isinstance(e, Commissioned)}
+    per_leg: dict[int, D] = {}
+    for x in all_execs:
+        per_leg[x.con_id] = per_leg.get(x.con_id, D(0)) + comms[x.exec_id]
+    assert per_leg == {CALL_600.con_id: D("1.30"), CALL_605.con_id: D("1.30"), BAG_CON_ID: D(0)}
+    snap = v.order(1, 1)
+    assert snap is not None and snap.commission == D("2.60") and snap.avg_fill_price == D("3.10")
+    pos = {inst.con_id: qty for inst, qty, _ in v.positions()}
+    assert pos[CALL_600.con_id] == D(2) and pos[CALL_605.con_id] == D(-2)
+
+
+def test_combo_units_follow_leg_ratios_and_what_others_took() -> None:
+    v, m = make()
+    m.set_book(CALL_605.con_id, T0, [("2.00", "5")], [("2.05", "50")])
+    legs = (
+        ComboLegSpec(CALL_600.con_id, 1, "BUY", "SMART"),
+        ComboLegSpec(CALL_605.con_id, 2, "SELL", "SMART"),
+    )
+    ratio = order(
+        1, "BUY", "4", "MKT", con_id=0, symbol="SPY", sec_type=SecType.BAG, combo_legs=legs
+    )
+    ev = v.place(ratio, T0)
+    # 5 contracts bid on the ratio-2 leg: two units (4 contracts), one contract left over
+    assert combo_execs(ev)[1:] == [
+        (CALL_605.con_id, "SLD", D(4), D("2.00"), D(4)),
+        (BAG_CON_ID, "BOT", D(2), D("1.10"), D(2)),
+    ]
+    # a second combo in the same instant sees the leg net of what the first took
+    ev = v.place(spread(2, lmt=None), T0)
+    bag = [x for x in combo_execs(ev) if x[0] == BAG_CON_ID]
+    assert bag == [(BAG_CON_ID, "BOT", D(1), D("3.10"), D(1))]
+
+
+def test_ioc_combo_keeps_what_filled_and_fok_combo_needs_all_of_it() -> None:
+    v, m = make()
+    m.set_book(CALL_605.con_id, T0, [("2.00", "1")], [("2.05", "50")])
+    ev = v.place(replace(spread(1, lmt="3.10"), tif="FOK"), T0)
+    assert executions(ev) == [] and status(v, 1) == OrderStatusName.CANCELLED
+    ev = v.place(replace(spread(2, lmt="3.10"), tif="IOC"), T0)
+    assert [x for x in combo_execs(ev) if x[0] == BAG_CON_ID] == [
+        (BAG_CON_ID, "BOT", D(1), D("3.10"), D(1))
+    ]
+    snap = v.order(1, 2)
+    assert snap is not None and snap.status == OrderStatusName.CANCELLED and snap.filled == D(1)
+
+
+def test_scenario_knob_slices_a_combo_into_units_over_time() -> None:
+    rule = ComboSliceRule(max_units=D(1), interval_s=1.0, symbols=("SPY",))
+    v, m = make(VenueRules(combo_slices=(rule,)))
+    ev = v.place(spread(1, lmt="3.10"), T0)  # 50 contracts a side: liquidity is not the limit
+    assert [x for x in combo_execs(ev) if x[0] == BAG_CON_ID] == [
+        (BAG_CON_ID, "BOT", D(1), D("3.10"), D(1))
+    ]
+    # more quotes within the second: no second slice yet
+    qc = m.set_book(CALL_600.con_id, later(0.5), [("5.00", "50")], [("5.10", "50")])
+    assert executions(v.on_market([qc], later(0.5))) == []
+    qc = m.set_book(CALL_600.con_id, later(1), [("5.00", "50")], [("5.10", "50")])
+    ev = v.on_market([qc], later(1))
+    assert [x for x in combo_execs(ev) if x[0] == BAG_CON_ID] == [
+        (BAG_CON_ID, "BOT", D(1), D("3.10"), D(2))
+    ]
+    assert status(v, 1) == OrderStatusName.FILLED
+
+
+def test_scenario_combo_partial_fills_rule_is_read_from_the_scenario() -> None:
+    scenario = Scenario.from_text(
+        "extends: default\nfaults:\n"
+        "  - {kind: combo_partial_fills, symbols: [SPY], max_units: 2, interval_s: 5}\n"
+    )
+    (rule,) = VenueRules.from_scenario(scenario, T0).combo_slices
+    assert (rule.max_units, rule.interval_s, rule.symbols) == (D(2), 5.0, ("SPY",))
+    assert rule.window.contains(T0)

@@ -12,6 +12,8 @@ from ibapi.order import Order
 
 from tests.sim.engine_kit import (
     AAPL,
+    CALL_600,
+    CALL_605,
     SPY,
     T0,
     BookMarket,
@@ -20,9 +22,9 @@ from tests.sim.engine_kit import (
     order,
     standard_market,
 )
-from tws_sim.engine import CorrectionRule, Venue, VenueRules
+from tws_sim.engine import BAG_CON_ID, CorrectionRule, Venue, VenueRules
 from tws_sim.engine.persistence import JOURNAL_FILE, STATE_FILE, StateError
-from tws_sim.types import Executed, OrderStatusName, VenueEvent
+from tws_sim.types import ComboLegSpec, Executed, OrderStatusName, SecType, VenueEvent
 
 D = Decimal
 
@@ -224,3 +226,33 @@ def test_venue_instances_never_reissue_exec_or_perm_ids() -> None:
     assert first_execs and first_perms
     assert not first_execs & second_execs
     assert max(first_perms) < min(second_perms)
+
+
+def test_a_combo_filled_in_part_finishes_after_a_restart(tmp_path: Path) -> None:
+    """A restart between two partial fills of a combo keeps its units, its legs' cumulative
+    quantities and commissions, so the second fill continues them."""
+    legs = (
+        ComboLegSpec(CALL_600.con_id, 1, "BUY", "SMART"),
+        ComboLegSpec(CALL_605.con_id, 1, "SELL", "SMART"),
+    )
+    bag = order(1, "BUY", "2", "LMT", "3.10", con_id=0, sec_type=SecType.BAG, combo_legs=legs)
+    m = standard_market()
+    m.set_book(CALL_605.con_id, T0, [("2.00", "1")], [("2.05", "50")])
+    v1 = make_venue(SPY, AAPL, CALL_600, CALL_605, market=m, state_dir=tmp_path)[0]
+    v1.place(bag, T0)
+    v1.close()
+    v2 = make_venue(SPY, AAPL, CALL_600, CALL_605, market=m, state_dir=tmp_path)[0]
+    snap = v2.order(1, 1)
+    assert snap is not None and (snap.filled, snap.remaining) == (D(1), D(1))
+    qc = m.set_book(CALL_605.con_id, later(2), [("2.00", "5")], [("2.05", "50")])
+    ev = v2.on_market([qc], later(2))
+    execs = [e.execution for e in ev if isinstance(e, Executed)]
+    assert [(x.con_id, x.cum_qty) for x in execs] == [
+        (CALL_600.con_id, D(2)),
+        (CALL_605.con_id, D(2)),
+        (BAG_CON_ID, D(2)),
+    ]
+    snap = v2.order(1, 1)
+    assert snap is not None and snap.status == OrderStatusName.FILLED
+    assert snap.commission == D("2.60")  # 1.30 a leg, as one fill of two would cost
+    assert len({x.exec_id for x, _ in v2.executions()}) == 6

@@ -2,6 +2,7 @@
 
 from tws_sim.engine.rules import (
     ComboRule,
+    ComboSliceRule,
     CommissionDelay,
     CorrectionRule,
     RejectRule,
@@ -13,6 +14,7 @@ from tws_sim.engine.venue import BAG_CON_ID, Venue
 __all__ = [
     "BAG_CON_ID",
     "ComboRule",
+    "ComboSliceRule",
     "CommissionDelay",
     "CorrectionRule",
     "RejectRule",

@@ -1,6 +1,6 @@
 """Working orders against the market: activation, stop and trail triggers, pegs, taking the
-displayed book, passive fills from prints, atomic combos, and what a fill does to OCA siblings
-and bracket children.
+displayed book, passive fills from prints, combos in whole units, and what a fill does to OCA
+siblings and bracket children.
 
 The fill model is the one `tws_sim.engine.venue` describes; the pure price logic it applies
 (book walking, triggers, trails, pegs, combo pricing) is `tws_sim.engine.matching`.
@@ -26,6 +26,7 @@ from tws_sim.engine.matching import (
     trail_stop,
 )
 from tws_sim.engine.orders import AUCTION_CLOSE_TYPES, PEG_TYPES, WorkingOrder
+from tws_sim.engine.rules import ComboSliceRule
 from tws_sim.market.catalog import price_increment
 from tws_sim.types import (
     Execution,
@@ -231,7 +232,10 @@ class Fills(Executions):
         book, since FOK must never fill in part."""
         req = order.req
         if order.is_combo:
-            return self._combo_price_ok(order, now) is not None
+            priced = self._combo_price_ok(order, now)
+            if priced is None:
+                return False
+            return self._combo_units(order, now, priced[1], record=False) >= order.remaining
         if req.order_type not in ("MKT", "LMT") or (not req.outside_rth and not self._open(now)):
             return False
         if self._market.halt_state(req.con_id) != HaltState.TRADING:
@@ -263,16 +267,69 @@ class Fills(Executions):
             return None
         return priced
 
+    def _combo_units(
+        self,
+        order: WorkingOrder,
+        now: datetime,
+        leg_fills: list[tuple[bool, Decimal]],
+        record: bool,
+    ) -> Decimal:
+        """Whole combo units that can trade now: the displayed size at each leg's touch (net of
+        what earlier orders took from that quote) over the leg's ratio, the smallest of them,
+        capped by the order's remainder and by a scenario's partial-fill rule. With `record` the
+        legs' shares are marked as taken, so a later order in the same instant sees the book
+        net of them."""
+        req = order.req
+        units = order.remaining
+        books: list[tuple[dict[tuple[bool, Decimal], Decimal], bool, Decimal, int]] = []
+        for leg, (leg_buys, price) in zip(req.combo_legs, leg_fills, strict=True):
+            quote = self._market.quote(leg.con_id)
+            levels, taken = self._levels(leg.con_id, quote, leg_buys)
+            size = next((s for p, s, _ in levels if p == price), ZERO)
+            units = min(units, Decimal(int(size // leg.ratio)))
+            books.append((taken, leg_buys, price, leg.ratio))
+        slice_rule = self._combo_slice_rule(order, now)
+        if slice_rule is not None:
+            last = order.last_fill_time
+            if last is not None and (now - last).total_seconds() < slice_rule.interval_s:
+                return ZERO
+            units = min(units, slice_rule.max_units)
+        if units > 0 and record:
+            for taken, leg_buys, price, ratio in books:
+                taken[(leg_buys, price)] = taken.get((leg_buys, price), ZERO) + units * ratio
+        return units
+
+    def _combo_slice_rule(self, order: WorkingOrder, now: datetime) -> ComboSliceRule | None:
+        """The scenario's partial-fill rule for this combo at `now`, if one applies."""
+        rules = self._rules.combo_slices
+        if not rules:
+            return None
+        symbols = {i.symbol for leg in order.req.combo_legs if (i := self._inst(leg.con_id))}
+        for rule in rules:
+            if rule.window.contains(now) and (
+                not rule.symbols or symbols.intersection(rule.symbols)
+            ):
+                return rule
+        return None
+
     def _work_combo(self, order: WorkingOrder, now: datetime, out: list[VenueEvent]) -> None:
-        """Fill a BAG atomically: all legs for the whole remaining quantity, or nothing."""
+        """Fill a BAG in whole combo units, as many as every leg's displayed size allows now
+        (possibly all of it, possibly none); the rest waits for the market to show more.
+
+        Each fill is one execution per leg (the leg's ratio times the units, at the leg's
+        touch; cumulative quantity and average price per leg over the order) followed by the
+        BAG's own execution for the units at the net price (conId 28812380); the order's
+        filled / remaining count combo units."""
         if order.done or order.held or order.waiting_parent:
             return
         priced = self._combo_price_ok(order, now)
         if priced is None:
             return
         net, leg_fills = priced
+        qty = self._combo_units(order, now, leg_fills, record=True)
+        if qty <= 0:
+            return
         req = order.req
-        qty = order.remaining
         tail: list[VenueEvent] = []
         leg_execs: list[Execution] = []
         for leg, (leg_buys, price) in zip(req.combo_legs, leg_fills, strict=True):
@@ -296,8 +353,8 @@ class Fills(Executions):
                 leg_buys,
                 shares,
                 price,
-                shares,
-                price,
+                acc[0],
+                acc[1] / acc[0],
                 comm,
                 now,
                 out,
@@ -309,7 +366,11 @@ class Fills(Executions):
         order.filled += qty
         order.notional += qty * net
         order.last_fill_price = net
-        self._complete(order, _FILLED, now)
+        order.last_fill_time = now
+        self._dirty = True
+        self._dirty_orders[order.key] = order
+        if order.remaining <= 0:
+            self._complete(order, _FILLED, now)
         self._book(
             order,
             req.con_id or BAG_CON_ID,
@@ -329,7 +390,7 @@ class Fills(Executions):
             req.route or "SMART",
             bag=True,
         )
-        self._emit(order, now, out)
+        self._emit(order, now, out, open_order=order.status == _FILLED)
         out.extend(tail)
         for ex in leg_execs:
             self._scheduled_corrections(ex, now, out)

@@ -97,6 +97,7 @@ class WorkingOrder:
         "is_combo",
         "key",
         "last_fill_price",
+        "last_fill_time",
         "leg_fills",
         "notional",
         "peg_price",
@@ -117,6 +118,7 @@ class WorkingOrder:
         self.filled = ZERO
         self.notional = ZERO  # sum of shares x price (per unit, before multiplier)
         self.last_fill_price = ZERO
+        self.last_fill_time: datetime | None = None  # combos: when the last units filled
         self.commission = ZERO
         self.triggered = req.order_type not in STOP_TYPES
         self.trail_stop: Decimal | None = None

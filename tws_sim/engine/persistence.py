@@ -205,6 +205,7 @@ def encode_order(o: WorkingOrder) -> dict[str, Any]:
         "filled": o.filled,
         "notional": o.notional,
         "last_fill_price": o.last_fill_price,
+        "last_fill_time": o.last_fill_time,
         "commission": o.commission,
         "triggered": o.triggered,
         "trail_stop": o.trail_stop,
@@ -225,6 +226,8 @@ def decode_order(d: dict[str, Any]) -> WorkingOrder:
     o.filled = Decimal(d["filled"])
     o.notional = Decimal(d["notional"])
     o.last_fill_price = Decimal(d["last_fill_price"])
+    lft = d.get("last_fill_time")  # absent in journals written before combos filled in parts
+    o.last_fill_time = datetime.fromisoformat(lft) if lft else None
     o.commission = Decimal(d["commission"])
     o.triggered = d["triggered"]
     o.trail_stop = _dec(d["trail_stop"])

@@ -1,4 +1,5 @@
-"""Venue rules taken from a scenario: reject limits, delayed commissions, corrections, combos.
+"""Venue rules taken from a scenario: reject limits, delayed commissions, corrections, combos
+(refused, or filled a few units at a time).
 
 The scenario (`tws_sim.market.Scenario`) holds faults as data, timed relative to the simulation
 start (`at` ET time or `after_s`); the engine acts on the ones that concern the venue.
@@ -53,6 +54,18 @@ class ComboRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ComboSliceRule:
+    """BAG orders touching `symbols` (empty = any) fill at most `max_units` combo units per
+    execution and at most once every `interval_s` simulated seconds, however much the legs
+    show: a thin complex-order book, so a client sees its combo fill over several executions."""
+
+    max_units: Decimal = Decimal(1)
+    interval_s: float = 1.0
+    symbols: tuple[str, ...] = ()
+    window: Window = ALWAYS
+
+
+@dataclass(frozen=True, slots=True)
 class CommissionDelay:
     """Commission reports of executions inside `window` are delivered `delay_s` later."""
 
@@ -81,6 +94,7 @@ class VenueRules:
 
     rejects: tuple[RejectRule, ...] = ()
     combos: tuple[ComboRule, ...] = ()
+    combo_slices: tuple[ComboSliceRule, ...] = ()
     commission_delays: tuple[CommissionDelay, ...] = ()
     duplicate_status: tuple[Window, ...] = ()
     corrections: tuple[CorrectionRule, ...] = ()
@@ -100,6 +114,7 @@ class VenueRules:
             return cls()
         rejects: list[RejectRule] = []
         combos: list[ComboRule] = []
+        slices: list[ComboSliceRule] = []
         delays: list[CommissionDelay] = []
         corrections: list[CorrectionRule] = []
         for fault in _get(scenario, "faults") or ():
@@ -128,6 +143,16 @@ class VenueRules:
                         window=window,
                     )
                 )
+            elif kind == "combo_partial_fills":
+                interval = _get(fault, "interval_s")
+                slices.append(
+                    ComboSliceRule(
+                        max_units=Decimal(str(_get(fault, "max_units") or 1)),
+                        interval_s=1.0 if interval is None else float(interval),
+                        symbols=tuple(_get(fault, "symbols") or ()),
+                        window=window,
+                    )
+                )
             elif kind == "delayed_commissions":
                 delays.append(CommissionDelay(float(_get(fault, "delay_s") or 5.0), window))
             elif kind == "execution_correction":
@@ -148,6 +173,7 @@ class VenueRules:
         return cls(
             rejects=tuple(rejects),
             combos=tuple(combos),
+            combo_slices=tuple(slices),
             commission_delays=tuple(delays),
             corrections=tuple(corrections),
             **kwargs,

@@ -14,9 +14,11 @@ Fill model (decided where IB's behaviour is not observable from the API):
 - stops and trails watch the last trade price (the mid before the first trade);
 - MOC / LOC fill at the close auction (the session's last price) when the session closes, OPG at
   the next open; DAY orders then expire;
-- combos (BAG) fill atomically: one execution per leg at the leg's touch, then the BAG's own
-  execution at the net price (conId 28812380, IB's id for USD combos); legs carry commissions, the
-  BAG's report carries 0.
+- combos (BAG) fill in whole combo units: as many as the displayed size at every leg's touch
+  allows (size / ratio, the thinnest leg decides; a scenario may cap the units per execution),
+  the rest on later quotes. Each fill is one execution per leg (ratio x units at the leg's touch)
+  then the BAG's own execution for the units at the net price (conId 28812380, IB's id for USD
+  combos); legs carry commissions, the BAG's report carries 0; orderStatus counts combo units.
 
 The class is split by concern over the modules of this package (`tws_sim.engine.core` lists
 them); this module holds the public API: orders in, queries, and the construction of the parts.

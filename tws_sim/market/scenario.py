@@ -252,6 +252,16 @@ class ComboUnfillableFault(_Window):
     message: str = "Order rejected - reason: combo order cannot be filled at this time"
 
 
+class ComboPartialFillsFault(_Window):
+    """BAG orders whose legs touch `symbols` (empty = any) fill at most `max_units` combo units
+    per execution, at most once every `interval_s` seconds (the rest as later fills)."""
+
+    kind: Literal["combo_partial_fills"]
+    symbols: tuple[str, ...] = ()
+    max_units: int = Field(default=1, ge=1)
+    interval_s: float = Field(default=1.0, ge=0)
+
+
 Fault = Annotated[
     DisconnectFault
     | MdFarmDropFault
@@ -259,7 +269,8 @@ Fault = Annotated[
     | DuplicateOrderStatusFault
     | ExecutionCorrectionFault
     | RejectRuleFault
-    | ComboUnfillableFault,
+    | ComboUnfillableFault
+    | ComboPartialFillsFault,
     Field(discriminator="kind"),
 ]
 
