@@ -162,9 +162,22 @@ halts:
     assert m.halt_state(opt.con_id) is HaltState.VOLATILITY_HALT
     frozen = m.quote(TSLA)
     assert frozen.halted is HaltState.VOLATILITY_HALT
+    frozen_opt = m.quote(opt.con_id)
+    assert frozen_opt.halted is HaltState.VOLATILITY_HALT
     events = m.advance(START + timedelta(seconds=89.75))
     assert not [e for e in events if isinstance(e, TradePrinted) and e.con_id == TSLA]
     assert m.quote(TSLA).bid == frozen.bid and m.depth(TSLA, 5) == []
+    # the option's book freezes with its underlying: no quote events, the same prices and sizes
+    assert not [e for e in events if getattr(e, "con_id", None) == opt.con_id]
+    assert not [e for e in events if isinstance(e, QuoteChanged) and e.quote.con_id == opt.con_id]
+    still = m.quote(opt.con_id)
+    assert (still.bid, still.ask, still.bid_size, still.ask_size) == (
+        frozen_opt.bid,
+        frozen_opt.ask,
+        frozen_opt.bid_size,
+        frozen_opt.ask_size,
+    )
+    assert m.depth(opt.con_id, 5) == []
     events = m.advance(START + timedelta(seconds=90))
     assert (TSLA, HaltState.TRADING) in {
         (e.con_id, e.state) for e in events if isinstance(e, HaltChanged)

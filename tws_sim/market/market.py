@@ -489,7 +489,9 @@ class Market:
                 und_price=spot,
             )
         period = step // _OPTION_SIZE_STEPS
-        if period != st.size_period:
+        # Halted with its underlying: the option's book freezes too (sizes included), as the
+        # options exchanges halt an option class with its underlying.
+        if period != st.size_period and p.halt == HaltState.TRADING:
             damp = 1.0 / math.sqrt(p.vol_mult)
             u1 = keyed_uniform(self.seed, st.inst.con_id, period, 1)
             u2 = keyed_uniform(self.seed, st.inst.con_id, period, 2)
