@@ -25,6 +25,9 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     template: Template | None = None
+    # TWAP: how many slices (instead of one per cadence), and the cadence in seconds (15).
+    slices: int | None = Field(default=None, ge=1, le=500)
+    cadence_s: int | None = Field(default=None, ge=1, le=3600)
 
 
 class MomentumParams(StrategyParams):

@@ -4,7 +4,8 @@ The intent's quantity is spread over `ceil((deadline - start) / cadence)` slices
 whole shares, earlier slices taking the remainder. Each slice is a marketable IOC limit (at the
 touch, within the slippage band) capped at 10 % of the last completed 5 s bar; its size is the
 schedule's cumulative target less what already filled, so what one slice did not get rolls into
-the next, and the last slice, due at the deadline, asks for everything left.
+the next, and the last slice, due at the deadline, asks for everything left, priced up to the
+edge of the slippage band so the schedule finishes.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def twap(
                 action=action,
                 due_at=min(start + step * k, deadline) if count > 1 else start,
                 pricing=Pricing.TOUCH,
-                # The last slice asks for all that is left: the schedule ends at the deadline.
+                # The last slice asks for all that is left, as far as the slippage band allows:
+                # the schedule ends at the deadline.
                 schedule_qty=None if last else cumulative,
+                aggression=Decimal(1) if last and count > 1 else Decimal(0),
                 capped=True,
                 tif="IOC",
                 reason=f"slice {k + 1}/{count}",

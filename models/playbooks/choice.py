@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from models.child_orders import Action, ChildPlan, Pricing, Template
 from models.intent import Intent, TimeInForce, Urgency
 from models.planners import pegged_mid, sweep, twap
+from models.planners.twap import DEFAULT_CADENCE
 
 DEFAULT_TWAP_SPAN = timedelta(minutes=10)
 
@@ -77,7 +78,15 @@ def children_for(template: Template, intent: Intent, now: datetime) -> tuple[Chi
     if template is Template.PEGGED_MID:
         return tuple(pegged_mid(action, now))
     if template is Template.TWAP:
-        return tuple(twap(action, intent.quantity, now, deadline_of(intent, now)))
+        params = intent.strategy_params
+        cadence = timedelta(seconds=params.cadence_s or DEFAULT_CADENCE.total_seconds())
+        if params.slices is not None:
+            # A fixed count at the cadence; a GTD deadline still ends it.
+            deadline = min(deadline_of(intent, now), now + cadence * (params.slices - 1))
+            return tuple(
+                twap(action, intent.quantity, now, deadline, cadence=cadence, slices=params.slices)
+            )
+        return tuple(twap(action, intent.quantity, now, deadline_of(intent, now), cadence=cadence))
     if template is Template.MARKETABLE_LIMIT:
         return (
             ChildPlan(

@@ -259,6 +259,10 @@ def _decide(
         contract = combo.combo_contract(row, legs)
         details = _merge(row, {"contract": contract})
         row = orders_repo.update_columns(conn, row, {"details": details}, now)
+    if plan.capped and snapshot is not None and snapshot.bar_volume is not None:
+        # The bar the participation cap was taken against, kept with the child for review.
+        details = _merge(row, {"bar_volume": str(snapshot.bar_volume)})
+        row = orders_repo.update_columns(conn, row, {"details": details}, now)
     row = _store_priced(conn, venue, row, decided, now, parent_ib_id)
     result.sent.append(key)
     return _placement(row)
