@@ -77,4 +77,10 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": ORDERS_TICK_S,
         "options": {"expires": 5},
     },
+    # 0DTE positions flat from 5 minutes before the close (a no-op until then).
+    "orders-flatten-0dte": {
+        "task": "tasks.orders.flatten_tick",
+        "schedule": 15.0,
+        "options": {"expires": 15},
+    },
 }

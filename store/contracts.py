@@ -69,3 +69,9 @@ def multiplier(conn: Connection, con_id: int) -> Decimal | None:
         sa.select(contracts.c.multiplier).where(contracts.c.con_id == con_id)
     ).first()
     return None if row is None or row.multiplier is None else Decimal(str(row.multiplier))
+
+
+def described(conn: Connection, con_id: int) -> Mapping[str, object] | None:
+    """The cached answer for a contract (its columns), or None."""
+    row = conn.execute(sa.select(contracts).where(contracts.c.con_id == con_id)).first()
+    return None if row is None else dict(row._mapping)

@@ -63,3 +63,31 @@ def set_con_id(conn: Connection, intent_id: int, con_id: int, now: datetime) -> 
     conn.execute(
         intents.update().where(intents.c.id == intent_id).values(con_id=con_id, updated_at=now)
     )
+
+
+def with_prefix(conn: Connection, prefix: str) -> list[Row[Any]]:
+    """Intents whose signal_id starts with `prefix`, oldest first."""
+    return list(
+        conn.execute(
+            sa.select(intents).where(intents.c.signal_id.startswith(prefix)).order_by(intents.c.id)
+        ).all()
+    )
+
+
+def latest_for(conn: Connection, strategy: str, con_id: int) -> Row[Any] | None:
+    """The newest intent of `strategy` on contract `con_id`."""
+    return conn.execute(
+        sa.select(intents)
+        .where(intents.c.strategy == strategy, intents.c.con_id == con_id)
+        .order_by(intents.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def fill_con_id(conn: Connection, intent_id: int, con_id: int, now: datetime) -> None:
+    """Record the intent's conId once it is resolved (a no-op when it already has one)."""
+    conn.execute(
+        intents.update()
+        .where(intents.c.id == intent_id, intents.c.con_id.is_(None))
+        .values(con_id=con_id, updated_at=now)
+    )

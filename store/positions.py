@@ -87,3 +87,14 @@ def save(
             recorded_at=now,
         )
     )
+
+
+def open_of(conn: Connection, strategy: str) -> list[Row[Any]]:
+    """The strategy's positions that are not flat."""
+    return list(
+        conn.execute(
+            sa.select(positions_current).where(
+                positions_current.c.strategy_id == strategy, positions_current.c.quantity != 0
+            )
+        ).all()
+    )

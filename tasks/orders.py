@@ -17,7 +17,9 @@ from celery import Task
 from sqlalchemy.engine import Engine
 
 import ibgateway_bridge.client_api as client_api
+from epm.calendar import session_close, trading_day
 from models.intent import IntentStatus
+from services.orders.flatten import flatten_expiring
 from services.orders.plan_intent import plan_admitted
 from services.orders.reprice import reprice_pegged
 from services.orders.send_due import send_due
@@ -165,4 +167,26 @@ def scheduler_tick(self: Task, orders_retry: object = None) -> Outcome:
         name="orders",
         retry_state=orders_retry,
         state_kwarg="orders_retry",
+    )
+
+
+def _flatten(stores: Stores) -> Outcome:
+    today = trading_day(stores.now)
+    submitted = flatten_expiring(
+        stores.engine,
+        _venue(stores),
+        stores.redis,
+        stores.now,
+        today=today,
+        close=session_close(today),
+        client_id=stores.settings.ib_client_id_orders,
+    )
+    return {"submitted": submitted}
+
+
+@celery_app.task(name="tasks.orders.flatten_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def flatten_tick(self: Task, orders_retry: object = None) -> Outcome:
+    """Beat: close 0DTE positions from 5 minutes before the session's close."""
+    return run_through_outages(
+        self, _flatten, name="orders", retry_state=orders_retry, state_kwarg="orders_retry"
     )

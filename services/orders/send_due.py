@@ -159,6 +159,8 @@ def _resolve(conn: Connection, row: OrderRow, now: datetime) -> OrderRow | str:
     )
     if found is None:
         return "contract not resolved yet"
+    if row.intent_id is not None and row.parent_order_id is None and combo.role_of(row) is None:
+        intent_life.fill_con_id(conn, row.intent_id, found, now)
     return orders_repo.update_columns(conn, row, {"con_id": found}, now)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +20,14 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from epm.calendar import ET, session_close
 from ibgateway_bridge import commands as cmds
 from models.ledger_reports import ContractReport
 from services.intake import process_submission
 from services.ledger.callbacks import process_callback
 from services.ledger.record_contract import record_contract
 from services.orders.cancel_intent import cancel_intent
+from services.orders.flatten import flatten_expiring
 from services.orders.plan_intent import plan_admitted
 from services.orders.reprice import reprice_pegged
 from services.orders.send_due import CONTRACT_WAIT, RESEND_AFTER, send_due
@@ -776,3 +778,93 @@ def test_a_combo_the_venue_refuses_completes_by_legs_riskier_first_then_hedged(
     row = status(engine, intent_id)
     assert row.status == "EXPIRED" and "2 of 3" in row.reject_message
     assert children(engine, intent_id)[-1].state == "PLACED"
+
+
+ODTE = 9100  # a SPY call expiring today (2026-12-03)
+
+
+def odte_position(engine: Engine, r: redis.Redis, **fields: Any) -> int:
+    """A 0DTE_Scalp intent bought 5 calls expiring today; returns the intent id."""
+    describe(
+        engine,
+        ODTE,
+        symbol="SPY",
+        sec_type="OPT",
+        expiry="20261203",
+        strike="600",
+        right="C",
+        multiplier="100",
+        local_symbol="SPY   261203C00600000",
+    )
+    intent_id = admit(
+        engine,
+        r,
+        signal_id="odte-1",
+        strategy="0DTE_Scalp",
+        instrument="SPY   261203C00600000",
+        quantity="5",
+        urgency="Immediate",
+        **fields,
+    )
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    option_quote(r, ODTE, T0, "2.00", "2.05", "0.5")
+    send_due(engine, venue, T0)
+    leg_fill(engine, children(engine, intent_id)[0], ODTE, "5", "2.05", "0300.01.01", "BOT")
+    return intent_id
+
+
+@pytest.mark.parametrize(
+    ("day", "close_et", "flat_et"),
+    [(date(2026, 12, 3), (16, 0), (15, 55)), (date(2026, 11, 27), (13, 0), (12, 55))],
+)
+def test_a_0dte_position_is_flattened_five_minutes_before_the_close(
+    engine: Engine, r: redis.Redis, day: date, close_et: tuple[int, int], flat_et: tuple[int, int]
+) -> None:
+    close = session_close(day)
+    assert close is not None and close.astimezone(ET).timetuple()[3:5] == close_et
+    intent_id = odte_position(engine, r)
+    venue = BridgeVenue(engine, r, client_id=1)
+    today = date(2026, 12, 3)
+    # The position's own session close, from the calendar (early close on 27 Nov).
+    flat_at = datetime.combine(today, time(*flat_et), tzinfo=ET).astimezone(UTC)
+    day_close = datetime.combine(today, time(*close_et), tzinfo=ET).astimezone(UTC)
+    before = flatten_expiring(
+        engine, venue, r, flat_at - timedelta(seconds=1), today=today, close=day_close, client_id=1
+    )
+    assert before == []
+    at = flatten_expiring(engine, venue, r, flat_at, today=today, close=day_close, client_id=1)
+    assert at == [f"flat-20261203-{ODTE}-1"]
+    flat = intent_life_row(engine, at[0])
+    assert (flat.status, flat.side, flat.quantity) == ("WORKING", "SELL", Decimal(5))
+    # One attempt at a time: a second tick while it works submits nothing.
+    again = flatten_expiring(
+        engine, venue, r, flat_at + timedelta(seconds=15), today=today, close=day_close, client_id=1
+    )
+    assert again == []
+    # The closing sweep goes out at the touch even though the option's spread is wider than
+    # the entry band (50 bps): a flatten may pay up to 1,000 bps.
+    option_quote(r, ODTE, flat_at, "2.00", "2.05", "0.5")
+    sent = send_due(engine, venue, flat_at)
+    assert sent.sent == [f"epm-{flat.id}-sweep-1"], sent
+    closing = placements(r)[-1]
+    assert (closing.order.action, closing.order.quantity, closing.order.lmt_price) == (
+        "SELL",
+        Decimal(5),
+        Decimal("2.00"),
+    )
+    assert intent_id != flat.id
+
+
+def test_a_0dte_position_held_to_expiry_is_left_alone(engine: Engine, r: redis.Redis) -> None:
+    odte_position(engine, r, params={"hold_to_expiry": True})
+    venue = BridgeVenue(engine, r, client_id=1)
+    today = date(2026, 12, 3)
+    late = datetime(2026, 12, 3, 20, 58, tzinfo=UTC)  # 15:58 ET
+    close = datetime(2026, 12, 3, 21, 0, tzinfo=UTC)
+    assert flatten_expiring(engine, venue, r, late, today=today, close=close, client_id=1) == []
+
+
+def intent_life_row(engine: Engine, signal_id: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(intents).where(intents.c.signal_id == signal_id)).one()

@@ -186,3 +186,27 @@ def test_params_name_a_template_and_a_bracket_needs_exits() -> None:
     bracket = plan_intent(intent(params={"trail_amount": "0.5"}), T0)
     assert isinstance(bracket, Plan) and bracket.template is Template.BRACKET
     assert [c.key for c in bracket.children] == ["bracket-entry", "bracket-stop"]
+
+
+def test_a_0dte_position_must_be_flat_from_five_minutes_before_the_close() -> None:
+    from datetime import date
+
+    from models.playbooks.zero_dte_scalp import flat_by, flatten_payload, must_flatten
+
+    close = datetime(2026, 12, 3, 21, 0, tzinfo=UTC)  # 16:00 ET
+    today = date(2026, 12, 3)
+    assert flat_by(close) == datetime(2026, 12, 3, 20, 55, tzinfo=UTC)
+    at = flat_by(close)
+    assert must_flatten(expiry=today, today=today, now=at, close=close, hold=False)
+    assert not must_flatten(
+        expiry=today, today=today, now=at - timedelta(seconds=1), close=close, hold=False
+    )
+    assert not must_flatten(expiry=today, today=today, now=at, close=close, hold=True)
+    assert not must_flatten(expiry=date(2026, 12, 4), today=today, now=at, close=close, hold=False)
+    assert not must_flatten(expiry=today, today=today, now=at, close=None, hold=False)
+    short = flatten_payload(today=today, con_id=7, attempt=2, occ="X", quantity=D(-3))
+    assert (short["side"], short["quantity"], short["signal_id"]) == (
+        "BUY_TO_COVER",
+        "3",
+        "flat-20261203-7-2",
+    )

@@ -1,0 +1,46 @@
+"""The exchange calendar (XNYS, from `exchange_calendars`): session closes, early closes
+included. The simulator keeps its own copy (`tws_sim.market.clock`): it must not import epm.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ET = ZoneInfo("America/New_York")
+
+
+@lru_cache(maxsize=1)
+def _xnys() -> Any:
+    # Building the calendar takes ~0.5 s: once per process, on first use.
+    import exchange_calendars
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return exchange_calendars.get_calendar("XNYS")
+
+
+@lru_cache(maxsize=4096)
+def session_close(day: date) -> datetime | None:
+    """The regular session's close of `day` (aware UTC; 13:00 ET on early-close days), or None
+    when `day` is not a session (weekend, holiday) or outside the calendar's range."""
+    import pandas as pd
+
+    calendar = _xnys()
+    stamp = pd.Timestamp(day)
+    try:
+        if not calendar.is_session(stamp):
+            return None
+        close = calendar.session_close(stamp)
+    except (ValueError, KeyError):
+        return None
+    return close.to_pydatetime()
+
+
+def trading_day(now: datetime) -> date:
+    """The exchange's calendar day at `now` (New York time)."""
+    return now.astimezone(ET).date()
