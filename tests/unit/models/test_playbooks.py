@@ -210,3 +210,11 @@ def test_a_0dte_position_must_be_flat_from_five_minutes_before_the_close() -> No
         "3",
         "flat-20261203-7-2",
     )
+
+
+def test_gamma_hedges_in_its_increments() -> None:
+    plan = plan_intent(intent("Gamma_Rebalance", quantity="1000", params={"increment": "300"}), T0)
+    assert isinstance(plan, Plan) and plan.template is Template.TWAP
+    assert len(plan.children) == 4 and "4 hedge increments of at most 300" in plan.reason
+    cumulative = [c.schedule_qty for c in plan.children[:-1]]
+    assert cumulative == [D(250), D(500), D(750)]
