@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 import sqlalchemy as sa
+from ibapi.execution import ExecutionFilter
 from sqlalchemy.engine import Engine
 
 from ibgateway_bridge import client_api
@@ -32,6 +33,7 @@ from tasks.orders import BridgeVenue
 from tests.bridge.harness import bridge_in_process, poll, sim_orders, sim_thread, wait_ready
 from tests.bridge.test_ledger_e2e import ledger_worker
 from tests.integration.conftest import wipe
+from tws_sim.server.testing import RecordingClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -187,3 +189,83 @@ def test_a_resting_roll_is_legged_after_its_window_buy_leg_first(
     first, second = (at_venue[o].request for o in later[:2])
     assert (first.action, second.action) == ("BUY", "SELL")
     assert legs[near] == Decimal(-2) and legs[far] == Decimal(2)
+
+
+def test_a_bracket_is_what_an_outside_ib_client_sees_at_the_venue(
+    r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path
+) -> None:
+    engine = make_engine(ledger_db)
+    wipe(engine)
+    outside = RecordingClient()
+    try:
+        with (
+            sim_thread() as sim,
+            bridge_in_process(redis_url, sim.port, BridgeConfig(send_extra_tasks=True)),
+            ledger_worker(redis_url, ledger_db, tmp_path / "ledger.log"),
+        ):
+            wait_ready(r)
+            wait_ready(r, client_id=2)
+            payload = {
+                "signal_id": f"bracket-{time.time_ns()}",
+                "strategy": "Momentum_EQ",
+                "instrument": "AAPL",
+                "side": "BUY",
+                "quantity": "20",
+                "urgency": "High",
+                "time_in_force": "DAY",
+                "params": {"trail_percent": "2", "profit_target": "400"},
+            }
+            outcome = process_submission(
+                payload,
+                engine=engine,
+                redis_client=r,
+                now=datetime.now(UTC),
+                max_active=lambda _s: 9,
+            )
+            venue = BridgeVenue(engine, r, client_id=1)
+            intent_id = int(outcome["intent_id"])
+            plan_admitted(engine, venue, intent_id, client_id=1, now=datetime.now(UTC))
+
+            def completed() -> Any:
+                row = intent_row(engine, payload["signal_id"])
+                return row if row.status == "COMPLETED" else None
+
+            ticking(engine, venue, completed, 60)
+            # An outside client (another client id, as a desk's TWS would be) asks the venue.
+            outside.start(sim.port, 7)
+            outside.reqAllOpenOrders()
+            outside.wait_for(lambda: outside.of("openOrderEnd"))
+            seen = {
+                args[2].orderRef: (args[1], args[2])
+                for args in outside.of("openOrder")
+                if str(args[2].orderRef).startswith(f"epm-{intent_id}-")
+            }
+            outside.reqExecutions(1, ExecutionFilter())
+            outside.wait_for(lambda: outside.of("execDetailsEnd"))
+            executions = [
+                a[2]
+                for a in outside.of("execDetails")
+                if a[2].orderRef == f"epm-{intent_id}-bracket-entry"
+            ]
+        target_contract, target = seen[f"epm-{intent_id}-bracket-target"]
+        stop_contract, stop = seen[f"epm-{intent_id}-bracket-stop"]
+        entry_id = executions[0].orderId
+        assert target_contract.symbol == stop_contract.symbol == "AAPL"
+        assert (target.action, target.orderType, float(target.lmtPrice), target.tif) == (
+            "SELL",
+            "LMT",
+            400.0,
+            "GTC",
+        )
+        assert (stop.action, stop.orderType, float(stop.trailingPercent), stop.tif) == (
+            "SELL",
+            "TRAIL",
+            2.0,
+            "GTC",
+        )
+        assert target.parentId == stop.parentId == entry_id
+        assert target.ocaGroup == stop.ocaGroup != ""
+        assert sum(Decimal(str(e.shares)) for e in executions) == Decimal(20)
+    finally:
+        outside.stop()
+        dispose_engines()
