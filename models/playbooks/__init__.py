@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 
+from models.child_orders import Template
 from models.intent import Intent
 from models.playbooks.choice import Plan, Refusal
 from models.playbooks.gamma_rebalance import plan as gamma_rebalance
@@ -31,6 +32,15 @@ PLAYBOOKS: Mapping[str, Playbook] = MappingProxyType(
 )
 
 
+def on_slippage(intent: Intent, running: Template) -> Template | None:
+    """What a slippage breach does to the rest of the plan (blueprint §6.5): the template to
+    switch to, or None to abort. Momentum_EQ's sweep gives way to a pegged mid (it still wants
+    the position, at a price that waits); every other plan stops."""
+    if intent.strategy == "Momentum_EQ" and running is Template.SWEEP:
+        return Template.PEGGED_MID
+    return None
+
+
 def plan_intent(intent: Intent, now: datetime) -> Plan | Refusal:
     """The plan of children for an admitted intent, or why there is none."""
     playbook = PLAYBOOKS.get(intent.strategy)
@@ -39,4 +49,4 @@ def plan_intent(intent: Intent, now: datetime) -> Plan | Refusal:
     return playbook(intent, now)
 
 
-__all__ = ["PLAYBOOKS", "Plan", "Playbook", "Refusal", "plan_intent"]
+__all__ = ["PLAYBOOKS", "Plan", "Playbook", "Refusal", "on_slippage", "plan_intent"]

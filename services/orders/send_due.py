@@ -16,7 +16,7 @@ or none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,11 +25,22 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from epm.logging import get_logger
-from models.child_orders import ChildOrder, Hold, Progress, Skip, plan_from_json, price
+from models.child_orders import (
+    Action,
+    ChildOrder,
+    Hold,
+    Progress,
+    Skip,
+    Template,
+    plan_from_json,
+    plan_to_json,
+    price,
+)
 from models.combos import ComboLeg
-from models.intent import IntentStatus
+from models.intent import Intent, IntentStatus
 from models.intent_progress import (
     ChildState,
+    SlippageBreach,
     outcome_of,
     past_good_till,
     progress_of,
@@ -38,6 +49,8 @@ from models.intent_progress import (
 )
 from models.market import ZERO
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
+from models.planners import pegged_mid
+from models.playbooks import on_slippage
 from services.ledger.own_events import apply_order_event
 from services.orders import combo
 from services.orders.venue import Venue
@@ -330,6 +343,75 @@ def _store_priced(
     )
 
 
+# The key of the child a slippage switch plans (one switch per intent; a breach after it aborts).
+SWITCH_KEY = "after-slippage"
+
+
+def _switch_template(
+    conn: Connection,
+    intent: Any,
+    rows: Sequence[OrderRow],
+    breach: SlippageBreach,
+    now: datetime,
+    to_cancel: list[int],
+) -> bool:
+    """Switch the rest of the plan to the template the playbook names for a breach; False when
+    it names none (the caller aborts)."""
+    model = Intent.model_validate(intent.payload)
+    running = Template((rows[0].details or {}).get("template", Template.SWEEP.value))
+    switch_to = on_slippage(model, running)
+    if switch_to is None:
+        return False
+    reason = f"slippage switch to {switch_to.value}: {breach.reason}"
+    to_cancel += wind_down(conn, intent.id, reason, now)
+    (plan,) = pegged_mid(Action(model.wire_action), now, key=SWITCH_KEY)
+    first = rows[0]
+    orders_repo.create_order(
+        conn,
+        {
+            "client_order_id": f"epm-{intent.id}-{SWITCH_KEY}",
+            "client_id": first.client_id,
+            "intent_id": intent.id,
+            "parent_link": "child",
+            "strategy": intent.strategy,
+            "con_id": first.con_id,
+            "symbol": first.symbol,
+            "sec_type": first.sec_type,
+            "action": plan.action.value,
+            "tif": plan.tif,
+            "exchange": plan.route,
+            "due_at": now,
+            "state": OrderState.SCHEDULED.value,
+            "details": {
+                "plan": plan_to_json(plan),
+                "template": switch_to.value,
+                "why": reason,
+                "contract": (first.details or {}).get("contract"),
+            },
+        },
+        now,
+    )
+    risk_events.record(
+        conn,
+        kind="SLIPPAGE_SWITCH",
+        severity="warning",
+        scope="intent",
+        scope_key=intent.signal_id,
+        code="MAX_SLIPPAGE_EXCEEDED",
+        message=reason,
+        details={
+            "child": breach.key,
+            "avg_price": str(breach.avg_price),
+            "reference": str(breach.reference),
+            "slippage_bps": str(breach.slippage_bps),
+            "max_slippage_bps": str(breach.max_slippage_bps),
+            "switched_to": switch_to.value,
+        },
+        now=now,
+    )
+    return True
+
+
 def settle_intents(
     conn: Connection, now: datetime, venue: Venue, limit: int = 200
 ) -> tuple[list[int], list[int]]:
@@ -359,8 +441,14 @@ def settle_intents(
             finished.append(intent.id)
             continue
         buy = intent.side in ("BUY", "BUY_TO_COVER")
-        breach = slippage_breach(children, buy, intent.max_slippage_bps)
+        switched = [c for c in children if c.key.endswith(f"-{SWITCH_KEY}")]
+        # After a switch only the new child's own slippage counts (the breach that caused it
+        # has been acted on).
+        watched = switched or children
+        breach = slippage_breach(watched, buy, intent.max_slippage_bps)
         if breach is not None and outcome_of(children, intent.quantity) is None:
+            if not switched and _switch_template(conn, intent, rows, breach, now, to_cancel):
+                continue
             to_cancel += wind_down(conn, intent.id, f"slippage abort: {breach.reason}", now)
             risk_events.record(
                 conn,

@@ -868,3 +868,52 @@ def test_a_0dte_position_held_to_expiry_is_left_alone(engine: Engine, r: redis.R
 def intent_life_row(engine: Engine, signal_id: str) -> Any:
     with engine.connect() as conn:
         return conn.execute(sa.select(intents).where(intents.c.signal_id == signal_id)).one()
+
+
+def test_a_sweep_that_slips_gives_way_to_a_pegged_mid_for_the_rest(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    intent_id = admit(engine, r, urgency="High", quantity="300", max_slippage_bps="20")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    first = children(engine, intent_id)[0]
+    # 100 of 300 at 200.60: ~29.5 bps worse than the mid it was priced on (limit 20).
+    fill(engine, first, "100", "200.60", "0400.01.01")
+    process_callback(
+        "order_status",
+        {
+            "ib_order_id": first.ib_order_id,
+            "client_id": 1,
+            "ib_status": "Cancelled",
+            "filled": "100",
+            "remaining": "200",
+            "received_at": T0.isoformat(),
+        },
+        engine=engine,
+        redis_client=None,
+        now=T0,
+    )
+    later = T0 + timedelta(seconds=1)
+    quote(r, later)
+    send_due(engine, venue, later)
+    assert status(engine, intent_id).status == "WORKING"
+    rows = children(engine, intent_id)
+    assert [c.state for c in rows[1:4]] == ["CANCELLED"] * 3  # the sweep's later steps
+    switch = rows[-1]
+    assert switch.client_order_id == f"epm-{intent_id}-after-slippage"
+    with engine.connect() as conn:
+        event = conn.execute(
+            sa.select(risk_events).where(risk_events.c.kind == "SLIPPAGE_SWITCH")
+        ).one()
+    assert event.details["switched_to"] == "PEGGED_MID"
+    # The peg takes what is left at the midpoint, the next tick.
+    send_due(engine, venue, later + timedelta(seconds=1))
+    peg = placements(r)[-1]
+    assert (peg.client_order_id, peg.order.quantity, peg.order.lmt_price) == (
+        switch.client_order_id,
+        Decimal(200),
+        Decimal("200.01"),
+    )
