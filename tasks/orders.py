@@ -45,6 +45,22 @@ class BridgeVenue:
             return highest_ib_order_id(conn, self._client_id)
 
     def allocate_id(self) -> int:
+        """A fresh id above every id the ledger knows for this client.
+
+        Redis can lose the counter, and a new gateway (a reset paper account) starts its ids
+        low again: the bridge then seeds the counter from the venue's nextValidId, below ids
+        already in the ledger. An id the ledger holds is never handed out twice: the counter is
+        re-seeded above the ledger's highest and the id allocated again.
+        """
+        allocated = client_api.allocate_order_id(
+            self._redis, client_id=self._client_id, floor=self._floor
+        )
+        floor = self._floor()
+        if allocated > floor:
+            return allocated
+        client_api.reseed_order_ids(
+            floor, client=self._redis, client_id=self._client_id, raise_existing=True
+        )
         return client_api.allocate_order_id(
             self._redis, client_id=self._client_id, floor=self._floor
         )

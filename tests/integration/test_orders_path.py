@@ -917,3 +917,24 @@ def test_a_sweep_that_slips_gives_way_to_a_pegged_mid_for_the_rest(
         Decimal(200),
         Decimal("200.01"),
     )
+
+
+def test_ids_stay_above_the_ledger_when_redis_and_the_gateway_both_start_over(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    first_id = admit(engine, r, signal_id="before-reset")
+    venue = BridgeVenue(engine, r, client_id=1)
+    plan_admitted(engine, venue, first_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    before = children(engine, first_id)[0].ib_order_id
+    # Redis lost everything and a reset paper gateway said nextValidId 1: the bridge seeds 0.
+    r.flushdb()
+    r.set("ib:order:last_id", 0)
+    second_id = admit(engine, r, signal_id="after-reset")
+    plan_admitted(engine, venue, second_id, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0)
+    after = children(engine, second_id)[0].ib_order_id
+    assert after is not None and before is not None and after > before
