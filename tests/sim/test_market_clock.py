@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tws_sim.market import SimClock, in_regular_hours, session_bounds
-from tws_sim.market.clock import next_session, parse_hhmm, sessions_from
+from tws_sim.market.clock import (
+    extended_bounds,
+    next_session,
+    next_session_close,
+    next_session_open,
+    parse_hhmm,
+    sessions_from,
+)
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
@@ -75,3 +83,18 @@ def test_parse_hhmm() -> None:
     assert parse_hhmm(" 09:30:15 ") == dtime(9, 30, 15)
     with pytest.raises(ValueError, match="bad ET time"):
         parse_hhmm("3pm")
+
+
+def test_extended_hours_and_the_next_session_skip_weekends_and_holidays() -> None:
+    et = ZoneInfo("America/New_York")
+    wed = extended_bounds(date(2026, 11, 25))
+    assert wed is not None
+    assert (wed[0].astimezone(et).hour, wed[1].astimezone(et).hour) == (4, 20)
+    assert extended_bounds(date(2026, 11, 26)) is None  # Thanksgiving
+    fri = extended_bounds(date(2026, 11, 27))
+    assert fri is not None and fri[1].astimezone(et).hour == 17  # early close: 13:00 / 17:00
+    after_wed_close = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)
+    assert next_session_open(after_wed_close) == datetime(2026, 11, 27, 14, 30, tzinfo=UTC)
+    assert next_session_close(after_wed_close) == datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    friday_evening = datetime(2026, 11, 27, 22, 0, tzinfo=UTC)
+    assert next_session_open(friday_evening) == datetime(2026, 11, 30, 14, 30, tzinfo=UTC)

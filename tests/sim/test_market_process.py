@@ -328,3 +328,63 @@ def test_market_new_session_resets_volume_and_close(catalog: Catalog, scenario: 
     assert after.close == before.last
     assert after.volume == sum(p.size for p in at_open)
     assert after.low <= after.open <= after.high
+
+
+CALENDAR = """
+name: calendar
+always_open: false
+instruments: [{symbol: SPY, price: "600.00"}]
+"""
+
+
+def test_market_is_dark_between_extended_sessions_and_crosses_a_holiday_at_once() -> None:
+    """On the XNYS calendar nothing quotes or prints from a session day's 20:00 ET to the next
+    session day's 04:00 ET (Thanksgiving is none), and crossing that costs nothing; the dark
+    steps are skipped exactly, so chunking still does not matter."""
+    scenario = Scenario.from_text(CALENDAR)
+    start = datetime(2026, 11, 26, 0, 59, tzinfo=UTC)  # Wednesday 19:59 ET
+    catalog = Catalog.build(date(2026, 11, 25), scenario)
+    friday_4am = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    whole = Market(catalog, scenario, 3, start)
+    whole.watch(SPY)
+    evening = whole.advance(start + timedelta(seconds=60))  # to 20:00:00 ET, dark from there
+    assert evening and max(e.quote.ts for e in evening if isinstance(e, QuoteChanged)) < (
+        datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    )
+    resting = whole.quote(SPY)
+    began = time.process_time()
+    assert whole.advance(friday_4am - timedelta(seconds=1)) == []  # Thanksgiving: dark
+    assert time.process_time() - began < 1.0
+    assert whole.quote(SPY) == resting
+    morning = whole.advance(friday_4am + timedelta(minutes=10))
+    assert [e for e in morning if isinstance(e, QuoteChanged)]
+    assert min(e.quote.ts for e in morning if isinstance(e, QuoteChanged)) >= friday_4am
+    chunked = Market(catalog, scenario, 3, start)
+    chunked.watch(SPY)
+    t = start
+    while t < friday_4am + timedelta(minutes=10):
+        t = min(t + timedelta(seconds=5317.25), friday_4am + timedelta(minutes=10))
+        chunked.advance(t)
+    assert chunked.quote(SPY) == whole.quote(SPY)
+    # the dark hours are recorded as flat, volume-less bars: history stays continuous
+    bars = whole.history(SPY, friday_4am, 36 * 3600, 3600, "TRADES")
+    assert len(bars) == 36
+    night = [b for b in bars if datetime(2026, 11, 26, 1, 0, tzinfo=UTC) <= b.time < friday_4am]
+    assert night and all(b.volume == 0 and b.open == b.close == resting.last for b in night)
+
+
+def test_market_session_close_is_the_prior_regular_close_on_the_calendar() -> None:
+    """Each session opens with the prior session's regular-hours close as its close (tick 9),
+    not the last after-hours print, and the next session is the next business day."""
+    scenario = Scenario.from_text(CALENDAR)
+    start = datetime(2026, 11, 25, 20, 59, 50, tzinfo=UTC)  # Wednesday 15:59:50 ET
+    m = Market(Catalog.build(date(2026, 11, 25), scenario), scenario, 4, start)
+    m.advance(datetime(2026, 11, 25, 20, 59, 59, 750000, tzinfo=UTC))
+    at_close = m.quote(SPY).last
+    m.advance(datetime(2026, 11, 26, 0, 59, tzinfo=UTC))  # after hours, prints go on
+    evening_last = m.quote(SPY).last
+    assert evening_last != at_close  # (this seed's after-hours tape moved)
+    m.advance(datetime(2026, 11, 27, 14, 30, 1, tzinfo=UTC))  # Friday's open
+    q = m.quote(SPY)
+    assert q.close == at_close
+    assert q.volume < 10_000  # the day's volume started over at the open

@@ -20,7 +20,7 @@ and sessions (DAY and GTD expiry) cancel orders too.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,14 @@ Key = tuple[int, int]  # (client_id, order_id)
 
 
 class ExecRecord:
-    """An execution as the venue keeps it: the report, its commission, and how to book it."""
+    """An execution as the venue keeps it: the report, its commission, and how to book it.
 
-    __slots__ = ("commission", "execution", "multiplier", "superseded")
+    `kind` is "" for an execution of an order. An option leaving the account at its expiry is
+    booked the same way, so the account can be rebuilt from the records, but with its kind
+    ("exercise", "assignment", "expiration"): IB reports those as position changes, never as
+    executions, so they are not in reqExecutions' answer."""
+
+    __slots__ = ("commission", "execution", "kind", "multiplier", "superseded")
 
     def __init__(
         self,
@@ -59,11 +64,13 @@ class ExecRecord:
         commission: CommissionReport | None,
         multiplier: int,
         superseded: bool = False,
+        kind: str = "",
     ) -> None:
         self.execution = execution
         self.commission = commission
         self.multiplier = multiplier
         self.superseded = superseded
+        self.kind = kind
 
 
 class VenueCore:
@@ -112,6 +119,11 @@ class VenueCore:
         self._volume: dict[SecType, Decimal] = {}
         self._taken: dict[int, tuple[datetime, dict[tuple[bool, Decimal], Decimal]]] = {}
         self._was_open: bool | None = None
+        # The ET date of the regular session last seen open, the last expiry day whose options
+        # were settled, and when the DAY orders kept for after-hours trading expire.
+        self._session_day: date | None = None
+        self._expired_through: date | None = None
+        self._ext_expiry: datetime | None = None
         self._open_cache: tuple[datetime | None, bool] = (None, False)
         self._exec_seq = 0
         self._inst_cache: dict[int, Instrument] = {}
@@ -200,6 +212,12 @@ class VenueCore:
         out.append(OrderChanged(snap, open_order=open_order))
         if self._rules.duplicate_status and self._rules.duplicates_status(now):
             out.append(OrderChanged(snap, open_order=False))
+
+    def _expired(self, inst: Instrument) -> bool:
+        """Whether `inst` is an option the venue has already expired (its last session closed):
+        IB knows no such contract any more."""
+        through = self._expired_through
+        return through is not None and inst.expiry is not None and inst.expiry <= through
 
     def _open(self, now: datetime) -> bool:
         """Whether the regular session is open at `now`, asked of the market once per simulated

@@ -63,7 +63,8 @@ class OrderEntry(Fills):
         con_ids: list[int]
         if req.sec_type == SecType.BAG:
             con_ids = [leg.con_id for leg in req.combo_legs]
-            if not con_ids or any(self._inst(c) is None for c in con_ids):
+            legs = [self._inst(c) for c in con_ids]
+            if not con_ids or any(i is None or self._expired(i) for i in legs):
                 out.append(
                     VenueError(req.client_id, req.order_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
                 )
@@ -72,8 +73,13 @@ class OrderEntry(Fills):
         else:
             inst = self._inst(req.con_id)
             route = req.route
-            if inst is None or (route and route != "SMART" and route not in inst.valid_exchanges):
-                # IB answers an unknown contract, or one not listed on the chosen route, with 200
+            if (
+                inst is None
+                or self._expired(inst)
+                or (route and route != "SMART" and route not in inst.valid_exchanges)
+            ):
+                # IB answers an unknown (or expired) contract, or one not listed on the chosen
+                # route, with 200
                 out.append(
                     VenueError(req.client_id, req.order_id, ERR_NO_SECURITY, MSG_NO_SECURITY)
                 )

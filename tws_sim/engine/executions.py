@@ -21,6 +21,7 @@ from tws_sim.types import (
     CommissionReport,
     Executed,
     Execution,
+    Instrument,
     PositionChanged,
     SecType,
     VenueEvent,
@@ -100,6 +101,47 @@ class Executions(VenueCore):
         delay = self._rules.commission_delay(now)
         return now + timedelta(seconds=delay) if delay > 0 else None
 
+    def _book_settlement(
+        self,
+        kind: str,
+        inst: Instrument,
+        buy: bool,
+        shares: Decimal,
+        price: Decimal,
+        ref: str,
+        now: datetime,
+        out: list[VenueEvent],
+    ) -> None:
+        """Book what an expiring option does to the account (`kind` exercise, assignment or
+        expiration; `ref` tells its records apart): into the positions and cash, the journal and
+        the exec log, no commission, and out as the position's new state only; IB sends no
+        execution for it (no order traded)."""
+        ex = Execution(
+            exec_id=ref,
+            order_id=0,
+            client_id=0,
+            perm_id=0,
+            account=self._account_id,
+            con_id=inst.con_id,
+            symbol=inst.symbol,
+            sec_type=inst.sec_type,
+            side="BOT" if buy else "SLD",
+            shares=shares,
+            price=price,
+            cum_qty=shares,
+            avg_price=price,
+            time=now,
+            exchange="",
+            order_ref=kind,
+        )
+        realized = self._account.apply_fill(inst.con_id, inst.multiplier, buy, shares, price, ZERO)
+        report = CommissionReport(ex.exec_id, ZERO, "USD", realized)
+        self._add_exec(ExecRecord(ex, report, inst.multiplier, kind=kind))
+        if self._log is not None:
+            self._log.execution(ex, kind=kind)
+        pos = self._account.positions[inst.con_id]
+        out.append(PositionChanged(self._account_id, inst.con_id, pos.qty, pos.avg_cost))
+
     def _add_exec(self, rec: ExecRecord) -> None:
         """Record an execution (indexed by exec id, for corrections) and append it to the execution
         journal at once; the snapshot written before the call returns counts the line."""
@@ -112,6 +154,7 @@ class Executions(VenueCore):
                     "execution": encode_execution(rec.execution),
                     "commission": encode_commission(rec.commission),
                     "multiplier": rec.multiplier,
+                    "kind": rec.kind,
                 }
             )
 
@@ -199,7 +242,8 @@ class Executions(VenueCore):
             self._realized_cache[ex.exec_id] = self._account.apply_fill(
                 ex.con_id, rec.multiplier, ex.side == "BOT", ex.shares, ex.price, comm
             )
-            volume[ex.sec_type] = volume.get(ex.sec_type, ZERO) + ex.shares
+            if not rec.kind:  # exercises and expiries are not traded volume
+                volume[ex.sec_type] = volume.get(ex.sec_type, ZERO) + ex.shares
         self._volume = volume
 
     def _realized_of(self, exec_id: str) -> Decimal | None:

@@ -17,7 +17,7 @@ import importlib
 import json
 import os
 from dataclasses import fields
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -127,7 +127,7 @@ class Journal:
 def _default(value: object) -> object:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime):
+    if isinstance(value, (datetime, date)):
         return value.isoformat()
     raise TypeError(f"not JSON-serializable: {type(value).__name__}")
 

@@ -8,6 +8,7 @@ state is put back together (executions rebooked, the order journal compacted).
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ class Snapshots(Executions):
             "corr_counts": self._corr_counts,
             "max_ids": {str(k): v for k, v in self._max_id.items()},
             "was_open": self._was_open,
+            "session_day": self._session_day,
+            "expired_through": self._expired_through,
+            "ext_expiry": self._ext_expiry,
             "exec_count": len(self._execs),
             "order_gen": self._order_gen,
             "order_lines": self._order_journal.lines,
@@ -82,11 +86,18 @@ class Snapshots(Executions):
             self._corr_counts = list(counts)
         self._max_id = {int(k): v for k, v in state["max_ids"].items()}
         self._was_open = state["was_open"]
+        day = state.get("session_day")
+        self._session_day = date.fromisoformat(day) if day else None
+        through = state.get("expired_through")
+        self._expired_through = date.fromisoformat(through) if through else None
+        ext = state.get("ext_expiry")
+        self._ext_expiry = datetime.fromisoformat(ext) if ext else None
         for d in journal.read(state["exec_count"]):
             rec = ExecRecord(
                 decode_execution(d["execution"]),
                 decode_commission(d["commission"]),
                 d["multiplier"],
+                kind=d.get("kind", ""),
             )
             corrects = rec.execution.is_correction_of
             if corrects is not None and corrects in self._exec_index:

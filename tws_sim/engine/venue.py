@@ -13,7 +13,7 @@ Fill model (decided where IB's behaviour is not observable from the API):
   size with other resting orders, oldest first);
 - stops and trails watch the last trade price (the mid before the first trade);
 - MOC / LOC fill at the close auction (the session's last price) when the session closes, OPG at
-  the next open; DAY orders then expire;
+  the next open; DAY orders then expire, and the day's options (see `tws_sim.engine.sessions`);
 - combos (BAG) fill in whole combo units: as many as the displayed size at every leg's touch
   allows (size / ratio, the thinnest leg decides; a scenario may cap the units per execution),
   the rest on later quotes. Each fill is one execution per leg (ratio x units at the leg's touch)
@@ -26,7 +26,7 @@ them); this module holds the public API: orders in, queries, and the constructio
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,7 @@ class Venue(OrderEntry, Sessions, Snapshots):
         return [
             (r.execution, r.commission)
             for r in self._execs
-            if not r.superseded and (since is None or r.execution.time >= since)
+            if not r.superseded and not r.kind and (since is None or r.execution.time >= since)
         ]
 
     def positions(self) -> list[tuple[Instrument, Decimal, Decimal]]:
@@ -397,6 +397,15 @@ class Venue(OrderEntry, Sessions, Snapshots):
             "OptionMarketValue": money(option_value),
             "Currency": ("USD", "USD"),
         }
+
+    def is_expired(self, inst: Instrument) -> bool:
+        """Whether `inst` is an option whose expiry the venue has processed (gone, as at IB)."""
+        return self._expired(inst)
+
+    @property
+    def expired_through(self) -> date | None:
+        """The last expiry date whose options have expired (None before the first close)."""
+        return self._expired_through
 
     def next_order_id(self, client_id: int) -> int:
         """Per-client next valid id: the highest order id seen from the client + 1."""

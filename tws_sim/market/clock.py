@@ -54,6 +54,40 @@ def session_bounds(day: date) -> tuple[datetime, datetime] | None:
     )
 
 
+@lru_cache(maxsize=4096)
+def extended_bounds(day: date) -> tuple[datetime, datetime] | None:
+    """The hours US stocks trade on an XNYS session day, extended hours included (aware UTC):
+    04:00 ET to 20:00 ET, or to 17:00 ET on an early-close day (IB's tradingHours for a stock);
+    None on a non-session day."""
+    bounds = session_bounds(day)
+    if bounds is None:
+        return None
+    early = bounds[1].astimezone(ET).hour < 16
+    return et_datetime(day, dtime(4, 0)), et_datetime(day, dtime(17 if early else 20, 0))
+
+
+def next_session_open(after: datetime) -> datetime:
+    """The regular open of the first XNYS session that opens strictly after `after`."""
+    day = after.astimezone(ET).date()
+    for _ in range(30):
+        bounds = session_bounds(day)
+        if bounds is not None and bounds[0] > after:
+            return bounds[0]
+        day += timedelta(days=1)
+    raise ValueError(f"no XNYS session within 30 days of {after}")
+
+
+def next_session_close(after: datetime) -> datetime:
+    """The regular close of the first XNYS session that closes strictly after `after`."""
+    day = after.astimezone(ET).date()
+    for _ in range(30):
+        bounds = session_bounds(day)
+        if bounds is not None and bounds[1] > after:
+            return bounds[1]
+        day += timedelta(days=1)
+    raise ValueError(f"no XNYS session within 30 days of {after}")
+
+
 def is_session(day: date) -> bool:
     """True when `day` is an XNYS trading day."""
     return session_bounds(day) is not None

@@ -3,19 +3,22 @@
 `advance(now)` walks every grid step (`GRID` seconds) up to `now`, for all underlyings whether
 watched or not, so the price path never depends on who is subscribed or how `now` is chunked;
 only the events (and the option quotes, which are priced lazily) are limited to watched
-con_ids. Time is always a parameter here; the wall clock belongs to `SimClock`.
+con_ids. A scenario on the XNYS calendar is dark outside a session day's extended hours
+(04:00-20:00 ET): quotes rest there and the path picks up where it stopped, and each session
+opens with the prior regular close as its close. Time is always a parameter here; the wall
+clock belongs to `SimClock`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from tws_sim.market.book import cents, depth_levels, keyed_uniform
 from tws_sim.market.catalog import PENNY_ALL_CLASSES, Catalog
-from tws_sim.market.clock import et_datetime, in_regular_hours, session_bounds
+from tws_sim.market.clock import et_datetime, extended_bounds, in_regular_hours, session_bounds
 from tws_sim.market.options import SECONDS_PER_YEAR, bsm, pv_dividend, surface_vol
 from tws_sim.market.process import (
     BAR_US,
@@ -112,6 +115,11 @@ class Market:
         self._quotes: dict[int, tuple[int, Quote]] = {}
         self._procs: list[UnderlyingProcess] = []
         self._by_con: dict[int, UnderlyingProcess] = {}
+        # A scenario on the XNYS calendar (not always open) has dark hours: outside a session
+        # day's 04:00-20:00 ET (17:00 on early closes) nothing quotes or prints.
+        self._calendar = not scenario.always_open
+        self._phase_live = True
+        self._phase_until = -1  # epoch µs where the current live / dark phase ends
 
         et_start = start.astimezone(ET)
         day_open = et_datetime(et_start.date(), time(9, 30))
@@ -135,7 +143,9 @@ class Market:
                 for h in scenario.halts
                 if h.symbol == inst.symbol
             ]
-            proc = UnderlyingProcess(inst, spec, self.seed, self.start_us, regimes, jumps, halts)
+            proc = UnderlyingProcess(
+                inst, spec, self.seed, self.start_us, regimes, jumps, halts, self._calendar
+            )
             proc.set_initial_volume(fraction)
             self._procs.append(proc)
             self._by_con[inst.con_id] = proc
@@ -156,16 +166,40 @@ class Market:
     def advance(self, now: datetime) -> list[MarketEvent]:
         """Step through every grid point ≤ `now`; events for watched con_ids, in time order.
 
-        A `now` at or before the last step is a no-op (time never runs backwards).
+        A `now` at or before the last step is a no-op (time never runs backwards). On the XNYS
+        calendar (a scenario that is not always open) the dark hours between one session day's
+        extended close and the next one's 04:00 ET are skipped at once: nothing quotes, prints
+        or moves there, so a night or a weekend costs nothing to cross.
         """
         target = (epoch_us(now) - self.start_us) // GRID_US
         if target <= self._step:
             return []
         events: list[MarketEvent] = []
+        first = self._step + 1
+        while first <= target:
+            last = target
+            if self._calendar:
+                t_us = self.start_us + first * GRID_US
+                if t_us >= self._phase_until:
+                    self._phase_live, self._phase_until = _phase(t_us)
+                # the last grid step strictly before the phase ends
+                last = min(target, (self._phase_until - self.start_us - 1) // GRID_US)
+                if not self._phase_live:
+                    for p in self._procs:
+                        p.skip(last)
+                    first = last + 1
+                    continue
+            self._walk(first, last, events)
+            first = last + 1
+        self._step = target
+        return events
+
+    def _walk(self, first: int, last: int, events: list[MarketEvent]) -> None:
+        """Step every underlying (and the watched options) through grid steps first..last."""
         watch = self._watch
         procs = self._procs
         watched_opts = self._watched_options
-        for i in range(self._step + 1, target + 1):
+        for i in range(first, last + 1):
             ts: datetime | None = None
             for p in procs:
                 p.step(i)
@@ -187,8 +221,6 @@ class Market:
                     ts = ts or from_epoch_us(self.start_us + i * GRID_US)
                     for st in opts:
                         self._step_option(st, i, ts, events)
-        self._step = target
-        return events
 
     def session_open(self, now: datetime) -> bool:
         """Regular hours per the XNYS calendar, or always when the scenario says `always_open`."""
@@ -663,6 +695,25 @@ class Market:
             wap=wap,
             count=n,
         )
+
+
+def _phase(t_us: int) -> tuple[bool, int]:
+    """(live?, epoch µs the phase ends) at `t_us` on the XNYS calendar: live inside a session
+    day's extended hours, dark from their end to the next session day's 04:00 ET."""
+    now = from_epoch_us(t_us)
+    day = now.astimezone(ET).date()
+    bounds = extended_bounds(day)
+    if bounds is not None:
+        if bounds[0] <= now < bounds[1]:
+            return True, epoch_us(bounds[1])
+        if now < bounds[0]:
+            return False, epoch_us(bounds[0])
+    for _ in range(30):
+        day += timedelta(days=1)
+        bounds = extended_bounds(day)
+        if bounds is not None:
+            return False, epoch_us(bounds[0])
+    raise ValueError(f"no XNYS session within 30 days of {now}")
 
 
 def _opt_us(ts: datetime | None) -> int | None:

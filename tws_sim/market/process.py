@@ -15,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
+from tws_sim.market.clock import next_session_close, next_session_open
 from tws_sim.market.scenario import ET, Halt, InstrumentSpec, Jump, Regime
 from tws_sim.types import HaltState, Instrument
 
@@ -50,8 +51,12 @@ def from_epoch_us(us: int) -> datetime:
     return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
-def _next_open_us(after_us: int) -> int:
-    """Epoch µs of the first 09:30 ET strictly after `after_us` (any day: the sim may be open)."""
+def _next_open_us(after_us: int, calendar: bool = False) -> int:
+    """Epoch µs of the next session's open strictly after `after_us`: the next XNYS session's
+    regular open with a `calendar` (weekends and holidays skipped), else the first 09:30 ET of
+    any day (an always-open simulator)."""
+    if calendar:
+        return epoch_us(next_session_open(from_epoch_us(after_us)))
     et_now = from_epoch_us(after_us).astimezone(ET)
     day = et_now.date()
     if et_now.time() >= time(9, 30):
@@ -68,8 +73,10 @@ class UnderlyingProcess:
 
     __slots__ = (
         "_block_start",
+        "_calendar",
         "_change_idx",
         "_changes",
+        "_close_us",
         "_drift",
         "_halt_events",
         "_jump_lam",
@@ -96,6 +103,7 @@ class UnderlyingProcess:
         "bid_size",
         "close_c",
         "con_id",
+        "day_close_c",
         "halt",
         "halt_changed",
         "high_c",
@@ -129,8 +137,10 @@ class UnderlyingProcess:
         regimes: list[tuple[int, int | None, Regime]],
         jumps: list[tuple[int, Jump]],
         halts: list[tuple[int, int | None, Halt]],
+        calendar: bool = False,
     ) -> None:
         self.inst = inst
+        self._calendar = calendar
         self.spec = spec
         self.con_id = inst.con_id
         self.start_us = start_us
@@ -196,7 +206,11 @@ class UnderlyingProcess:
         self._reset_bar()
         self.bars: list[tuple[int, int, int, int, int, int, int, int]] = []
         self.version = 0
-        self._roll_us = _next_open_us(start_us)
+        self._roll_us = _next_open_us(start_us, calendar)
+        # With a calendar the regular close's last price is the next session's close (tick 9),
+        # whatever prints after hours; without one the last price at the roll is.
+        self.day_close_c: int | None = None
+        self._close_us = epoch_us(next_session_close(from_epoch_us(start_us))) if calendar else -1
 
     def set_initial_volume(self, fraction_of_day: float) -> None:
         """Session volume at the start: the day's average volume × the fraction elapsed."""
@@ -275,6 +289,9 @@ class UnderlyingProcess:
             self._close_bar()
             self.bar_idx = bar_idx
 
+        if self._calendar and t_us >= self._close_us:
+            self.day_close_c = self.last_c
+            self._close_us = epoch_us(next_session_close(from_epoch_us(t_us)))
         if t_us >= self._roll_us:
             self._roll_session(t_us)
 
@@ -338,14 +355,33 @@ class UnderlyingProcess:
         if self.quote_changed:
             self.version += 1
 
+    def skip(self, last: int) -> None:
+        """Move to grid index `last` through steps outside the stock's trading hours (night,
+        weekend, holiday): nothing quotes or prints, the latent price rests, and the 5-second
+        bars those steps span are recorded flat at the last price, as stepping through them
+        without a trade would record them. Skipping is exact: a path stepped through the same
+        dark steps in any chunks ends in the same state."""
+        self.step_index = last
+        self.quote_changed = False
+        self.trade = None
+        self.halt_changed = False
+        bar_idx = (self.start_us + last * GRID_US) // BAR_US
+        if bar_idx != self.bar_idx:
+            self._close_bar()
+            c = self.last_c
+            self.bars.extend((b, c, c, c, c, 0, 0, 0) for b in range(self.bar_idx + 1, bar_idx))
+            self.bar_idx = bar_idx
+        self.bar = None
+
     def _roll_session(self, t_us: int) -> None:
-        # A new session at 09:30 ET: yesterday's last becomes the close, volume starts over.
-        self.close_c = self.last_c
+        # A new session at its open: the prior session's close (its regular close's last price
+        # with a calendar, else the last price now) becomes the close; volume starts over.
+        self.close_c = self.day_close_c if self.day_close_c is not None else self.last_c
         self.open_c = max(1, (self.bid_c + self.ask_c) // 2)
         self.high_c = self.low_c = self.open_c
         self.volume = 0
         self.quote_changed = True
-        self._roll_us = _next_open_us(t_us)
+        self._roll_us = _next_open_us(t_us, self._calendar)
 
     def _close_bar(self) -> None:
         if self.bar_count:

@@ -216,6 +216,10 @@ class Handlers:
             if len(self._match_cache) > 100_000:
                 self._match_cache.clear()
             self._match_cache[key] = found
+        venue = self.server.venue
+        if venue.expired_through is not None:
+            # options that expired at a session close are gone, as at IB (no definition: 200)
+            found = [inst for inst in found if not venue.is_expired(inst)]
         return found
 
     def resolve(self, session: Session, req_id: int, c: Contract) -> Instrument | None:
@@ -271,8 +275,11 @@ class Handlers:
             found = catalog.match(req.underlying_symbol, req.underlying_sec_type or "STK")
             con_id = found[0].con_id if found else 0
         v = session.version
+        through = self.server.venue.expired_through
         for row in catalog.option_params(con_id):
             exchange, trading_class, multiplier, expirations, strikes = row
+            if through is not None:  # expired expiries are no longer listed
+                expirations = tuple(e for e in expirations if e > f"{through:%Y%m%d}")
             session.send(
                 out.sec_def_opt_params(
                     req.req_id, exchange, con_id, trading_class, multiplier, expirations, strikes, v
