@@ -8,7 +8,9 @@ subscriptions queued on `ib:commands`, snapshots read from `md:{conid}`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +30,15 @@ from store.db import write_transaction
 from store.order_ids import highest_ib_order_id
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
 
+# One scheduler at a time allocates and queues placements (see `Venue.sending`); the lock
+# expires by itself should its holder die.
+SEND_LOCK_KEY = "orders:send_lock"
+SEND_LOCK_MS = 10_000
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # A VALIDATED intent older than this is planned by the tick (its plan task was lost).
 PLAN_SWEEP_AFTER = timedelta(seconds=5)
 
@@ -39,6 +50,16 @@ class BridgeVenue:
         self._engine = engine
         self._redis = client
         self._client_id = client_id
+
+    @contextmanager
+    def sending(self) -> Iterator[bool]:
+        token = uuid.uuid4().hex
+        held = bool(self._redis.set(SEND_LOCK_KEY, token, nx=True, px=SEND_LOCK_MS))
+        try:
+            yield held
+        finally:
+            if held:
+                self._redis.eval(_RELEASE, 1, SEND_LOCK_KEY, token)
 
     def _floor(self) -> int:
         with self._engine.connect() as conn:

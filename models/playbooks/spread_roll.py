@@ -13,6 +13,7 @@ Without legs a roll cannot be said: the intent is refused with `COMBO_LEGS_REQUI
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from models.child_orders import ChildPlan, Pricing, Template
 from models.combos import fallback_order
@@ -39,6 +40,9 @@ def plan(intent: Intent, now: datetime) -> Plan | Refusal:
             action=side,
             due_at=now,
             pricing=Pricing.TOUCH if urgent else Pricing.MID,
+            # Urgent: half-way from the net touch into the slippage band, so a quote that moves
+            # a tick while the order travels does not leave the combo resting.
+            aggression=Decimal("0.5") if urgent else Decimal(0),
             tif="DAY",
             reason=f"the roll as one BAG of {len(intent.legs)} legs at {where}",
         )

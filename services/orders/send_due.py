@@ -85,6 +85,8 @@ class TickResult:
     finished_intents: list[int] = field(default_factory=list)
     # (con_id, requester, contract) of instruments resolved this tick: subscribed after commit.
     subscriptions: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    # Another scheduler had the turn to send: this tick settled intents only.
+    busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,11 +500,23 @@ def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) ->
         result.finished_intents, to_cancel = settle_intents(conn, now, venue)
     for ib_order_id in to_cancel:
         venue.cancel(ib_order_id)
-    with write_transaction(engine) as conn:
-        for row in orders_repo.claim_due(conn, now, limit):
-            placement = _decide(conn, venue, row, now, result)
-            if placement is not None:
-                placements.append(placement)
+    with venue.sending() as turn:
+        if not turn:
+            result.busy = True
+            return result
+        with write_transaction(engine) as conn:
+            for row in orders_repo.claim_due(conn, now, limit):
+                placement = _decide(conn, venue, row, now, result)
+                if placement is not None:
+                    placements.append(placement)
+        _queue(engine, venue, now, result, placements)
+    return result
+
+
+def _queue(
+    engine: Engine, venue: Venue, now: datetime, result: TickResult, placements: list[_Placement]
+) -> None:
+    """After the commit: subscriptions, then each placement in allocation order, then PLACED."""
     for con_id, requester, contract in result.subscriptions:
         venue.subscribe(con_id, requester, contract)
     for placement in placements:
@@ -527,4 +541,3 @@ def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) ->
             ib_order_id=placement.ib_order_id,
             **placement.order,
         )
-    return result

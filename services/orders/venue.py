@@ -7,10 +7,19 @@ Redis; the services never import the bridge.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 
 class Venue(Protocol):
+    def sending(self) -> AbstractContextManager[bool]:
+        """Hold the one right to allocate-and-queue placements (True when this caller has it).
+
+        IB refuses an order id lower than one it has seen (103), so ids must reach the bridge in
+        the order they were allocated: schedulers on several workers take turns, and a tick that
+        cannot have its turn sends nothing (the next tick will).
+        """
+
     def allocate_id(self) -> int:
         """A fresh IB order id, never handed out before (ids only grow)."""
 

@@ -82,18 +82,43 @@ def intent_row(engine: Engine, signal_id: str) -> Any:
         ).first()
 
 
+# The default market, where the venue refuses SPY combos (the legged fallback must run).
+UNFILLABLE_COMBOS = """
+name: spy-combos-unfillable
+extends: default
+version: 1
+description: SPY BAG orders are refused; the legs trade.
+always_open: true
+start: "10:00"
+seed: 5
+faults:
+  - {kind: combo_unfillable, symbols: [SPY]}
+"""
+
+
 def run_roll(
-    r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path, urgency: str, window_s: int
+    r: redis.Redis,
+    redis_url: str,
+    ledger_db: str,
+    tmp_path: Path,
+    urgency: str,
+    window_s: int,
+    scenario: str | None = None,
 ) -> tuple[Any, Any, dict[str, Decimal], str, str, dict[int, Any]]:
     """Trade a two-call calendar roll of 2 units to its end; (intent, combo row, positions by
     local symbol, near, far, the venue's orders)."""
     engine = make_engine(ledger_db)
+    sim_args: dict[str, Any] = {}
+    if scenario is not None:
+        path = tmp_path / "scenario.yaml"
+        path.write_text(scenario)
+        sim_args["scenario"] = path
     # Each test's simulator starts its order ids at 1 again and Redis is flushed between tests:
     # the ledger starts empty too, as with a new paper account.
     wipe(engine)
     try:
         with (
-            sim_thread() as sim,
+            sim_thread(**sim_args) as sim,
             # As in production, contract details also go to the ledger (the orders path reads
             # conIds from its cache).
             bridge_in_process(redis_url, sim.port, BridgeConfig(send_extra_tasks=True)),
@@ -175,15 +200,15 @@ def test_an_urgent_roll_trades_as_one_bag_at_the_simulator_and_books_its_legs(
     assert legs == {near: Decimal(-2), far: Decimal(2)}, legs
 
 
-def test_a_resting_roll_is_legged_after_its_window_buy_leg_first(
+def test_a_refused_roll_is_legged_after_its_window_buy_leg_first(
     r: redis.Redis, redis_url: str, ledger_db: str, tmp_path: Path
 ) -> None:
     _final, combo, legs, near, far, at_venue = run_roll(
-        r, redis_url, ledger_db, tmp_path, "Passive", 3
+        r, redis_url, ledger_db, tmp_path, "Passive", 3, scenario=UNFILLABLE_COMBOS
     )
-    # The mid-priced BAG rested past its window, was cancelled, and the legs completed the
-    # roll (the far call bought first, then the near one sold), delta-hedged after.
-    assert combo.state == "CANCELLED" and combo.filled_qty == Decimal(0)
+    # The venue refuses SPY combos here: the BAG ended unfilled, and after its window the legs
+    # completed the roll (the far call bought first, then the near one sold).
+    assert combo.state == "REJECTED" and combo.filled_qty == Decimal(0)
     later = sorted(o for o in at_venue if o > combo.ib_order_id)
     assert len(later) >= 2
     first, second = (at_venue[o].request for o in later[:2])

@@ -215,6 +215,8 @@ def test_concurrent_schedulers_never_queue_a_slice_twice(engine: Engine, r: redi
         )
     ids = [p.ib_order_id for p in placements(r)]
     assert len(set(ids)) == len(ids)
+    # Ids reach the bridge in the order they were allocated (IB refuses a lower one: 103).
+    assert ids == sorted(ids)
     with engine.connect() as conn:
         placed_events = conn.execute(
             sa.select(sa.func.count()).where(order_events.c.event_type == "PLACED")
