@@ -232,7 +232,9 @@ def load_order(conn: Connection, client_order_id: str) -> Order | None:
     return None if row is None else to_fsm(row)
 
 
-def claim_due(conn: Connection, now: datetime, limit: int) -> Sequence[OrderRow]:
+def claim_due(
+    conn: Connection, now: datetime, limit: int, intent_id: int | None = None
+) -> Sequence[OrderRow]:
     """Lock up to `limit` scheduled children due by `now`, oldest due first.
 
     `FOR UPDATE SKIP LOCKED` on PostgreSQL: any number of schedulers (several `orders` workers,
@@ -249,6 +251,8 @@ def claim_due(conn: Connection, now: datetime, limit: int) -> Sequence[OrderRow]
         .order_by(orders_t.c.due_at, orders_t.c.id)
         .limit(limit)
     )
+    if intent_id is not None:
+        query = query.where(orders_t.c.intent_id == intent_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return conn.execute(query).all()

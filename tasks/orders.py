@@ -8,10 +8,11 @@ subscriptions queued on `ib:commands`, snapshots read from `md:{conid}`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -34,6 +35,7 @@ from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_out
 # expires by itself should its holder die.
 SEND_LOCK_KEY = "orders:send_lock"
 SEND_LOCK_MS = 10_000
+SEND_LOCK_WAIT_S = 0.5
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -54,7 +56,14 @@ class BridgeVenue:
     @contextmanager
     def sending(self) -> Iterator[bool]:
         token = uuid.uuid4().hex
-        held = bool(self._redis.set(SEND_LOCK_KEY, token, nx=True, px=SEND_LOCK_MS))
+        # Another scheduler's turn lasts tens of milliseconds: wait that long for ours rather
+        # than leave a due child to the next tick.
+        deadline = time.monotonic() + SEND_LOCK_WAIT_S
+        while True:
+            held = bool(self._redis.set(SEND_LOCK_KEY, token, nx=True, px=SEND_LOCK_MS))
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
         try:
             yield held
         finally:
@@ -137,13 +146,18 @@ def _venue(stores: Stores) -> BridgeVenue:
 
 
 def _plan(stores: Stores, intent_id: int) -> Outcome:
+    venue = _venue(stores)
     planned = plan_admitted(
         stores.engine,
-        _venue(stores),
+        venue,
         intent_id,
         client_id=stores.settings.ib_client_id_orders,
         now=stores.now,
     )
+    if planned.outcome == "planned":
+        # The children due now go out from here, not a beat period later (the tick still sends
+        # whatever this could not: a held child, or the turn taken by another scheduler).
+        send_due(stores.engine, venue, datetime.now(UTC), intent_id=intent_id)
     return {
         "outcome": planned.outcome,
         "intent_id": intent_id,

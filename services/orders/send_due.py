@@ -491,21 +491,25 @@ def settle_intents(
     return finished, to_cancel
 
 
-def send_due(engine: Engine, venue: Venue, now: datetime, *, limit: int = 50) -> TickResult:
-    """One scheduler tick (see the module docstring)."""
+def send_due(
+    engine: Engine, venue: Venue, now: datetime, *, limit: int = 50, intent_id: int | None = None
+) -> TickResult:
+    """One scheduler tick (see the module docstring); with `intent_id`, only that intent's due
+    children, not settling (an intent just planned: its first children go out at once)."""
     result = TickResult()
     placements: list[_Placement] = []
-    # Intents whose life is over first, so no child of an expired or aborted plan goes out.
-    with write_transaction(engine) as conn:
-        result.finished_intents, to_cancel = settle_intents(conn, now, venue)
-    for ib_order_id in to_cancel:
-        venue.cancel(ib_order_id)
+    if intent_id is None:
+        # Intents whose life is over first, so no child of an expired or aborted plan goes out.
+        with write_transaction(engine) as conn:
+            result.finished_intents, to_cancel = settle_intents(conn, now, venue)
+        for ib_order_id in to_cancel:
+            venue.cancel(ib_order_id)
     with venue.sending() as turn:
         if not turn:
             result.busy = True
             return result
         with write_transaction(engine) as conn:
-            for row in orders_repo.claim_due(conn, now, limit):
+            for row in orders_repo.claim_due(conn, now, limit, intent_id):
                 placement = _decide(conn, venue, row, now, result)
                 if placement is not None:
                     placements.append(placement)

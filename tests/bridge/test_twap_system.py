@@ -37,8 +37,9 @@ from tests.integration.conftest import wipe
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 TICK_S = "0.5"
-# A liquid SPY: about 20,000 shares print every 5 s and 6,000 show at the touch, so a slice of
-# 1,000 fits under 10 % of the last bar (the cap) and an IOC at the touch fills it.
+# A liquid SPY: about 80,000 shares print every 5 s (the bars vary: a quieter one still caps a
+# slice well above 1,000 at 10 %) and 6,000 show at the touch, so each slice fits under the cap
+# and an IOC at the touch fills it, the last one too.
 LIQUID = """
 name: liquid-spy
 extends: default
@@ -49,7 +50,7 @@ start: "10:00"
 seed: 7
 instruments:
   - {symbol: SPY, price: "600.00", vol: 0.14, iv: 0.15, dividend_yield: 0.012, spread_ticks: 1,
-     avg_size_lots: 60, trades_per_s: 4.0, avg_trade_size: 1000, daily_volume: 400000000}
+     avg_size_lots: 60, trades_per_s: 4.0, avg_trade_size: 4000, daily_volume: 1600000000}
 """
 SLICES = 10
 CADENCE_S = 3
