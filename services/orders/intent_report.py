@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine, Row
 
 from models.intent_progress import average_fill, filled_of
-from services.orders.send_due import child_state
+from services.orders.children import child_state
 from store import intent_life
 from store import orders as orders_repo
 
