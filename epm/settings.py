@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     max_active_intents: dict[str, int] = Field(default_factory=dict)
 
     max_order_notional_default: Decimal = Decimal("250000")
+
+    # Which clock the session rules (0DTE flat before the close) follow: the wall clock, or the
+    # venue's as the bridge publishes it (`ib:clock`; for `epm sim --speed N`).
+    clock: Literal["wall", "venue"] = "wall"
 
     # Ledger tasks (tasks/ledger.py). Store outages, deadlocks and version conflicts retry without
     # limit, with capped exponential backoff and full jitter; the cap is also held below half the

@@ -15,6 +15,7 @@ import itertools
 import queue
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -32,6 +33,7 @@ from ibgateway_bridge.reader import CommandReader
 from ibgateway_bridge.replacements import Replacements
 from ibgateway_bridge.resync import Resync
 from ibgateway_bridge.sending import Sender
+from ibgateway_bridge.venue_clock import CLOCK_KEY, VenueClockSampler
 from ibgateway_bridge.venue_orders import VenueOrders
 from ibgateway_bridge.wrapper import Message
 from models.ib_codes import IbCodeClass, classify
@@ -74,6 +76,7 @@ class Bridge:
         self._command_log: cmds.CommandLog | None = None
         # What the venue said of client 1's orders, and what the bridge still waits to hear.
         self.venue = VenueOrders()
+        self.venue_clock = VenueClockSampler()
         self._req_ids = itertools.count(REQ_ID_BASE)
         self._req_lock = threading.Lock()
         # The parts reach the sessions through this object when they run, not at construction.
@@ -201,6 +204,7 @@ class Bridge:
 
     def _heartbeat_loop(self) -> None:
         while not self.stop_event.wait(1.0):
+            self._ask_venue_time()
             try:
                 mapping: dict[Any, Any] = {
                     "heartbeat": now().isoformat(),
@@ -212,6 +216,17 @@ class Bridge:
                 self.redis.hset(STATE_KEY, mapping=mapping)
             except redis.RedisError as e:
                 log.warning("heartbeat_failed", error=repr(e))
+
+    def _ask_venue_time(self) -> None:
+        """reqCurrentTime on the account connection; the answer feeds `ib:clock`."""
+        account = self.account
+        client = account.client if account is not None else None
+        if account is None or client is None or not account.ready.is_set():
+            return
+        try:
+            client.sends(client.reqCurrentTime)
+        except Exception as e:  # a request that cannot go out now is asked again in a second
+            log.debug("venue_time_not_asked", error=repr(e))
 
     # --- session hooks ----------------------------------------------------------------------
     def _on_state(self, session: IBSession, state: SessionState) -> None:
@@ -232,6 +247,11 @@ class Bridge:
                 msg.data.get("order_ref") or None,
                 msg.data.get("ib_status") or None,
             )
+        elif kind == "current_time" and session is self.account:
+            venue = datetime.fromisoformat(str(msg.data["time"]))
+            fields: dict[Any, Any] = dict(self.venue_clock.sample(venue, msg.received_at))
+            with contextlib.suppress(redis.RedisError):
+                self.redis.hset(CLOCK_KEY, mapping=fields)
         elif kind == "next_valid_id" and session is self.orders:
             self.allocator.sync(int(msg.data["ib_order_id"]))
             self.replacements.replace_pending()

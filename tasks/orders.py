@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 import ibgateway_bridge.client_api as client_api
 from epm.calendar import session_close, trading_day
+from epm.clock import session_now
 from models.intent import IntentStatus
 from services.orders.flatten import flatten_expiring
 from services.orders.plan_intent import plan_admitted
@@ -222,7 +223,10 @@ def scheduler_tick(self: Task, orders_retry: object = None) -> Outcome:
 
 
 def _flatten(stores: Stores) -> Outcome:
-    today = trading_day(stores.now)
+    # The session rule follows the session's clock (the venue's under an accelerated
+    # simulator, `EPM_CLOCK=venue`); the intents it submits are stamped with the wall clock.
+    session = session_now(stores.settings, stores.redis, stores.now)
+    today = trading_day(session)
     submitted = flatten_expiring(
         stores.engine,
         _venue(stores),
@@ -231,8 +235,9 @@ def _flatten(stores: Stores) -> Outcome:
         today=today,
         close=session_close(today),
         client_id=stores.settings.ib_client_id_orders,
+        session_time=session,
     )
-    return {"submitted": submitted}
+    return {"submitted": submitted, "session_time": session.isoformat()}
 
 
 @celery_app.task(name="tasks.orders.flatten_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]

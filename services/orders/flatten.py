@@ -61,8 +61,14 @@ def flatten_expiring(
     close: datetime | None,
     client_id: int,
     plan: Callable[..., object] = plan_admitted,
+    session_time: datetime | None = None,
 ) -> list[str]:
-    """Submit (and plan) the closing intents due now; their signal_ids."""
+    """Submit (and plan) the closing intents due now; their signal_ids.
+
+    `session_time` is now on the session's clock (the venue's, under an accelerated simulator)
+    for the flat-by rule; `now` (the wall clock) stamps what is submitted and planned.
+    """
+    rule_now = session_time or now
     submitted: list[str] = []
     with engine.connect() as conn:
         positions = positions_repo.open_of(conn, STRATEGY)
@@ -71,7 +77,7 @@ def flatten_expiring(
             contract = contracts_repo.described(conn, position.con_id) or {}
             expiry = _expiry(contract.get("expiry"))
             hold = _holds(conn, position.con_id)
-            if not must_flatten(expiry=expiry, today=today, now=now, close=close, hold=hold):
+            if not must_flatten(expiry=expiry, today=today, now=rule_now, close=close, hold=hold):
                 continue
             prefix = f"flat-{today:%Y%m%d}-{position.con_id}-"
             attempts = intent_life.with_prefix(conn, prefix)

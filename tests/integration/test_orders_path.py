@@ -940,3 +940,37 @@ def test_ids_stay_above_the_ledger_when_redis_and_the_gateway_both_start_over(
     send_due(engine, venue, T0)
     after = children(engine, second_id)[0].ib_order_id
     assert after is not None and before is not None and after > before
+
+
+def test_the_0dte_rule_follows_the_venues_clock_when_told(engine: Engine, r: redis.Redis) -> None:
+    from epm.clock import CLOCK_KEY, session_now
+    from epm.settings import Settings
+
+    odte_position(engine, r)
+    venue = BridgeVenue(engine, r, client_id=1)
+    today = date(2026, 12, 3)
+    close = datetime(2026, 12, 3, 21, 0, tzinfo=UTC)
+    wall = T0  # 10:00 ET on the wall
+    # The simulator's clock, as the bridge published it two seconds ago: 15:54:58 ET, at 60x.
+    sampled = datetime(2026, 12, 3, 20, 54, 58, tzinfo=UTC)
+    r.hset(
+        CLOCK_KEY,
+        mapping={
+            "venue": f"{sampled.timestamp():.3f}",
+            "wall": f"{(wall - timedelta(seconds=2)).timestamp():.6f}",
+            "rate": "60",
+        },
+    )
+    assert session_now(Settings(clock="wall"), r, wall) == wall
+    session = session_now(Settings(clock="venue"), r, wall)
+    assert session == datetime(2026, 12, 3, 20, 56, 58, tzinfo=UTC)  # +2 s x 60
+    on_wall = flatten_expiring(engine, venue, r, wall, today=today, close=close, client_id=1)
+    assert on_wall == []
+    on_venue = flatten_expiring(
+        engine, venue, r, wall, today=today, close=close, client_id=1, session_time=session
+    )
+    assert on_venue == [f"flat-20261203-{ODTE}-1"]
+    # A sample the bridge stopped refreshing is not trusted: back to the wall clock.
+    assert session_now(
+        Settings(clock="venue"), r, wall + timedelta(seconds=30)
+    ) == wall + timedelta(seconds=30)
