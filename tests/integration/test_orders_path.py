@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -43,6 +43,7 @@ from store.schema import (
 from tasks.orders import BridgeVenue
 
 T0 = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+T = TypeVar("T")
 AAPL = 265598
 
 
@@ -99,13 +100,18 @@ def quote(r: redis.Redis, at: datetime, bid: str = "200.00", ask: str = "200.02"
     )
 
 
-def placements(r: redis.Redis) -> list[cmds.PlaceOrder]:
-    found = []
+def queued(r: redis.Redis, kind: type[T]) -> list[T]:
+    """The commands of one kind on the bridge's command stream, in queue order."""
+    found: list[T] = []
     for stream_id, fields in r.xrange(cmds.COMMAND_STREAM):
         env = cmds.parse_entry(stream_id, fields)
-        if isinstance(env, cmds.Envelope) and isinstance(env.command, cmds.PlaceOrder):
+        if isinstance(env, cmds.Envelope) and isinstance(env.command, kind):
             found.append(env.command)
     return found
+
+
+def placements(r: redis.Redis) -> list[cmds.PlaceOrder]:
+    return queued(r, cmds.PlaceOrder)
 
 
 def children(engine: Engine, intent_id: int) -> list[Any]:
@@ -264,40 +270,39 @@ def test_a_spread_roll_without_legs_is_rejected_at_planning(engine: Engine, r: r
     assert children(engine, intent_id) == []
 
 
-def fill(engine: Engine, row: Any, shares: str, price: str, exec_id: str) -> None:
+def execute(engine: Engine, row: Any, **fields: Any) -> None:
     """The venue's execution of a child, recorded as the bridge would deliver it."""
-    outcome = process_callback(
-        "execution",
-        {
-            "exec_id": exec_id,
-            "ib_order_id": row.ib_order_id,
-            "client_id": 1,
-            "perm_id": 7000 + row.ib_order_id,
-            "con_id": AAPL,
-            "symbol": "AAPL",
-            "sec_type": "STK",
-            "currency": "USD",
-            "side": "BOT",
-            "shares": shares,
-            "price": price,
-            "order_ref": row.client_order_id,
-            "time": T0.isoformat(),
-            "received_at": T0.isoformat(),
-        },
-        engine=engine,
-        redis_client=None,
-        now=T0,
-    )
+    payload = {
+        "ib_order_id": row.ib_order_id,
+        "client_id": 1,
+        "currency": "USD",
+        "order_ref": row.client_order_id,
+        "time": T0.isoformat(),
+        "received_at": T0.isoformat(),
+        **fields,
+    }
+    outcome = process_callback("execution", payload, engine=engine, redis_client=None, now=T0)
     assert outcome["outcome"] == "recorded", outcome
 
 
+def fill(engine: Engine, row: Any, shares: str, price: str, exec_id: str) -> None:
+    """A stock fill of an AAPL child."""
+    execute(
+        engine,
+        row,
+        exec_id=exec_id,
+        perm_id=7000 + row.ib_order_id,
+        con_id=AAPL,
+        symbol="AAPL",
+        sec_type="STK",
+        side="BOT",
+        shares=shares,
+        price=price,
+    )
+
+
 def cancels(r: redis.Redis) -> list[int]:
-    found = []
-    for stream_id, fields in r.xrange(cmds.COMMAND_STREAM):
-        env = cmds.parse_entry(stream_id, fields)
-        if isinstance(env, cmds.Envelope) and isinstance(env.command, cmds.CancelOrder):
-            found.append(env.command.ib_order_id)
-    return found
+    return [c.ib_order_id for c in queued(r, cmds.CancelOrder)]
 
 
 def test_a_filled_sweep_completes_the_intent(engine: Engine, r: redis.Redis) -> None:
@@ -450,12 +455,7 @@ def _url_of(client: redis.Redis) -> str:
 
 
 def modifies(r: redis.Redis) -> list[cmds.ModifyOrder]:
-    found = []
-    for stream_id, fields in r.xrange(cmds.COMMAND_STREAM):
-        env = cmds.parse_entry(stream_id, fields)
-        if isinstance(env, cmds.Envelope) and isinstance(env.command, cmds.ModifyOrder):
-            found.append(env.command)
-    return found
+    return queued(r, cmds.ModifyOrder)
 
 
 def test_a_pegged_child_follows_the_mid_in_place_throttled(engine: Engine, r: redis.Redis) -> None:
@@ -632,29 +632,19 @@ def leg_fill(
     side: str,
     sec_type: str = "OPT",
 ) -> None:
-    outcome = process_callback(
-        "execution",
-        {
-            "exec_id": exec_id,
-            "ib_order_id": row.ib_order_id,
-            "client_id": 1,
-            "con_id": con_id,
-            "symbol": "SPY",
-            "sec_type": sec_type,
-            "currency": "USD",
-            "side": side,
-            "shares": shares,
-            "price": price,
-            "multiplier": "100" if sec_type == "OPT" else None,
-            "order_ref": row.client_order_id,
-            "time": T0.isoformat(),
-            "received_at": T0.isoformat(),
-        },
-        engine=engine,
-        redis_client=None,
-        now=T0,
+    """A SPY option (or BAG) execution of a child."""
+    execute(
+        engine,
+        row,
+        exec_id=exec_id,
+        con_id=con_id,
+        symbol="SPY",
+        sec_type=sec_type,
+        side=side,
+        shares=shares,
+        price=price,
+        multiplier="100" if sec_type == "OPT" else None,
     )
-    assert outcome["outcome"] == "recorded", outcome
 
 
 def test_a_roll_goes_out_as_one_bag_and_its_fill_completes_the_intent(
