@@ -225,6 +225,13 @@ positions_current = sa.Table(
     sa.Column("account", sa.Text(), nullable=True),
     *_position_figures(with_multiplier=True),
     sa.Column("risk_tags", Json, nullable=True),
+    # OPEN, PARTIAL, HEDGED, CLOSING or CLOSED (blueprint §8); null until the books first mark it.
+    sa.Column("state", sa.Text(), nullable=True),
+    # The live mark `unrealized_pl` was computed from, and when that mark was taken.
+    sa.Column("mark_price", Money(), nullable=True),
+    sa.Column("marked_at", UtcDateTime(), nullable=True),
+    # What the strategy knows of the position (entry signal, stop, target, hedge instrument...).
+    sa.Column("strategy_context", Json, nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
 )
@@ -355,6 +362,26 @@ contracts = sa.Table(
     sa.Column("fetched_at", UtcDateTime(), nullable=False),
     sa.Index(None, "symbol", "sec_type"),
     sa.Index(None, "local_symbol"),
+)
+
+# One row per reconciliation run (every 5 minutes executions, end of day positions): what was
+# compared, what was recovered or flagged, and how bad the worst difference was.
+recon_runs = sa.Table(
+    "recon_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # "executions" (reqExecutions vs fills) or "positions" (reqPositions vs positions_current).
+    sa.Column("kind", sa.Text(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    # "ok", "warning", "critical" or "failed" (the venue did not answer).
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("checked", sa.Integer(), nullable=False),
+    sa.Column("recovered", sa.Integer(), nullable=False),
+    sa.Column("flagged", sa.Integer(), nullable=False),
+    sa.Column("differences", Json, nullable=True),
+    sa.Column("details", Json, nullable=True),
+    sa.Index(None, "kind", "started_at"),
 )
 
 # Callbacks the ledger could not record for a reason no retry fixes (a constraint, a bug), kept
