@@ -12,7 +12,10 @@ reads the ledger itself: the bridge process does not import `store/`.
 
 from __future__ import annotations
 
+import json
 import re
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,6 +42,7 @@ from ibgateway_bridge.commands import (
     encode_command,
 )
 from ibgateway_bridge.ids import OrderIdAllocator, OrderIdCounterMissingError
+from ibgateway_bridge.snapshots import SNAPSHOT_END_KEY, SNAPSHOT_ITEMS_KEY
 
 # Ids a re-seed leaves unused above the highest id known: ids allocated just before Redis lost the
 # counter and not yet in the ledger or a sent marker (a worker between allocating and committing).
@@ -209,6 +213,59 @@ def enqueue_req_executions(since: datetime | None = None, client: redis.Redis | 
 
 def enqueue_req_positions(client: redis.Redis | None = None) -> str:
     return enqueue(RequestPositions(), client)
+
+
+def request_executions_snapshot(
+    since: datetime | None = None, client: redis.Redis | None = None
+) -> str:
+    """Ask the bridge for the venue's executions (since `since`) as a snapshot for the caller:
+    answered under the returned request id (`read_snapshot`), not sent to the ledger."""
+    request_id = f"ex-{uuid.uuid4().hex}"
+    enqueue(RequestExecutions(since=since, request_id=request_id), client)
+    return request_id
+
+
+def request_positions_snapshot(client: redis.Redis | None = None) -> str:
+    """Ask the bridge for the venue's positions (reqPositionsMulti) as a snapshot."""
+    request_id = f"pos-{uuid.uuid4().hex}"
+    enqueue(RequestPositions(request_id=request_id), client)
+    return request_id
+
+
+class SnapshotIncompleteError(Exception):
+    """The bridge could not store every answer of the snapshot (its end marker says -1)."""
+
+
+def read_snapshot(
+    request_id: str, timeout_s: float, client: redis.Redis | None = None
+) -> list[dict[str, Any]] | None:
+    """The snapshot's answers in arrival order once its end came; None when it did not come
+    within `timeout_s` (no bridge, no venue, a reconnect mid-answer).
+
+    Raises `SnapshotIncompleteError` when the bridge says some answers were lost.
+    """
+    r = _redis(client)
+    end_key = SNAPSHOT_END_KEY.format(request_id=request_id)
+    items_key = SNAPSHOT_ITEMS_KEY.format(request_id=request_id)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        count = r.lindex(end_key, 0)
+        if count is not None:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        time.sleep(min(0.02, remaining))
+    expected = int(count)
+    if expected < 0:
+        raise SnapshotIncompleteError(f"snapshot {request_id}: the bridge lost some answers")
+    raw = r.lrange(items_key, 0, -1)
+    if len(raw) != expected:
+        raise SnapshotIncompleteError(
+            f"snapshot {request_id}: {len(raw)} answers stored, the bridge counted {expected}"
+        )
+    r.delete(end_key, items_key)
+    return [json.loads(item) for item in raw]
 
 
 def limit_order(action: str, quantity: Decimal | str, lmt_price: Decimal | str) -> OrderSpec:

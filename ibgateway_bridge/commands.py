@@ -215,17 +215,29 @@ class UnsubscribeMarketData(BaseModel):
     requester: str = Field(min_length=1)
 
 
+# A snapshot's request id names the Redis keys its answer goes to (`snapshots.py`).
+SnapshotRequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
 class RequestExecutions(BaseModel):
+    """Without `request_id` the answers go to the ledger as fills (as the connect resync's do);
+    with one they are a snapshot for the caller only (`snapshots.py`, reconciliation)."""
+
     model_config = _FROZEN
 
     type: Literal[CommandType.REQ_EXECUTIONS] = CommandType.REQ_EXECUTIONS
     since: datetime | None = None
+    request_id: SnapshotRequestId | None = None
 
 
 class RequestPositions(BaseModel):
+    """Without `request_id`, reqPositions (answers to `ib:positions:{account}`); with one,
+    reqPositionsMulti under an IB request id, answered as a snapshot (`snapshots.py`)."""
+
     model_config = _FROZEN
 
     type: Literal[CommandType.REQ_POSITIONS] = CommandType.REQ_POSITIONS
+    request_id: SnapshotRequestId | None = None
 
 
 Command = (

@@ -21,7 +21,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -164,8 +164,10 @@ class IBSession:
         connect_timeout_s: float = 10.0,
         id_in_use_retry_s: float = 30.0,
         id_in_use_max_retries: int = 3,
+        snapshot_ids: Container[int] = frozenset(),
     ) -> None:
         self.name = name
+        self._snapshot_ids = snapshot_ids
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -267,7 +269,9 @@ class IBSession:
         # must not be read as news about this one.
         self.control = queue.Queue()
         self.connection_number += 1
-        wrapper = BridgeWrapper(self.client_id, self._data_queue, self.control)
+        wrapper = BridgeWrapper(
+            self.client_id, self._data_queue, self.control, snapshot_ids=self._snapshot_ids
+        )
         client = PacedClient(wrapper, self.limiter)
         self.client = client
         try:

@@ -25,6 +25,7 @@ from ibgateway_bridge.ids import OrderIdAllocator
 from ibgateway_bridge.lease import BridgeLease
 from ibgateway_bridge.marketdata import MarketDataLines
 from ibgateway_bridge.outbox import Outbox
+from ibgateway_bridge.snapshots import SnapshotRequests
 from ibgateway_bridge.venue_orders import VenueOrders
 from ibgateway_bridge.wrapper import Message
 
@@ -42,6 +43,7 @@ class BridgeParts(Protocol):
     md: MarketDataLines
     data: queue.Queue[Message]
     outbox: Outbox
+    snapshots: SnapshotRequests
     orders: IBSession
     account: IBSession | None
 

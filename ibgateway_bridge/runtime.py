@@ -33,6 +33,7 @@ from ibgateway_bridge.reader import CommandReader
 from ibgateway_bridge.replacements import Replacements
 from ibgateway_bridge.resync import Resync
 from ibgateway_bridge.sending import Sender
+from ibgateway_bridge.snapshots import SnapshotRequests
 from ibgateway_bridge.venue_clock import CLOCK_KEY, VenueClockSampler
 from ibgateway_bridge.venue_orders import VenueOrders
 from ibgateway_bridge.wrapper import Message
@@ -79,6 +80,8 @@ class Bridge:
         self.venue_clock = VenueClockSampler()
         self._req_ids = itertools.count(REQ_ID_BASE)
         self._req_lock = threading.Lock()
+        # Executions / positions snapshots workers asked for (reconciliation), by IB request id.
+        self.snapshots = SnapshotRequests(client)
         # The parts reach the sessions through this object when they run, not at construction.
         self.replacements = Replacements(self)
         self.resync = Resync(self)
@@ -111,6 +114,7 @@ class Bridge:
             connect_timeout_s=self.config.connect_timeout_s,
             id_in_use_retry_s=self.config.id_in_use_retry_s,
             id_in_use_max_retries=self.config.id_in_use_max_retries,
+            snapshot_ids=self.snapshots.ids,
         )
 
     @property
@@ -240,6 +244,10 @@ class Bridge:
 
     def _on_control(self, session: IBSession, msg: Message) -> None:
         kind = msg.kind
+        ended = self.snapshots.on_message(kind, msg.data)
+        if ended is not None and ended.kind == "positions" and session.client is not None:
+            # reqPositionsMulti keeps streaming after its end: one answer is all a snapshot wants.
+            session.client.cancelPositionsMulti(int(msg.data["req_id"]))
         if kind in ("order_seen", "completed_order") and session is self.orders:
             order_id = msg.data.get("ib_order_id")
             self.venue.seen(

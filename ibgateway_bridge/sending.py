@@ -381,9 +381,18 @@ class Sender:
             flt = ExecutionFilter()
             if command.since is not None:
                 flt.time = ib_filter_time(command.since)
-            client.reqExecutions(self._parts.next_req_id(), flt)
+            req_id = self._parts.next_req_id()
+            if command.request_id is not None:
+                # Registered before the bytes go: no answer can come ahead of it.
+                self._parts.snapshots.register(req_id, command.request_id, "executions")
+            client.reqExecutions(req_id, flt)
         elif isinstance(command, cmds.RequestPositions):
-            client.reqPositions()
+            if command.request_id is None:
+                client.reqPositions()
+            else:
+                req_id = self._parts.next_req_id()
+                self._parts.snapshots.register(req_id, command.request_id, "positions")
+                client.reqPositionsMulti(req_id, self._parts.settings.ib_account or "", "")
         elif isinstance(command, cmds.RequestContractDetails):
             client.reqContractDetails(
                 self._parts.md.next_req_id(), to_ib_contract(command.contract)

@@ -15,7 +15,7 @@ code, text, json), sizes are floats on 9.81 and Decimal on 10.x, and 10.3x renam
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -91,9 +91,13 @@ class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hint
         control: queue.Queue[Message],
         clock: Callable[[], datetime] | None = None,
         server_zone: TwsZone = UNKNOWN_ZONE,
+        snapshot_ids: Container[int] = frozenset(),
     ) -> None:
         super().__init__()
         self.client_id = client_id
+        # Request ids of snapshots a worker asked for (`snapshots.py`): their answers go to the
+        # control queue only, never to the ledger.
+        self._snapshot_ids = snapshot_ids
         self._data = data
         self._control = control
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -238,6 +242,9 @@ class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hint
             data = payloads.execution_payload(
                 int(reqId), contract, execution, self.client_id, self._clock(), self.server_zone
             )
+            if int(reqId) in self._snapshot_ids:
+                self._emit("snapshot_execution", data, control=True)
+                return
             self._emit("execution", data)
             self._emit("order_seen", _seen(data), control=True)
 
@@ -276,6 +283,29 @@ class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hint
 
     def positionEnd(self) -> None:
         self._emit("position_end", {})
+
+    def positionMulti(
+        self, reqId: int, account: str, modelCode: str, contract: Any, pos: Any, avgCost: Any
+    ) -> None:
+        def run() -> None:
+            data = {
+                "req_id": int(reqId),
+                "account": account,
+                "model_code": modelCode or None,
+                **payloads.contract_fields(contract),
+                "position": decimal_str(to_decimal(pos)),
+                "avg_cost": decimal_str(to_decimal(avgCost)),
+            }
+            # Only snapshots ask for positionMulti (`snapshots.py`): the control queue's.
+            self._emit("snapshot_position", data, control=True)
+
+        self._guard("positionMulti", run)
+
+    def positionMultiEnd(self, reqId: int) -> None:
+        self._guard(
+            "positionMultiEnd",
+            lambda: self._emit("position_multi_end", {"req_id": int(reqId)}, control=True),
+        )
 
     def accountSummary(
         self,
