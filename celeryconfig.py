@@ -25,6 +25,8 @@ class Queue(StrEnum):
 
 
 broker_url = celery_broker_url()
+# Task modules beyond `tasks.app.TASK_MODULES` that workers and beat load.
+imports = ("tasks.recon",)
 # Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
 task_ignore_result = True
 result_backend = None
@@ -82,5 +84,17 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "tasks.orders.flatten_tick",
         "schedule": 15.0,
         "options": {"expires": 15},
+    },
+    # Reconciliation (docs/recon.md): the venue's executions against the ledger every 5
+    # minutes; the end-of-day positions run once the session closed (a no-op until then).
+    "recon-executions": {
+        "task": "tasks.recon.reconcile_executions",
+        "schedule": float(os.environ.get("EPM_RECON_EXECUTIONS_S", "300")),
+        "options": {"expires": 300},
+    },
+    "recon-positions-eod": {
+        "task": "tasks.recon.positions_eod_tick",
+        "schedule": 300.0,
+        "options": {"expires": 300},
     },
 }
