@@ -38,6 +38,12 @@ class ReconStatus(StrEnum):
 _RANK = {ReconStatus.OK: 0, ReconStatus.WARNING: 1, ReconStatus.CRITICAL: 2, ReconStatus.FAILED: 3}
 
 
+def decimal_text(value: Decimal) -> str:
+    """A quantity as plain text without trailing zeros ("160.0" → "160", never "1.6E+2")."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
 def worst(statuses: Iterable[ReconStatus]) -> ReconStatus:
     """The most severe of `statuses` (ok when there are none)."""
     return max(statuses, key=_RANK.__getitem__, default=ReconStatus.OK)

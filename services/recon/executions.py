@@ -25,6 +25,7 @@ from models.recon import (
     CRITICAL_QUANTITY,
     ReconStatus,
     compare_executions,
+    decimal_text,
     executions_status,
     unknown_by_con_id,
 )
@@ -186,7 +187,7 @@ def reconcile_executions(
                 "exec_id": fill.execution_id,
                 "con_id": fill.con_id,
                 "side": fill.side,
-                "shares": str(fill.shares),
+                "shares": decimal_text(fill.shares),
                 "strategy": fill.strategy,
                 "order_ref": fill.order_ref,
             }
@@ -216,7 +217,7 @@ def reconcile_executions(
                     f"{len(comparison.unknown)} ledger fill(s) the venue does not list: "
                     + ", ".join(f.execution_id for f in comparison.unknown[:20])
                 ),
-                "details": {"net_by_con_id": {str(k): str(v) for k, v in net.items()}},
+                "details": {"net_by_con_id": {str(k): decimal_text(v) for k, v in net.items()}},
             }
         )
     return save_run(

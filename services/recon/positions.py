@@ -20,6 +20,7 @@ from models.recon import (
     CRITICAL_QUANTITY,
     ReconStatus,
     compare_positions,
+    decimal_text,
     net_by_con_id,
 )
 from services.recon.executions import ReconResult, save_run
@@ -86,9 +87,9 @@ def reconcile_positions(
             "type": "position",
             "con_id": d.con_id,
             "symbol": d.symbol,
-            "venue": str(d.venue),
-            "ledger": str(d.ledger),
-            "difference": str(d.difference),
+            "venue": decimal_text(d.venue),
+            "ledger": decimal_text(d.ledger),
+            "difference": decimal_text(d.difference),
             "severity": str(d.status),
         }
         for d in comparison.differences
@@ -105,10 +106,11 @@ def reconcile_positions(
             "scope_key": str(d.con_id),
             "code": "POSITION_DIFFERENCE",
             "message": (
-                f"{d.symbol or d.con_id}: venue {d.venue}, ledger {d.ledger} "
-                f"(difference {d.difference}, over {threshold})"
+                f"{d.symbol or d.con_id}: venue {decimal_text(d.venue)}, ledger "
+                f"{decimal_text(d.ledger)} (difference {decimal_text(d.difference)}, over "
+                f"{decimal_text(threshold)})"
             ),
-            "details": {"venue": str(d.venue), "ledger": str(d.ledger)},
+            "details": {"venue": decimal_text(d.venue), "ledger": decimal_text(d.ledger)},
         }
         for d in comparison.critical
     ]

@@ -106,3 +106,12 @@ def test_worst() -> None:
     assert (
         worst([ReconStatus.WARNING, ReconStatus.FAILED, ReconStatus.CRITICAL]) is ReconStatus.FAILED
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [("160.0", "160"), ("1E+2", "100"), ("-0.50", "-0.5"), ("0.000", "0")]
+)
+def test_decimal_text(value: str, text: str) -> None:
+    from models.recon import decimal_text
+
+    assert decimal_text(D(value)) == text
