@@ -5,11 +5,11 @@ A `req_executions` or `req_positions` command that names a `request_id` is a sna
 the sender registers the IB request id it writes under (`register`), the wrapper hands every
 execDetails / positionMulti of a registered id to the control queue only (a reconciliation
 reply must not reach the ledger behind the reconciliation's back: the run ingests what is
-missing itself and counts it), and the control loop appends each answer, as the bridge's usual
-payload, to `ib:snapshot:{request_id}:items` (a Redis list, in arrival order). The end of the
-answer (execDetailsEnd / positionMultiEnd) pushes the item count to `ib:snapshot:{request_id}:end`,
-which the worker waits on (`client_api.read_snapshot`); -1 there means an answer could not be
-stored and the snapshot is incomplete. Both keys expire after `SNAPSHOT_TTL_S`.
+missing itself and counts it), and the control loop keeps each answer (the bridge's usual
+payload). At the answer's end (execDetailsEnd / positionMultiEnd) they are written, in arrival
+order, to the Redis list `ib:snapshot:{request_id}:items`, then the count to
+`ib:snapshot:{request_id}:end`, which the worker waits on (`client_api.read_snapshot`); -1 there
+means the answers could not be stored. Both keys expire after `SNAPSHOT_TTL_S`.
 
 A bridge that dies or reconnects mid-answer never writes the end: the worker's wait times out
 and its run is `failed`, never a comparison against half a list.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -38,13 +38,19 @@ SNAPSHOT_POSITION = "snapshot_position"
 _ENDS = {"exec_details_end": "executions", "position_multi_end": "positions"}
 
 
+# Answers per RPUSH when a snapshot is written out at its end.
+_PUSH_CHUNK = 1000
+
+
 @dataclass(slots=True)
 class _Pending:
     request_id: str
     kind: str  # "executions" or "positions"
-    count: int = 0
-    # An answer Redis would not take: the snapshot is incomplete and its end says so (-1).
-    broken: bool = False
+    items: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
 
 
 class SnapshotRequests:
@@ -52,6 +58,8 @@ class SnapshotRequests:
 
     `ids` is read by the decoder threads (membership only) while the sender adds to it; the
     registration always happens before the request's bytes are written, so no answer precedes it.
+    Answers are held in memory until the end and written in one pipeline (a day's executions one
+    round trip per answer would hold the control loop for a second per 10,000).
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -66,7 +74,7 @@ class SnapshotRequests:
             self.ids.add(req_id)
 
     def on_message(self, kind: str, data: dict[str, Any]) -> _Pending | None:
-        """Store one answer of a registered request; returns the request when it just ended."""
+        """Keep one answer of a registered request; at its end store them all and return it."""
         if kind not in (SNAPSHOT_EXECUTION, SNAPSHOT_POSITION) and kind not in _ENDS:
             return None
         req_id = int(data.get("req_id", -1))
@@ -74,32 +82,31 @@ class SnapshotRequests:
             pending = self._pending.get(req_id)
             if pending is None:
                 return None
-            if kind in _ENDS:
-                del self._pending[req_id]
-                self.ids.discard(req_id)
-            else:
-                pending.count += 1
+            if kind not in _ENDS:
+                pending.items.append(json.dumps(data, separators=(",", ":")))
+                return None
+            del self._pending[req_id]
+            self.ids.discard(req_id)
+        self._store(pending)
+        return pending
+
+    def _store(self, pending: _Pending) -> None:
+        """The answers, then the end (the count, or -1 when the answers could not be stored)."""
         items = SNAPSHOT_ITEMS_KEY.format(request_id=pending.request_id)
-        if kind in _ENDS:
-            end = SNAPSHOT_END_KEY.format(request_id=pending.request_id)
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.rpush(end, "-1" if pending.broken else str(pending.count))
-            pipe.expire(end, SNAPSHOT_TTL_S)
-            pipe.expire(items, SNAPSHOT_TTL_S)
-            pipe.execute()
-            log.info(
-                "snapshot_answered",
-                request_id=pending.request_id,
-                kind=pending.kind,
-                items=pending.count,
-            )
-            return pending
+        end = SNAPSHOT_END_KEY.format(request_id=pending.request_id)
+        count = str(pending.count)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.rpush(items, json.dumps(data, separators=(",", ":")))
+            pipe.delete(items)
+            for start in range(0, pending.count, _PUSH_CHUNK):
+                pipe.rpush(items, *pending.items[start : start + _PUSH_CHUNK])
             pipe.expire(items, SNAPSHOT_TTL_S)
             pipe.execute()
         except redis.RedisError as e:
-            pending.broken = True
-            log.warning("snapshot_item_lost", request_id=pending.request_id, error=repr(e))
-        return None
+            log.warning("snapshot_items_lost", request_id=pending.request_id, error=repr(e))
+            count = "-1"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(end, count)
+        pipe.expire(end, SNAPSHOT_TTL_S)
+        pipe.execute()
+        log.info("snapshot_answered", request_id=pending.request_id, kind=pending.kind, items=count)
