@@ -97,4 +97,10 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": 300.0,
         "options": {"expires": 300},
     },
+    # Implementation shortfall of ended intents into execution_metrics (idempotent per intent).
+    "recon-shortfall": {
+        "task": "tasks.recon.shortfall_tick",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }

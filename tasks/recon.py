@@ -5,6 +5,8 @@
 - `tasks.recon.positions_eod_tick`, beat every 300 s: the end-of-day positions run, once the
   session closed `EPM_RECON_EOD_DELAY_S` (900 s) ago by the exchange calendar.
 - `tasks.recon.reconcile_positions`, on demand: reqPositions vs positions_current.
+- `tasks.recon.shortfall_tick`, beat every 60 s: implementation shortfall of ended intents
+  that have no `execution_metrics` yet (`services.shortfall`, idempotent per intent).
 
 Each run writes one `recon_runs` row; the venue's answer comes through the bridge's snapshots
 (`ibgateway_bridge.client_api.request_*_snapshot`, waited for up to `EPM_RECON_TIMEOUT_S`, 30 s;
@@ -17,7 +19,9 @@ execId), so a redelivered task is harmless. `epm recon` calls `run_executions` /
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, time
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from celery import Task
@@ -30,10 +34,12 @@ from ibgateway_bridge.client_api import (
     request_executions_snapshot,
     request_positions_snapshot,
 )
+from models.market import MarketSnapshot
 from models.recon import ReconStatus
 from services.recon.executions import ReconResult, reconcile_executions
 from services.recon.positions import eod_due, reconcile_positions
 from services.recon.venue import VenueUnansweredError
+from services.shortfall import compute_missing
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, raise_alert, run_through_outages
 
 
@@ -170,4 +176,36 @@ def positions_eod_tick(self: Task, recon_retry: object = None) -> Outcome:
     """Beat: the end-of-day positions run, once per session day after the close."""
     return run_through_outages(
         self, _eod, name="recon", retry_state=recon_retry, state_kwarg="recon_retry"
+    )
+
+
+# A quote older than this is not the price "when the intent ended".
+MARK_MAX_AGE = timedelta(seconds=60)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _marks(stores: Stores) -> Callable[[int], Decimal | None]:
+    def mark(con_id: int) -> Decimal | None:
+        raw = stores.redis.hgetall(f"md:{con_id}")
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        snapshot = MarketSnapshot.from_fields(con_id, fields) if fields else None
+        if snapshot is None or snapshot.stale(stores.now, MARK_MAX_AGE):
+            return None
+        return snapshot.mid or snapshot.last
+
+    return mark
+
+
+def _shortfall(stores: Stores) -> Outcome:
+    return {"written": compute_missing(stores.engine, _marks(stores), stores.now)}
+
+
+@celery_app.task(name="tasks.recon.shortfall_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def shortfall_tick(self: Task, recon_retry: object = None) -> Outcome:
+    """Beat: implementation shortfall for ended intents without metrics (idempotent)."""
+    return run_through_outages(
+        self, _shortfall, name="recon", retry_state=recon_retry, state_kwarg="recon_retry"
     )
