@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -245,3 +246,51 @@ def test_end_of_day_run_is_due_once_after_the_close(engine: Engine) -> None:
     assert eod_due(engine, now=after, close=close, delay_s=900)  # a failed run is tried again
     reconcile_positions(engine, Venue(positions=[]), clock=lambda: after, trigger="eod")
     assert not eod_due(engine, now=after + timedelta(hours=1), close=close, delay_s=900)
+
+
+def test_beat_runs_the_recon_tasks_on_the_recon_queue() -> None:
+    import celeryconfig
+    from tasks.app import celery_app
+
+    celery_app.loader.import_default_modules()
+    names = {
+        entry["task"]
+        for key, entry in celeryconfig.beat_schedule.items()
+        if str(key).startswith("recon-")
+    }
+    assert names == {
+        "tasks.recon.reconcile_executions",
+        "tasks.recon.positions_eod_tick",
+        "tasks.recon.shortfall_tick",
+    }
+    assert names <= set(celery_app.tasks)
+    assert celeryconfig.beat_schedule["recon-executions"]["schedule"] == 300.0
+    assert celery_app.amqp.router.route({}, "tasks.recon.reconcile_executions")["queue"].name == (
+        "recon"
+    )
+
+
+def test_the_task_records_a_failed_run_when_no_bridge_answers(
+    epm_env: Any, redis_url: str, pg_url: str
+) -> None:
+    from store.db import make_engine as engine_for
+    from store.migrate import upgrade
+    from tasks.recon import reconcile_executions_task
+    from tests.integration.conftest import wipe
+
+    upgrade(pg_url)
+    eng = engine_for(pg_url)
+    wipe(eng)
+    epm_env.setenv("EPM_REDIS_URL", redis_url)
+    epm_env.setenv("EPM_DATABASE_URL", pg_url)
+    epm_env.setenv("EPM_RECON_TIMEOUT_S", "0.2")
+    outcome = reconcile_executions_task.apply().get()
+    assert outcome["status"] == "failed" and outcome["kind"] == "executions"
+    assert [(r.kind, r.status) for r in _runs(eng)] == [("executions", "failed")]
+    wipe(eng)
+    # The question it queued for the bridge: gone, so no later test's bridge meets it.
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    asked = [i for i, f in client.xrange("ib:commands") if f.get("type") == "req_executions"]
+    assert len(asked) == 1
+    client.xdel("ib:commands", *asked)
+    client.close()
