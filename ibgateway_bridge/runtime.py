@@ -236,6 +236,10 @@ class Bridge:
     def _on_state(self, session: IBSession, state: SessionState) -> None:
         with contextlib.suppress(redis.RedisError):
             self.redis.hset(STATE_KEY, f"client{session.client_id}", str(state))
+        if state in (SessionState.DISCONNECTED, SessionState.CONNECTING, SessionState.STOPPED):
+            # Answers of snapshots asked on the lost socket will never end: say so now.
+            with contextlib.suppress(redis.RedisError):
+                self.snapshots.abandon(session.name)
         if (
             state in (SessionState.DISCONNECTED, SessionState.CONNECTING)
             and session is self.account

@@ -88,7 +88,7 @@ class Sender:
             return self._send_order(session, client, env, command)
         if isinstance(command, cmds.CancelOrder):
             return self._send_cancel(client, env, command)
-        if not client.sends(lambda: self._write(client, command)):
+        if not client.sends(lambda: self._write(client, command, session.name)):
             return False
         self._record_sent(None, env.stream_id, None)
         return True
@@ -368,7 +368,7 @@ class Sender:
         self._parts.commands.ack(env.stream_id)
         return True
 
-    def _write(self, client: Any, command: cmds.Command) -> None:
+    def _write(self, client: Any, command: cmds.Command, session_name: str = "") -> None:
         if isinstance(command, cmds.PlaceOrder | cmds.ModifyOrder):
             client.placeOrder(
                 command.ib_order_id, to_ib_contract(command.contract), to_ib_order(command)
@@ -384,14 +384,18 @@ class Sender:
             req_id = self._parts.next_req_id()
             if command.request_id is not None:
                 # Registered before the bytes go: no answer can come ahead of it.
-                self._parts.snapshots.register(req_id, command.request_id, "executions")
+                self._parts.snapshots.register(
+                    req_id, command.request_id, "executions", session=session_name
+                )
             client.reqExecutions(req_id, flt)
         elif isinstance(command, cmds.RequestPositions):
             if command.request_id is None:
                 client.reqPositions()
             else:
                 req_id = self._parts.next_req_id()
-                self._parts.snapshots.register(req_id, command.request_id, "positions")
+                self._parts.snapshots.register(
+                    req_id, command.request_id, "positions", session=session_name
+                )
                 client.reqPositionsMulti(req_id, self._parts.settings.ib_account or "", "")
         elif isinstance(command, cmds.RequestContractDetails):
             client.reqContractDetails(

@@ -11,8 +11,9 @@ order, to the Redis list `ib:snapshot:{request_id}:items`, then the count to
 `ib:snapshot:{request_id}:end`, which the worker waits on (`client_api.read_snapshot`); -1 there
 means the answers could not be stored. Both keys expire after `SNAPSHOT_TTL_S`.
 
-A bridge that dies or reconnects mid-answer never writes the end: the worker's wait times out
-and its run is `failed`, never a comparison against half a list.
+A connection lost mid-answer ends its snapshots as incomplete (`abandon`, -1); a bridge that
+dies never writes the end and the worker's wait times out. Either way the run is `failed`,
+never a comparison against half a list.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _PUSH_CHUNK = 1000
 class _Pending:
     request_id: str
     kind: str  # "executions" or "positions"
+    session: str = ""  # the connection it was asked on
     items: list[str] = field(default_factory=list)
 
     @property
@@ -68,10 +70,21 @@ class SnapshotRequests:
         self._pending: dict[int, _Pending] = {}
         self.ids: set[int] = set()
 
-    def register(self, req_id: int, request_id: str, kind: str) -> None:
+    def register(self, req_id: int, request_id: str, kind: str, session: str = "") -> None:
         with self._lock:
-            self._pending[req_id] = _Pending(request_id, kind)
+            self._pending[req_id] = _Pending(request_id, kind, session)
             self.ids.add(req_id)
+
+    def abandon(self, session: str) -> int:
+        """The connection `session` went down: its unanswered snapshots end as incomplete (-1),
+        so the worker fails at once instead of waiting out its timeout; how many."""
+        with self._lock:
+            dead = [k for k, p in self._pending.items() if p.session == session]
+            gone = [self._pending.pop(k) for k in dead]
+            self.ids.difference_update(dead)
+        for pending in gone:
+            self._end(pending, "-1")
+        return len(gone)
 
     def on_message(self, kind: str, data: dict[str, Any]) -> _Pending | None:
         """Keep one answer of a registered request; at its end store them all and return it."""
@@ -93,7 +106,6 @@ class SnapshotRequests:
     def _store(self, pending: _Pending) -> None:
         """The answers, then the end (the count, or -1 when the answers could not be stored)."""
         items = SNAPSHOT_ITEMS_KEY.format(request_id=pending.request_id)
-        end = SNAPSHOT_END_KEY.format(request_id=pending.request_id)
         count = str(pending.count)
         try:
             pipe = self._redis.pipeline(transaction=False)
@@ -105,6 +117,10 @@ class SnapshotRequests:
         except redis.RedisError as e:
             log.warning("snapshot_items_lost", request_id=pending.request_id, error=repr(e))
             count = "-1"
+        self._end(pending, count)
+
+    def _end(self, pending: _Pending, count: str) -> None:
+        end = SNAPSHOT_END_KEY.format(request_id=pending.request_id)
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(end, count)
         pipe.expire(end, SNAPSHOT_TTL_S)

@@ -61,3 +61,21 @@ def test_snapshots_list_the_venue_and_stay_out_of_the_ledger(
 def test_a_snapshot_nobody_answers_times_out(r: redis.Redis) -> None:
     request_id = client_api.request_executions_snapshot(client=r)
     assert client_api.read_snapshot(request_id, 0.3, client=r) is None
+
+
+def test_a_connection_lost_mid_answer_ends_the_snapshot_as_incomplete(r: redis.Redis) -> None:
+    from ibgateway_bridge.snapshots import SnapshotRequests
+
+    snaps = SnapshotRequests(r)
+    snaps.register(41, "ex-lost", "executions", session="orders")
+    snaps.register(42, "pos-other", "positions", session="account")
+    snaps.on_message("snapshot_execution", {"req_id": 41, "exec_id": "a.01"})
+    assert 41 in snaps.ids
+    assert snaps.abandon("orders") == 1
+    assert 41 not in snaps.ids and 42 in snaps.ids
+    with pytest.raises(client_api.SnapshotIncompleteError):
+        client_api.read_snapshot("ex-lost", 1, client=r)
+    # A late answer of the abandoned request is nobody's now.
+    assert snaps.on_message("exec_details_end", {"req_id": 41}) is None
+    snaps.on_message("position_multi_end", {"req_id": 42})
+    assert client_api.read_snapshot("pos-other", 1, client=r) == []
