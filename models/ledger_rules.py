@@ -309,6 +309,24 @@ def positions_to_refresh(keys: Iterable[tuple[int | None, str]]) -> list[tuple[i
     return sorted({(con_id, strategy) for con_id, strategy in keys if con_id is not None})
 
 
+def batch_lock_order(ids: Sequence[tuple[int | None, int | None]]) -> list[int]:
+    """The order to write a batch's callbacks in, as indexes into `ids` ((client_id, order id)
+    each names, None when it names no order): by order, those naming none last.
+
+    Two workers writing two batches that name the same orders then lock those order rows in
+    the same order, so they wait for each other instead of deadlocking; the ledger does not
+    depend on the order callbacks are written in, so sorting them changes no figure.
+    """
+
+    def key(i: int) -> tuple[int, int, int, int]:
+        client_id, order_id = ids[i]
+        if order_id is None:
+            return (1, 0, 0, i)
+        return (0, client_id or 0, order_id, i)
+
+    return sorted(range(len(ids)), key=key)
+
+
 def commission_unchanged(
     stored: Mapping[str, object] | None,
     commission: Decimal,

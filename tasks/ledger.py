@@ -69,9 +69,11 @@ from epm.settings import Settings, get_settings
 from services.ledger.callbacks import (
     MIRROR_KEY,
     WRITERS,
+    BatchNotRecorded,
     Outcome,
     json_safe,
     mirror_order,
+    process_batch,
     process_callback,
     reject_payload,
 )
@@ -325,15 +327,28 @@ def record_contract(self: Task, payload: object, ledger_retry: object = None) ->
 def record_batch(self: Task, items: object, ledger_retry: object = None) -> list[Outcome]:
     """Several callbacks in one message (`[{"kind": "execution", "payload": {...}}, ...]`).
 
-    For bursts: one broker round trip instead of N. Each item still runs in its own transaction,
-    in the order given, so one bad item is rejected (or dead-lettered) alone; a retry after a
-    transient failure repeats the items already recorded, which their own idempotency keys turn
-    into no-ops.
+    For bursts: one broker round trip and one transaction instead of N
+    (`services.ledger.callbacks.process_batch`: one commit, each touched position recomputed
+    once). When the batch cannot be recorded whole (a writer refuses an item, a unique-key
+    race, an outage) nothing of it is written and the items are recorded one by one, each in
+    its own transaction, in the order given, so one bad item is rejected (or dead-lettered)
+    alone; a retry after a transient failure repeats the items already recorded, which their
+    own idempotency keys turn into no-ops.
     """
     attempt = _Attempt(self, ledger_retry)
     engine, now = attempt.engine, attempt.now
     if not isinstance(items, list):
         return [reject_payload(engine, "batch", "BAD_PAYLOAD", "expected a JSON list", items, now)]
+    known = [
+        (item["kind"], item.get("payload"))
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("kind"), str) and item["kind"] in WRITERS
+    ]
+    if attempt.state.first_failed_at is None and len(known) == len(items):
+        try:
+            return process_batch(known, engine=engine, redis_client=attempt.redis, now=now)
+        except BatchNotRecorded as e:
+            log.info("ledger.batch_split", items=len(items), item=e.index, error=repr(e.cause))
     outcomes: list[Outcome] = []
     for item in items:
         kind = item.get("kind") if isinstance(item, dict) else None
