@@ -5,7 +5,7 @@ included. The simulator keeps its own copy (`tws_sim.market.clock`): it must not
 from __future__ import annotations
 
 import warnings
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +38,20 @@ def session_close(day: date) -> datetime | None:
         close = calendar.session_close(stamp)
     except (ValueError, KeyError):
         return None
-    return close.to_pydatetime()
+    found: datetime = close.to_pydatetime()
+    return found
+
+
+def next_session_close(after: datetime, *, horizon_days: int = 10) -> datetime | None:
+    """The first regular close after instant `after` (the session a DAY order placed then
+    belongs to: today's if still open, else the next one's); None beyond the calendar."""
+    day = trading_day(after)
+    for _ in range(horizon_days):
+        close = session_close(day)
+        if close is not None and close > after:
+            return close
+        day += timedelta(days=1)
+    return None
 
 
 def trading_day(now: datetime) -> date:

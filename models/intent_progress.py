@@ -125,6 +125,27 @@ def past_good_till(good_till: datetime | None, now: datetime) -> bool:
     return good_till is not None and now >= good_till
 
 
+def time_up(
+    *,
+    time_in_force: str | None,
+    good_till: datetime | None,
+    day_close: datetime | None,
+    now: datetime,
+) -> str | None:
+    """Why an intent's time is up at `now` (session clock), or None while it may still work.
+
+    A GTD intent ends at its `good_till`; a DAY intent at the close of the session it was
+    received for (`day_close`: the first regular close after it arrived, early closes included),
+    as IB cancels a DAY order then. Other time-in-force values end by their plan, not the clock.
+    """
+    if past_good_till(good_till, now):
+        assert good_till is not None
+        return f"good_till {good_till.isoformat()} passed"
+    if time_in_force == "DAY" and day_close is not None and now >= day_close:
+        return f"DAY intent: the session closed at {day_close.isoformat()}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class SlippageBreach:
     """A child filled worse than the intent allows: the rest of the plan is aborted."""

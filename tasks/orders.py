@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 
 import ibgateway_bridge.client_api as client_api
 from epm.calendar import session_close, trading_day
-from epm.clock import session_now
+from epm.clock import session_clock
+from models.clock import SessionClock
 from models.intent import IntentStatus
 from services.orders.flatten import flatten_expiring
 from services.orders.plan_intent import plan_admitted
@@ -146,19 +147,26 @@ def _venue(stores: Stores) -> BridgeVenue:
     return BridgeVenue(stores.engine, stores.redis, stores.settings.ib_client_id_orders)
 
 
+def _clock(stores: Stores) -> SessionClock:
+    """The session's clock for this task's time rules (`EPM_CLOCK`, `epm.clock`)."""
+    return session_clock(stores.settings, stores.redis, stores.now)
+
+
 def _plan(stores: Stores, intent_id: int) -> Outcome:
     venue = _venue(stores)
+    clock = _clock(stores)
     planned = plan_admitted(
         stores.engine,
         venue,
         intent_id,
         client_id=stores.settings.ib_client_id_orders,
         now=stores.now,
+        clock=clock,
     )
     if planned.outcome == "planned":
         # The children due now go out from here, not a beat period later (the tick still sends
         # whatever this could not: a held child, or the turn taken by another scheduler).
-        send_due(stores.engine, venue, datetime.now(UTC), intent_id=intent_id)
+        send_due(stores.engine, venue, datetime.now(UTC), intent_id=intent_id, clock=clock)
     return {
         "outcome": planned.outcome,
         "intent_id": intent_id,
@@ -183,6 +191,7 @@ def plan_intent(self: Task, intent_id: int, orders_retry: object = None) -> Outc
 
 def _tick(stores: Stores) -> Outcome:
     venue = _venue(stores)
+    clock = _clock(stores)
     with write_transaction(stores.engine) as conn:
         waiting = [
             row.id
@@ -196,8 +205,9 @@ def _tick(stores: Stores) -> Outcome:
             intent_id,
             client_id=stores.settings.ib_client_id_orders,
             now=stores.now,
+            clock=clock,
         )
-    result = send_due(stores.engine, venue, stores.now)
+    result = send_due(stores.engine, venue, stores.now, clock=clock)
     repriced = reprice_pegged(stores.engine, venue, stores.now)
     return {
         "planned_late": waiting,
@@ -225,7 +235,8 @@ def scheduler_tick(self: Task, orders_retry: object = None) -> Outcome:
 def _flatten(stores: Stores) -> Outcome:
     # The session rule follows the session's clock (the venue's under an accelerated
     # simulator, `EPM_CLOCK=venue`); the intents it submits are stamped with the wall clock.
-    session = session_now(stores.settings, stores.redis, stores.now)
+    clock = _clock(stores)
+    session = clock.session_at(stores.now)
     today = trading_day(session)
     submitted = flatten_expiring(
         stores.engine,
@@ -235,7 +246,7 @@ def _flatten(stores: Stores) -> Outcome:
         today=today,
         close=session_close(today),
         client_id=stores.settings.ib_client_id_orders,
-        session_time=session,
+        clock=clock,
     )
     return {"submitted": submitted, "session_time": session.isoformat()}
 

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy.engine import Connection, Engine
 
 from epm.logging import get_logger
+from models.clock import WALL_CLOCK, SessionClock
 from models.intent import ACTIVE_STATUSES, IntentStatus
 from models.playbooks.zero_dte_scalp import flatten_payload, must_flatten
 from services.intake import process_submission
@@ -61,14 +62,14 @@ def flatten_expiring(
     close: datetime | None,
     client_id: int,
     plan: Callable[..., object] = plan_admitted,
-    session_time: datetime | None = None,
+    clock: SessionClock = WALL_CLOCK,
 ) -> list[str]:
     """Submit (and plan) the closing intents due now; their signal_ids.
 
-    `session_time` is now on the session's clock (the venue's, under an accelerated simulator)
-    for the flat-by rule; `now` (the wall clock) stamps what is submitted and planned.
+    The flat-by rule reads the session's clock (`clock`: the venue's, under an accelerated
+    simulator); `now` (the wall clock) stamps what is submitted and planned.
     """
-    rule_now = session_time or now
+    rule_now = clock.session_at(now)
     submitted: list[str] = []
     with engine.connect() as conn:
         positions = positions_repo.open_of(conn, STRATEGY)
@@ -103,6 +104,13 @@ def flatten_expiring(
         )
         log.info("orders.flatten_submitted", **{k: str(v) for k, v in outcome.items()})
         if outcome.get("status") == IntentStatus.VALIDATED.value and outcome.get("intent_id"):
-            plan(engine, venue, int(outcome["intent_id"]), client_id=client_id, now=now)
+            plan(
+                engine,
+                venue,
+                int(outcome["intent_id"]),
+                client_id=client_id,
+                now=now,
+                clock=clock,
+            )
         submitted.append(str(payload["signal_id"]))
     return submitted

@@ -10,13 +10,14 @@ with its reason code: an intent is never left waiting for nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
 from epm.logging import get_logger
-from models.child_orders import ChildPlan, Template, plan_to_json
+from models.child_orders import ChildPlan, Template, plan_to_json, with_due
+from models.clock import WALL_CLOCK, SessionClock
 from models.instruments import Contract, OptionContract, ib_terms
 from models.intent import Intent, IntentStatus
 from models.ledger_rules import COMBO_SEC_TYPE
@@ -125,9 +126,20 @@ def _save(
 
 
 def plan_admitted(
-    engine: Engine, venue: Venue, intent_id: int, *, client_id: int, now: datetime
+    engine: Engine,
+    venue: Venue,
+    intent_id: int,
+    *,
+    client_id: int,
+    now: datetime,
+    clock: SessionClock = WALL_CLOCK,
 ) -> Planned:
-    """Plan intent `intent_id` if it is VALIDATED (see the module docstring)."""
+    """Plan intent `intent_id` if it is VALIDATED (see the module docstring).
+
+    The playbook plans on the session's clock (`clock`: a TWAP's cadence and deadline, a roll's
+    window and `good_till` are venue time under an accelerated simulator); the children's due
+    times are stored as the wall-clock instants they map to, which the scheduler tick compares.
+    """
     with write_transaction(engine) as conn:
         row = intent_life.lock(conn, intent_id)
         if row is None:
@@ -135,7 +147,7 @@ def plan_admitted(
         if row.status != IntentStatus.VALIDATED.value:
             return Planned("already", intent_id, reason=f"intent is {row.status}")
         intent = Intent.model_validate(row.payload)
-        decided = plan_intent(intent, now)
+        decided = plan_intent(intent, clock.session_at(now))
         if not isinstance(decided, Plan):
             intent_life.set_status(
                 conn,
@@ -150,6 +162,8 @@ def plan_admitted(
         con_id = resolve_con_id(conn, intent.instrument, row.con_id)
         if con_id is not None and row.con_id is None:
             intent_life.set_con_id(conn, intent_id, con_id, now)
+        on_wall = tuple(with_due(c, clock.to_wall(c.due_at)) for c in decided.children)
+        decided = replace(decided, children=on_wall)
         _save(conn, intent_id, intent, decided, con_id, client_id, now)
         legs_known = [
             (leg.instrument, resolve_con_id(conn, leg.instrument, None))

@@ -33,6 +33,7 @@ from models.child_orders import (
     plan_from_json,
     price,
 )
+from models.clock import WALL_CLOCK, SessionClock
 from models.combos import ComboLeg
 from models.intent import IntentStatus
 from models.intent_progress import (
@@ -320,16 +321,25 @@ def _store_priced(
 
 
 def send_due(
-    engine: Engine, venue: Venue, now: datetime, *, limit: int = 50, intent_id: int | None = None
+    engine: Engine,
+    venue: Venue,
+    now: datetime,
+    *,
+    limit: int = 50,
+    intent_id: int | None = None,
+    clock: SessionClock = WALL_CLOCK,
 ) -> TickResult:
     """One scheduler tick (see the module docstring); with `intent_id`, only that intent's due
-    children, not settling (an intent just planned: its first children go out at once)."""
+    children, not settling (an intent just planned: its first children go out at once).
+
+    `now` is the wall clock (due times, holds, re-sends, market-data age); `clock` the session's,
+    for the rules that follow the venue (`good_till`)."""
     result = TickResult()
     placements: list[_Placement] = []
     if intent_id is None:
         # Intents whose life is over first, so no child of an expired or aborted plan goes out.
         with write_transaction(engine) as conn:
-            result.finished_intents, to_cancel = settle_intents(conn, now, venue)
+            result.finished_intents, to_cancel = settle_intents(conn, now, venue, clock=clock)
         for ib_order_id in to_cancel:
             venue.cancel(ib_order_id)
     with venue.sending() as turn:

@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from epm.calendar import next_session_close
 from models.child_orders import Action, Template, plan_to_json
+from models.clock import WALL_CLOCK, SessionClock
 from models.intent import Intent, IntentStatus
-from models.intent_progress import SlippageBreach, outcome_of, past_good_till, slippage_breach
+from models.intent_progress import SlippageBreach, outcome_of, slippage_breach, time_up
 from models.orders import OrderState
 from models.planners import pegged_mid
 from models.playbooks import on_slippage
@@ -99,11 +101,16 @@ def _switch_template(
 
 
 def settle_intents(
-    conn: Connection, now: datetime, venue: Venue, limit: int = 200
+    conn: Connection,
+    now: datetime,
+    venue: Venue,
+    limit: int = 200,
+    clock: SessionClock = WALL_CLOCK,
 ) -> tuple[list[int], list[int]]:
     """End WORKING intents whose life is over; (finished intent ids, IB ids to cancel).
 
-    In order: a GTD intent past its `good_till` expires (what is left is cancelled); a child
+    In order: a GTD intent past its `good_till`, or a DAY intent past its session's close (on the
+    session's clock), expires (what is left is cancelled); a child
     that filled beyond the slippage limit aborts the rest of the plan (the decision, with its
     numbers, in `risk_events`); an intent filled to its quantity completes, one whose children
     all finished short expires (`models.intent_progress`).
@@ -118,8 +125,17 @@ def settle_intents(
         if combo.plan_hedge(conn, venue, intent, rows, now) is not None:
             rows = orders_repo.of_intent(conn, intent.id)
         children = [child_state(r) for r in rows]
-        if past_good_till(intent.good_till, now):
-            reason = f"good_till {intent.good_till.isoformat()} passed"
+        reason = time_up(
+            time_in_force=intent.time_in_force,
+            good_till=intent.good_till,
+            day_close=(
+                next_session_close(clock.session_at(intent.received_at))
+                if intent.time_in_force == "DAY"
+                else None
+            ),
+            now=clock.session_at(now),
+        )
+        if reason is not None:
             to_cancel += wind_down(conn, intent.id, reason, now)
             intent_life.set_status(
                 conn, intent.id, IntentStatus.EXPIRED.value, now, reason="EXPIRED", message=reason

@@ -933,7 +933,7 @@ def test_ids_stay_above_the_ledger_when_redis_and_the_gateway_both_start_over(
 
 
 def test_the_0dte_rule_follows_the_venues_clock_when_told(engine: Engine, r: redis.Redis) -> None:
-    from epm.clock import CLOCK_KEY, session_now
+    from epm.clock import CLOCK_KEY, session_clock, session_now
     from epm.settings import Settings
 
     odte_position(engine, r)
@@ -956,11 +956,80 @@ def test_the_0dte_rule_follows_the_venues_clock_when_told(engine: Engine, r: red
     assert session == datetime(2026, 12, 3, 20, 56, 58, tzinfo=UTC)  # +2 s x 60
     on_wall = flatten_expiring(engine, venue, r, wall, today=today, close=close, client_id=1)
     assert on_wall == []
+    clock = session_clock(Settings(clock="venue"), r, wall)
     on_venue = flatten_expiring(
-        engine, venue, r, wall, today=today, close=close, client_id=1, session_time=session
+        engine, venue, r, wall, today=today, close=close, client_id=1, clock=clock
     )
     assert on_venue == [f"flat-20261203-{ODTE}-1"]
     # A sample the bridge stopped refreshing is not trusted: back to the wall clock.
     assert session_now(
         Settings(clock="venue"), r, wall + timedelta(seconds=30)
     ) == wall + timedelta(seconds=30)
+
+
+def test_a_twap_and_its_good_till_follow_an_accelerated_venue_clock(
+    engine: Engine, r: redis.Redis
+) -> None:
+    """Under `epm sim --speed 60` a 30 s cadence is half a wall second and a good_till two venue
+    minutes away passes two wall seconds later: every time rule of the plan follows the venue."""
+    from models.clock import SessionClock
+
+    describe_aapl(engine)
+    venue_now = datetime(2026, 12, 3, 20, 50, tzinfo=UTC)  # 15:50 ET at the venue
+    clock = SessionClock(T0, venue_now, 60.0)
+    until = venue_now + timedelta(minutes=2)
+    intent_id = admit(
+        engine,
+        r,
+        urgency="Passive",
+        quantity="900",
+        time_in_force="GTD",
+        good_till=until.isoformat(),
+        params={"template": "TWAP", "slices": 3, "cadence_s": 30},
+    )
+    venue = BridgeVenue(engine, r, client_id=1)
+    planned = plan_admitted(engine, venue, intent_id, client_id=1, now=T0, clock=clock)
+    assert (planned.template, planned.children) == ("TWAP", 3)
+    due = [c.due_at for c in children(engine, intent_id)]
+    assert due == [T0, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=1)]
+    # One wall second on: every slice is due and goes out, the intent still lives (a venue
+    # minute short of its good_till).
+    later = T0 + timedelta(seconds=1, milliseconds=10)
+    quote(r, later)
+    tick = send_due(engine, venue, later, clock=clock)
+    assert len(tick.sent) == 3 and tick.finished_intents == []
+    assert len(placements(r)) == 3
+    # The same tick on the wall clock would not have expired it either; two wall seconds on, the
+    # venue's clock has passed good_till (15:52 ET) and the rest is cancelled.
+    expired_at = T0 + timedelta(seconds=2)
+    assert send_due(engine, venue, expired_at).finished_intents == []
+    assert send_due(engine, venue, expired_at, clock=clock).finished_intents == [intent_id]
+    row = status(engine, intent_id)
+    assert (row.status, row.reject_reason) == ("EXPIRED", "EXPIRED")
+    assert len(cancels(r)) == 3
+
+
+def test_a_day_intent_expires_at_the_close_on_the_venues_clock(
+    engine: Engine, r: redis.Redis
+) -> None:
+    """A DAY intent still working at 16:00 ET (the venue's, accelerated) expires there and its
+    rest is cancelled, as IB cancels a DAY order at the close."""
+    from models.clock import SessionClock
+
+    describe_aapl(engine)
+    intent_id = admit(engine, r, urgency="Passive", quantity="1000")
+    venue = BridgeVenue(engine, r, client_id=1)
+    # The venue reads 15:59:50 ET when the wall clock reads T0, at 60 venue seconds per second.
+    clock = SessionClock(T0, datetime(2026, 12, 3, 20, 59, 50, tzinfo=UTC), 60.0)
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    assert send_due(engine, venue, T0, clock=clock).finished_intents == []
+    at_close = T0 + timedelta(seconds=10 / 60)
+    quote(r, at_close)
+    assert send_due(engine, venue, at_close, clock=clock).finished_intents == [intent_id]
+    row = status(engine, intent_id)
+    assert row.status == "EXPIRED" and "session closed" in row.reject_message
+    # The slice sent is asked to cancel at the venue; the unsent ones are cancelled here.
+    states = [c.state for c in children(engine, intent_id)]
+    assert states[0] == "CANCEL_REQUESTED" and set(states[1:]) == {"CANCELLED"}
+    assert cancels(r) == [101]

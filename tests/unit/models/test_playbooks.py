@@ -17,6 +17,7 @@ from models.intent_progress import (
     past_good_till,
     progress_of,
     slippage_breach,
+    time_up,
 )
 from models.orders import OrderState
 from models.planners import sweep, twap
@@ -124,6 +125,21 @@ def test_good_till_ends_an_intent_at_its_time() -> None:
     assert past_good_till(T0, T0) and past_good_till(T0, T0 + timedelta(seconds=1))
     assert not past_good_till(T0, T0 - timedelta(seconds=1))
     assert not past_good_till(None, T0)
+
+
+def test_a_day_intent_ends_at_its_sessions_close_and_gtd_at_good_till() -> None:
+    close = T0 + timedelta(hours=6)
+    assert time_up(time_in_force="DAY", good_till=None, day_close=close, now=close) is not None
+    assert (
+        time_up(
+            time_in_force="DAY", good_till=None, day_close=close, now=close - timedelta(seconds=1)
+        )
+        is None
+    )
+    # Only DAY ends at the close; a GTC intent lives on.
+    assert time_up(time_in_force="GTC", good_till=None, day_close=close, now=close) is None
+    gtd = time_up(time_in_force="GTD", good_till=T0, day_close=None, now=T0)
+    assert gtd is not None and "good_till" in gtd
 
 
 def priced(avg: str, ref: str, filled: str = "100") -> ChildState:
