@@ -38,6 +38,15 @@ def _load_commands() -> None:
 
 
 def main() -> None:
+    import sys
+
+    argv = sys.argv[1:]
+    if argv[:1] == ["kill-switch"] and not {"--help", "-h"} & set(argv):
+        # The emergency path: the venue is told to cancel before Typer and the command modules
+        # (pydantic, SQLAlchemy) load; see epm/killswitch_fast.py.
+        from epm.killswitch_fast import main as kill_switch_main
+
+        raise SystemExit(kill_switch_main(argv[1:]))
     from epm.logging import configure_logging
 
     configure_logging()

@@ -202,6 +202,40 @@ def kill_switch(
         redis_error = repr(e)
         log.error("kill_switch_halt_not_set", error=redis_error)
     sent, error = _connect_and_global_cancel(host, port, client_id, timeout_s)
+    return finish_kill_switch(
+        client,
+        now=now,
+        started=started,
+        sent=sent,
+        ib_error=error,
+        redis_error=redis_error,
+        actor=actor,
+        reason=reason,
+        ledger_audit=ledger_audit,
+        orders_client_id=orders_client_id,
+    )
+
+
+def finish_kill_switch(
+    client: redis.Redis,
+    *,
+    now: datetime,
+    started: float,
+    sent: bool,
+    ib_error: str | None,
+    redis_error: str | None,
+    actor: str,
+    reason: str,
+    ledger_audit: LedgerAudit | None,
+    orders_client_id: int = 1,
+) -> KillReport:
+    """The steps after the global cancel: purge queued orders, audit, alert when IB was missed.
+
+    Split out so `epm kill-switch`'s lean path (`epm.killswitch_fast`) can send the cancel before
+    this module and the ledger are even imported, then finish here in the same process.
+    `started` is a `time.monotonic()` reading taken when the kill switch began.
+    """
+    error = ib_error
     purged = 0
     if redis_error is None:
         try:

@@ -18,7 +18,7 @@ from epm.cli import app
 
 if TYPE_CHECKING:
     from epm.settings import Settings
-    from ibgateway_bridge.killswitch import LedgerAudit
+    from ibgateway_bridge.killswitch import KillReport, LedgerAudit
 
 
 def _actor(actor: str | None) -> str:
@@ -70,6 +70,16 @@ def kill_switch_command(
         timeout_s=timeout,
         orders_client_id=settings.ib_client_id_orders,
     )
+    code = report_kill(report)
+    if code:
+        raise typer.Exit(code)
+
+
+def report_kill(report: KillReport) -> int:
+    """Print what the kill switch did; the exit code: 2 when IB or Redis was not reached.
+
+    Shared by the Typer command and the lean path `epm.killswitch_fast`, so both speak alike.
+    """
     typer.echo(
         f"global halt set; reqGlobalCancel sent={report.global_cancel_sent}; "
         f"purged {report.purged} queued order command(s); {report.elapsed_s:.3f}s"
@@ -82,8 +92,7 @@ def kill_switch_command(
         )
     if not report.global_cancel_sent:
         typer.echo(f"IB not reached: {report.ib_error}", err=True)
-    if report.redis_error is not None or not report.global_cancel_sent:
-        raise typer.Exit(2)
+    return 2 if report.redis_error is not None or not report.global_cancel_sent else 0
 
 
 @app.command("resume")
