@@ -54,10 +54,13 @@ class MomentumParams(StrategyParams):
 
 
 class ScalpParams(StrategyParams):
-    """0DTE_Scalp: the exit in `tranches`, and whether to hold to expiry instead of flat by the
+    """0DTE_Scalp: an exit (SELL, BUY_TO_COVER) in `tranches` spaced `tranche_spacing_s` apart,
+    and whether to hold to expiry instead of flat by the
     close."""
 
     tranches: int = Field(default=1, ge=1, le=10)
+    # Between two tranches of the exit (session seconds).
+    tranche_spacing_s: int = Field(default=60, ge=1, le=3600)
     hold_to_expiry: bool = False
 
 

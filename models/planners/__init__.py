@@ -8,6 +8,7 @@ at most what is left when it is sent (property-tested in tests/unit/models/test_
 from models.planners.bracket import Exit, bracket
 from models.planners.pegged_mid import pegged_mid, reprice
 from models.planners.sweep import sweep
+from models.planners.tranches import tranches
 from models.planners.twap import twap
 
-__all__ = ["Exit", "bracket", "pegged_mid", "reprice", "sweep", "twap"]
+__all__ = ["Exit", "bracket", "pegged_mid", "reprice", "sweep", "tranches", "twap"]

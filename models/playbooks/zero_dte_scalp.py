@@ -7,7 +7,10 @@ Flat before the close: a 0DTE position in an option expiring today is closed fro
 before the session's close (15:55 ET, 12:55 on an early-close day) unless the intent that opened
 it said `hold_to_expiry` (expiry policy or params): `must_flatten` decides, `flatten_payload`
 is the intent that does it (an Immediate sweep through the usual path, idempotent per attempt).
-The scaling exit in tranches is still to come.
+
+Scaling exit: an exit (SELL, BUY_TO_COVER) with `params.tranches` > 1 and no template named goes
+out in that many tranches, `tranche_spacing_s` apart, each a sweep (`models.planners.tranches`).
+The flat-by-close intent is never scaled: five minutes is what is left of the option's life.
 """
 
 from __future__ import annotations
@@ -15,11 +18,32 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from models.intent import Intent
-from models.playbooks.choice import Plan, Refusal, default_plan
+from models.child_orders import Template
+from models.intent import Intent, Side
+from models.planners import tranches
+from models.playbook_params import ScalpParams
+from models.playbooks.choice import Plan, Refusal, action_of, default_plan
+
+EXIT_SIDES = (Side.SELL, Side.BUY_TO_COVER)
 
 
 def plan(intent: Intent, now: datetime) -> Plan | Refusal:
+    params = intent.strategy_params
+    if (
+        isinstance(params, ScalpParams)
+        and params.tranches > 1
+        and params.template is None
+        and intent.side in EXIT_SIDES
+    ):
+        spacing = timedelta(seconds=params.tranche_spacing_s)
+        children = tranches(
+            action_of(intent), intent.quantity, now, count=params.tranches, spacing=spacing
+        )
+        reason = (
+            f"0DTE_Scalp, scaling exit: {params.tranches} tranches every "
+            f"{params.tranche_spacing_s}s, each a sweep"
+        )
+        return Plan(Template.SWEEP, reason, tuple(children))
     return default_plan(intent, now, "0DTE_Scalp, ")
 
 

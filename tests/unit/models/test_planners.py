@@ -20,7 +20,7 @@ from models.child_orders import (
     price,
 )
 from models.market import MarketSnapshot, band_limit, slippage_bps
-from models.planners import Exit, bracket, pegged_mid, reprice, sweep, twap
+from models.planners import Exit, bracket, pegged_mid, reprice, sweep, tranches, twap
 from models.planners.twap import slice_count, slice_quantities
 
 T0 = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
@@ -188,6 +188,7 @@ def test_no_child_ever_exceeds_the_remaining_the_cap_or_the_band(
         *twap(action, target, T0, T0 + timedelta(minutes=10), slices=slices),
         *sweep(action, T0, steps=4),
         *pegged_mid(action, T0, offset_ticks=1),
+        *tranches(action, target, T0, count=min(slices, 10)),
     ]
     state = Progress(filled=filled, target=target, reference=None, max_slippage_bps=bps)
     edge = band_limit(market.mid or bid, bps, buy)
@@ -208,3 +209,25 @@ def test_no_child_ever_exceeds_the_remaining_the_cap_or_the_band(
         all((p.schedule_qty or target) <= target for p in schedule)
         and schedule[-1].schedule_qty is None
     )
+
+
+def test_a_scaling_exit_takes_its_tranches_in_turn_each_a_rising_sweep() -> None:
+    plans = tranches(Action.SELL, D(10), T0, count=3, spacing=timedelta(seconds=60))
+    assert len(plans) == 12  # 3 tranches x 4 sweep steps
+    starts = [p.due_at for p in plans if p.key.endswith("-1")]
+    assert starts == [T0, T0 + timedelta(seconds=60), T0 + timedelta(seconds=120)]
+    # Cumulative shares 4, 7, then whatever is left; each tranche's steps rise to the band.
+    assert [p.schedule_qty for p in plans[::4]] == [D(4), D(7), None]
+    assert [p.aggression for p in plans[:4]] == [D(0), D(1) / 3, D(2) / 3, D(1)]
+    first = price(plans[0], progress(target="10"), snap(), T0)
+    assert isinstance(first, ChildOrder) and first.quantity == 4
+    # Tranche 1 done: its later steps have nothing left; tranche 2 asks for its 3 only.
+    done = progress(filled="4", target="10")
+    assert isinstance(price(plans[1], done, snap(), T0), Skip)
+    minute = T0 + timedelta(seconds=60)
+    second = price(plans[4], done, snap(at=minute), minute)
+    assert isinstance(second, ChildOrder) and second.quantity == 3
+    # What tranche 2 did not get rolls into the last one.
+    later = T0 + timedelta(seconds=120)
+    last = price(plans[8], progress(filled="5", target="10"), snap(at=later), later)
+    assert isinstance(last, ChildOrder) and last.quantity == 5

@@ -234,3 +234,18 @@ def test_gamma_hedges_in_its_increments() -> None:
     assert len(plan.children) == 4 and "4 hedge increments of at most 300" in plan.reason
     cumulative = [c.schedule_qty for c in plan.children[:-1]]
     assert cumulative == [D(250), D(500), D(750)]
+
+
+def test_a_0dte_exit_with_tranches_scales_out_and_an_entry_sweeps() -> None:
+    exit_ = plan_intent(
+        intent("0DTE_Scalp", "High", side="SELL", params={"tranches": 2, "tranche_spacing_s": 30}),
+        T0,
+    )
+    assert isinstance(exit_, Plan) and exit_.template is Template.SWEEP
+    assert "scaling exit: 2 tranches every 30s" in exit_.reason
+    assert [c.due_at for c in exit_.children if c.key.endswith("-1")] == [
+        T0,
+        T0 + timedelta(seconds=30),
+    ]
+    entry = plan_intent(intent("0DTE_Scalp", "High", params={"tranches": 2}), T0)
+    assert isinstance(entry, Plan) and len(entry.children) == 4 and "tranche" not in entry.reason
