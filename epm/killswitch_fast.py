@@ -18,6 +18,7 @@ as that server may have to be started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -166,9 +167,24 @@ def global_cancel(
         client.reqCurrentTime()
         if wait_for("current_time") is not None:
             error = "reqGlobalCancel sent, but the venue did not confirm it read it"
+    _wake_reader(client)
     client.disconnect()
     decoder.join(timeout=2)
     return sent, error
+
+
+def _wake_reader(client: Any) -> None:
+    """Shut the socket down so ibapi's reader thread (not a daemon) leaves its blocked recv now.
+
+    A plain close does not wake a recv blocked in another thread: the reader would sit out its
+    1 s socket timeout and hold the process open that long after the work is done.
+    """
+    import socket
+
+    sock = getattr(getattr(client, "conn", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def main(argv: list[str]) -> int:
