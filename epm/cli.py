@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "epm.commands.sim",
     "epm.commands.bridge",
     "epm.commands.ops",
+    "epm.commands.limits",
     "epm.commands.recon",
     "epm.commands.services",
 )
