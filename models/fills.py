@@ -272,3 +272,90 @@ def estimate_commission(
     else:
         fee = max(shares * OPTION_PER_CONTRACT, OPTION_MINIMUM)
     return fee.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class TieredSchedule:
+    """IBKR Pro tiered commissions (the broker's own charge), the estimate's schedule.
+
+    Stocks pay `stock_rate` per share (the rate of the month's volume tier; 0.0035 below
+    300,000 shares), at least `stock_minimum`, at most `stock_max_pct` of the trade value (the
+    cap wins). Options pay by premium per share: below 0.05 `option_rate_cheap`, below 0.10
+    `option_rate_mid`, else `option_rate`, at least `option_minimum`. IB applies the minimum
+    once per order; the estimate applies it per execution, since which execution of an order
+    arrived first would otherwise change the ledger (the estimate error is recorded when IB's
+    report replaces it).
+    """
+
+    stock_rate: Decimal = Decimal("0.0035")
+    stock_minimum: Decimal = Decimal("0.35")
+    stock_max_pct: Decimal = Decimal("0.01")
+    option_rate_cheap: Decimal = Decimal("0.25")
+    option_rate_mid: Decimal = Decimal("0.50")
+    option_rate: Decimal = Decimal("0.65")
+    option_minimum: Decimal = Decimal("1.00")
+
+
+# The month's share volume at which each stock tier starts (IBKR's published US schedule).
+STOCK_TIERS: tuple[tuple[int, Decimal], ...] = (
+    (0, Decimal("0.0035")),
+    (300_000, Decimal("0.0020")),
+    (3_000_000, Decimal("0.0015")),
+    (20_000_000, Decimal("0.0010")),
+    (100_000_000, Decimal("0.0005")),
+)
+
+
+def tiered_schedule(monthly_shares: int = 0) -> TieredSchedule:
+    """The tiered schedule for a month's stock volume so far (options keep their first tier)."""
+    rate = STOCK_TIERS[0][1]
+    for start, tier_rate in STOCK_TIERS:
+        if monthly_shares >= start:
+            rate = tier_rate
+    return TieredSchedule(stock_rate=rate)
+
+
+@exact
+def estimate_tiered(
+    schedule: TieredSchedule,
+    sec_type: str | None,
+    shares: Decimal,
+    price: Decimal,
+    multiplier: Decimal = ONE,
+) -> Decimal:
+    """Estimate IB's commission for one execution on the tiered `schedule`, to the cent."""
+    qty = abs(shares)
+    if qty == ZERO:
+        return ZERO
+    if (sec_type or "STK").upper() == "STK":
+        fee = max(qty * schedule.stock_rate, schedule.stock_minimum)
+        cap = qty * price * multiplier * schedule.stock_max_pct
+        if cap > ZERO:
+            fee = min(fee, max(cap, CENT))
+    else:
+        premium = abs(price)
+        if premium < Decimal("0.05"):
+            rate = schedule.option_rate_cheap
+        elif premium < Decimal("0.10"):
+            rate = schedule.option_rate_mid
+        else:
+            rate = schedule.option_rate
+        fee = max(qty * rate, schedule.option_minimum)
+    return fee.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def carried_commission(
+    execution_id: str, siblings: Iterable[tuple[str, Decimal | None]]
+) -> Decimal | None:
+    """What a correction is charged until its own report arrives: the commission of the
+    execution it replaces (the latest earlier version that has one), as the venue carries it
+    over; None for an original, or when no earlier version has a commission yet."""
+    seq = parse_exec_id(execution_id).seq
+    best: tuple[int, Decimal] | None = None
+    for sibling_id, commission in siblings:
+        sibling_seq = parse_exec_id(sibling_id).seq
+        if commission is None or sibling_seq >= seq:
+            continue
+        if best is None or sibling_seq > best[0]:
+            best = (sibling_seq, commission)
+    return None if best is None else best[1]

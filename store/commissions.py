@@ -47,3 +47,13 @@ def put(conn: Connection, execution_id: str, values: Mapping[str, object], now: 
         .values(execution_id=execution_id, received_at=now, **values)
         .on_conflict_do_update(index_elements=["execution_id"], set_=dict(values))
     )
+
+
+def of_executions(conn: Connection, execution_ids: list[str]) -> dict[str, Decimal]:
+    """The commission stored (IB's or the estimate) for each of these executions that has one."""
+    rows = conn.execute(
+        sa.select(commissions.c.execution_id, commissions.c.commission).where(
+            commissions.c.execution_id.in_(execution_ids)
+        )
+    ).all()
+    return {r.execution_id: r.commission for r in rows}

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from models.fills import ONE, FillRecord, Side
 from store.dialect import upsert
-from store.schema import commissions, fills
+from store.schema import commissions, execution_orders, fills
 
 
 def insert_once(conn: Connection, values: Mapping[str, object]) -> bool:
@@ -142,3 +142,13 @@ def account_of(conn: Connection, con_id: int, strategy: str) -> str | None:
         )
     ).first()
     return None if found is None else str(found[0])
+
+
+def order_and_state_of(conn: Connection, execution_id: str) -> tuple[int, str] | None:
+    """The order an execution is booked on and that order's state, or None if not recorded."""
+    row = conn.execute(
+        sa.select(fills.c.order_id, execution_orders.c.state)
+        .select_from(fills.join(execution_orders, execution_orders.c.id == fills.c.order_id))
+        .where(fills.c.execution_id == execution_id)
+    ).first()
+    return None if row is None else (int(row.order_id), str(row.state))

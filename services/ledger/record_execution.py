@@ -10,17 +10,11 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from models.fills import (
-    ONE,
-    ExecIdError,
-    cumulative,
-    estimate_commission,
-    parse_exec_id,
-    supersession,
-)
+from models.fills import ExecIdError, cumulative, parse_exec_id, supersession
 from models.ledger_reports import ExecutionReport, ReportError
 from models.ledger_rules import holds_position, positive
 from models.orders import apply, fill_event
+from services.ledger.fees import estimate_for
 from services.ledger.orders import ensure_order, order_fills
 from services.ledger.positions import refresh_positions
 from services.ledger.result import LedgerResult, duplicate, result_of
@@ -106,10 +100,9 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
         if sibling.superseded_by != target:
             fills_repo.set_superseded(conn, sibling.execution_id, target)
 
-    # Until IB's commissionReport arrives, an estimate stands (NOTES.md).
-    estimate = estimate_commission(
-        report.sec_type, report.shares, report.price, report.multiplier or ONE
-    )
+    # Until IB's commissionReport arrives, an estimate stands (NOTES.md): a correction carries
+    # the commission of the execution it replaces, anything else IB's tiered schedule.
+    estimate = estimate_for(conn, report, [s.execution_id for s in siblings])
     commissions_repo.insert_estimate(conn, report.exec_id, estimate, report.currency, now)
 
     quantity, avg = cumulative(order_fills(conn, row))

@@ -160,8 +160,9 @@ def test_executions_fill_the_order_and_build_the_position(engine: Engine) -> Non
     assert pos.quantity == D("100")
     assert pos.avg_price == D("190.2")
     assert pos.realized_pl == D(0)
-    # Estimates stand in until the commission reports arrive.
-    assert pos.commissions == D("1.00") + D("1.00")
+    # Estimates stand in until the commission reports arrive: IB tiered, 0.0035 a share with
+    # a 0.35 minimum (60 and 40 shares: both at the minimum).
+    assert pos.commissions == D("0.35") + D("0.35")
     assert count(engine, positions_history) == 2
 
 
