@@ -41,7 +41,9 @@ from models.intent import (
     signal_id_of,
     validate_intent,
 )
+from models.limits import Limits
 from models.rejects import Reject, RejectReason
+from models.risk import MarketFacts, check_intent
 
 __all__ = [
     "AdmissionOutcome",
@@ -291,13 +293,17 @@ def decide(
     prior: StoredSubmission | None,
     guard: Guard | None,
     stored_form: object = None,
+    limits: Limits | None = None,
+    market: MarketFacts | None = None,
 ) -> Decision:
     """Admit, refuse or answer as a duplicate (see the module docstring for the order of rules).
 
     `prior` is the row stored under the submission's `signal_id` (None: none, or the submission
     is not `keyed`); `guard` the strategy's concurrency guard, needed when an intent may be
     admitted; `stored_form` the submission as the intents table keeps a refused one
-    (`store.intents.json_safe`), compared with a refused prior's payload.
+    (`store.intents.json_safe`), compared with a refused prior's payload. With `limits`, an
+    intent the guard lets through still passes the pre-trade gates (`models.risk.check_intent`,
+    on what `market` tells of the instrument) or is refused with the gate's code and numbers.
     """
     verdict = screened.verdict
     if prior is not None:
@@ -312,6 +318,10 @@ def decide(
         raise ValueError(f"admitting {verdict.signal_id!r} needs its strategy's guard")
     if guard.full:
         return Refuse(guard.reject(verdict.signal_id), data, verdict)
+    if limits is not None:
+        breach = check_intent(verdict, limits, market)
+        if breach is not None:
+            return Refuse(breach, data, verdict)
     submitted = data.get("instrument")
     text = submitted if isinstance(submitted, str) else verdict.instrument.text
     return Admit(verdict, text)

@@ -59,6 +59,12 @@ class RejectReason(StrEnum):
     # Reserved for the contract-cache and risk checks that plug into the pipeline later.
     UNKNOWN_CONTRACT = "UNKNOWN_CONTRACT"
     RISK_LIMIT = "RISK_LIMIT"
+    # Pre-trade gates of `models.risk` other than a configured limit.
+    INSTRUMENT_HALTED = "INSTRUMENT_HALTED"
+    MARKET_CLOSED = "MARKET_CLOSED"
+    SIDE_POSITION_MISMATCH = "SIDE_POSITION_MISMATCH"
+    PRICE_BAND = "PRICE_BAND"
+    POSSIBLE_DUPLICATE = "POSSIBLE_DUPLICATE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from epm.streams import publish_reject
 from models import admission
 from models.admission import AdmissionOutcome, Screened
 from models.intent import DEFAULT_CHECKS, Check, Intent
+from models.limits import Limits
+from services.risk import current_limits
 from store import intents as repo
 from store.db import write_transaction
 
@@ -68,7 +70,12 @@ def _save(
 
 
 def _decide_in(
-    conn: Connection, screened: Screened, *, now: datetime, max_active: Callable[[str], int]
+    conn: Connection,
+    screened: Screened,
+    *,
+    now: datetime,
+    max_active: Callable[[str], int],
+    limits: Limits,
 ) -> AdmissionOutcome:
     """Load → decide → save for a keyed submission, inside the caller's write transaction."""
     verdict = screened.verdict
@@ -79,7 +86,9 @@ def _decide_in(
         guard = admission.Guard(verdict.strategy, active, max_active(verdict.strategy))
     stored_form = repo.json_safe(screened.data)
     prior = repo.find_submission(conn, screened.signal_id)
-    decision = admission.decide(screened, prior=prior, guard=guard, stored_form=stored_form)
+    decision = admission.decide(
+        screened, prior=prior, guard=guard, stored_form=stored_form, limits=limits
+    )
     if isinstance(decision, admission.Duplicate):
         return decision.outcome()
     new_id = _save(conn, decision, now)
@@ -103,16 +112,20 @@ def process_submission(
     now: datetime,
     max_active: Callable[[str], int],
     checks: Sequence[Check] = DEFAULT_CHECKS,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
     """Admit or refuse one submission (a dict, or its JSON text); its outcome as a dict.
 
     `now` (aware UTC) stamps the row and the reject entry, and its date decides option expiry.
-    `max_active(strategy)` is the strategy's concurrency limit. Idempotent on `signal_id`.
+    `max_active(strategy)` is the strategy's concurrency limit; `limits` the risk limits the
+    pre-trade gates apply (default: the shipped `epm/limits/default.toml`, read once).
+    Idempotent on `signal_id`.
     """
+    limits = limits if limits is not None else current_limits()
     screened = screen(payload, now=now, checks=checks)
     if screened.keyed:
         with write_transaction(engine) as conn:
-            outcome = _decide_in(conn, screened, now=now, max_active=max_active)
+            outcome = _decide_in(conn, screened, now=now, max_active=max_active, limits=limits)
     else:
         decision = admission.decide(screened, prior=None, guard=None)
         if not isinstance(decision, admission.Refuse):  # pragma: no cover - only refusals
