@@ -26,7 +26,7 @@ class Queue(StrEnum):
 
 broker_url = celery_broker_url()
 # Task modules beyond `tasks.app.TASK_MODULES` that workers and beat load.
-imports = ("tasks.recon",)
+imports = ("tasks.recon", "tasks.pnl")
 # Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
 task_ignore_result = True
 result_backend = None
@@ -96,6 +96,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "tasks.recon.positions_eod_tick",
         "schedule": 300.0,
         "options": {"expires": 300},
+    },
+    # The books (docs/books.md): marks, unrealized P&L and the dashboard hashes every 5 s.
+    "pnl-mark": {
+        "task": "tasks.pnl.mark_tick",
+        "schedule": float(os.environ.get("EPM_PNL_TICK_S", "5")),
+        "options": {"expires": 5},
     },
     # Implementation shortfall of ended intents into execution_metrics (idempotent per intent).
     "recon-shortfall": {

@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "epm.commands.ops",
     "epm.commands.limits",
     "epm.commands.recon",
+    "epm.commands.books",
     "epm.commands.services",
 )
 

@@ -1,0 +1,77 @@
+"""The pnl queue: the books' mark tick (`docs/books.md`).
+
+- `tasks.pnl.mark_tick`, beat every `EPM_PNL_TICK_S` (5 s): marks every position from
+  `md:{conid}`, writes the books' columns of `positions_current`, appends `pnl_snapshots`,
+  publishes `pl:position:{conid}` / `pl:strategy:{strategy}`, compares with the bridge's
+  reqPnLSingle figures (`ib:pnl:{account}:{conid}`) and flags differences over $10.
+
+The tick is idempotent (it recomputes from the stores; a snapshot repeated at the same time is
+kept once), so a redelivered or doubled tick is harmless; a late one is dropped (`expires`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from celery import Task
+
+from models.market import MarketSnapshot
+from services.books.marks import mark_books
+from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
+
+# The bridge's reqPnLSingle hashes (`ibgateway_bridge.outbox.PNL_SINGLE_KEY`), spelled here so
+# the tasks do not import the bridge; one older than this is not compared.
+IB_PNL_SINGLE_PATTERN = "ib:pnl:*:*"
+IB_PNL_MAX_AGE = timedelta(seconds=60)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def market_reader(stores: Stores) -> Callable[[int], MarketSnapshot | None]:
+    """`md:{conid}` as a snapshot (None when the hash is missing or has no time stamp)."""
+
+    def read(con_id: int) -> MarketSnapshot | None:
+        raw = stores.redis.hgetall(f"md:{con_id}")
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        return MarketSnapshot.from_fields(con_id, fields) if fields else None
+
+    return read
+
+
+def ib_unrealized(stores: Stores) -> Mapping[int, Decimal]:
+    """IB's unrealized P&L per contract (summed over accounts) from fresh reqPnLSingle hashes."""
+    out: dict[int, Decimal] = {}
+    for key in stores.redis.scan_iter(match=IB_PNL_SINGLE_PATTERN, count=500):
+        con_part = _text(key).rsplit(":", 1)[-1]
+        if not con_part.isdigit():
+            continue
+        raw = stores.redis.hgetall(key)
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        try:
+            ts = datetime.fromisoformat(fields.get("ts", ""))
+            value = Decimal(fields.get("unrealized", ""))
+        except (ValueError, InvalidOperation):
+            continue
+        if ts.tzinfo is None or stores.now - ts > IB_PNL_MAX_AGE or not value.is_finite():
+            continue
+        out[int(con_part)] = out.get(int(con_part), Decimal(0)) + value
+    return out
+
+
+def run_mark(stores: Stores) -> Outcome:
+    """One mark tick on `stores` (what beat runs, and what tests call)."""
+    return mark_books(
+        stores.engine, market_reader(stores), ib_unrealized(stores), stores.redis, stores.now
+    ).as_dict()
+
+
+@celery_app.task(name="tasks.pnl.mark_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def mark_tick(self: Task, pnl_retry: object = None) -> Outcome:
+    """Beat, every 5 s: mark the books and publish them."""
+    return run_through_outages(
+        self, run_mark, name="pnl", retry_state=pnl_retry, state_kwarg="pnl_retry"
+    )
