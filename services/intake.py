@@ -32,6 +32,7 @@ from models.admission import AdmissionOutcome, Screened
 from models.intent import DEFAULT_CHECKS, Check, Intent
 from models.limits import Limits
 from services.risk import current_limits
+from services.risk.market import market_facts
 from store import intents as repo
 from store.db import write_transaction
 
@@ -76,18 +77,21 @@ def _decide_in(
     now: datetime,
     max_active: Callable[[str], int],
     limits: Limits,
+    redis_client: redis.Redis,
 ) -> AdmissionOutcome:
     """Load → decide → save for a keyed submission, inside the caller's write transaction."""
     verdict = screened.verdict
     guard = None
+    market = None
     if isinstance(verdict, Intent):
+        market = market_facts(conn, redis_client, verdict)
         repo.lock_strategy(conn, verdict.strategy)
         active = repo.count_active(conn, verdict.strategy)
         guard = admission.Guard(verdict.strategy, active, max_active(verdict.strategy))
     stored_form = repo.json_safe(screened.data)
     prior = repo.find_submission(conn, screened.signal_id)
     decision = admission.decide(
-        screened, prior=prior, guard=guard, stored_form=stored_form, limits=limits
+        screened, prior=prior, guard=guard, stored_form=stored_form, limits=limits, market=market
     )
     if isinstance(decision, admission.Duplicate):
         return decision.outcome()
@@ -125,7 +129,14 @@ def process_submission(
     screened = screen(payload, now=now, checks=checks)
     if screened.keyed:
         with write_transaction(engine) as conn:
-            outcome = _decide_in(conn, screened, now=now, max_active=max_active, limits=limits)
+            outcome = _decide_in(
+                conn,
+                screened,
+                now=now,
+                max_active=max_active,
+                limits=limits,
+                redis_client=redis_client,
+            )
     else:
         decision = admission.decide(screened, prior=None, guard=None)
         if not isinstance(decision, admission.Refuse):  # pragma: no cover - only refusals

@@ -79,3 +79,37 @@ def test_notional_over_the_cap_refused_and_ordinary_intent_admitted(
     assert over["reason"] == "RISK_LIMIT"
     ok = submit(engine, rds, quantity="1000", target_price="300")
     assert ok["status"] != "REJECTED" and ok["reason"] is None
+
+
+def _cache_spy(engine: sa.Engine) -> int:
+    from store import contracts
+
+    with engine.begin() as conn:
+        contracts.put(conn, 756733, {"symbol": "SPY", "sec_type": "STK", "fetched_at": NOW})
+    return 756733
+
+
+def test_cover_without_a_short_is_refused_with_the_position(
+    engine: sa.Engine, rds: redis.Redis
+) -> None:
+    _cache_spy(engine)
+    outcome = submit(engine, rds, side="BUY_TO_COVER")
+    assert outcome["status"] == "REJECTED" and outcome["reason"] == "SIDE_POSITION_MISMATCH"
+    (entry,) = [f for _i, f in rds.xrange(REJECT_STREAM)]
+    assert "short in SPY is 0" in entry["message"]
+    assert submit(engine, rds, side="BUY")["reason"] is None
+
+
+def test_intent_during_a_halt_is_refused(engine: sa.Engine, rds: redis.Redis) -> None:
+    from ibgateway_bridge.commands import HALT_INSTRUMENT_KEY
+    from services.risk.market import HALT_INSTRUMENT_KEY as INTAKE_KEY
+
+    assert INTAKE_KEY == HALT_INSTRUMENT_KEY
+    con_id = _cache_spy(engine)
+    rds.set(HALT_INSTRUMENT_KEY.format(con_id=con_id), "1")
+    try:
+        outcome = submit(engine, rds)
+    finally:
+        rds.delete(HALT_INSTRUMENT_KEY.format(con_id=con_id))
+    assert outcome["status"] == "REJECTED" and outcome["reason"] == "INSTRUMENT_HALTED"
+    assert submit(engine, rds)["reason"] is None
