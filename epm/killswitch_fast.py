@@ -167,13 +167,13 @@ def global_cancel(
         client.reqCurrentTime()
         if wait_for("current_time") is not None:
             error = "reqGlobalCancel sent, but the venue did not confirm it read it"
-    _wake_reader(client)
+    wake_reader(client)
     client.disconnect()
     decoder.join(timeout=2)
     return sent, error
 
 
-def _wake_reader(client: Any) -> None:
+def wake_reader(client: Any) -> None:
     """Shut the socket down so ibapi's reader thread (not a daemon) leaves its blocked recv now.
 
     A plain close does not wake a recv blocked in another thread: the reader would sit out its

@@ -29,6 +29,7 @@ from typing import cast
 
 import redis
 
+from epm.killswitch_fast import wake_reader
 from epm.logging import get_logger
 from ibgateway_bridge import commands as cmds
 from ibgateway_bridge.connection import PacedClient
@@ -96,6 +97,7 @@ def _connect_and_global_cancel(
                 error = "reqGlobalCancel sent, but the venue did not confirm it read it"
     elif error is None:
         error = "no nextValidId before the timeout"
+    wake_reader(client)  # else ibapi's reader holds on for its 1 s recv timeout
     client.disconnect()
     decoder.join(timeout=2)
     return sent, error
