@@ -230,6 +230,15 @@ def bridge_in_process(
         bridge.stop()
 
 
+def _stopped(pid: int) -> bool:
+    """Whether `pid` is in the stopped state (Linux /proc; elsewhere assume it is)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
 class BridgeProcess:
     """`python -m ibgateway_bridge` as a child process; stopped by its PID."""
 
@@ -265,7 +274,11 @@ class BridgeProcess:
         return self.proc.pid
 
     def signal(self, sig: int) -> None:
+        """Send `sig`; for SIGSTOP, return only once the process is stopped (the kernel stops it
+        asynchronously: a bridge still running for a moment could take a command queued next)."""
         os.kill(self.pid, sig)
+        if sig == signal.SIGSTOP:
+            poll(lambda: _stopped(self.pid) or None, 5, interval=0.001, what="the bridge stopped")
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None

