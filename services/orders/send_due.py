@@ -44,6 +44,7 @@ from models.market import ZERO
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
 from services.ledger.own_events import apply_order_event
 from services.orders import combo
+from services.orders.child_risk import child_breach, record_breach
 from services.orders.children import child_state
 from services.orders.settle import settle_intents
 from services.orders.venue import Venue
@@ -246,6 +247,12 @@ def _decide(
         return None
     if isinstance(decided, Hold):
         _hold(conn, row, plan.due_at, decided.reason, now, result)
+        return None
+    breach = child_breach(conn, intent, row, decided)
+    if breach is not None:
+        record_breach(conn, intent, row, breach, now)
+        _give_up(conn, row, f"{breach.reason.value}: {breach.message}", now)
+        result.skipped[key] = breach.reason.value
         return None
     if legs:
         contract = combo.combo_contract(row, legs)

@@ -1033,3 +1033,46 @@ def test_a_day_intent_expires_at_the_close_on_the_venues_clock(
     states = [c.state for c in children(engine, intent_id)]
     assert states[0] == "CANCEL_REQUESTED" and set(states[1:]) == {"CANCELLED"}
     assert cancels(r) == [101]
+
+
+def test_a_child_is_gated_again_before_it_goes_out(engine: Engine, r: redis.Redis) -> None:
+    """Two exits of one long were each admitted against it; once the first has sold it, the
+    second's child would sell stock the strategy no longer holds: refused unsent, with the
+    numbers in risk_events (issue 13 item 2, the orders path's gate)."""
+    describe_aapl(engine)
+    venue = BridgeVenue(engine, r, client_id=1)
+    quote(r, T0)
+    entry = admit(engine, r, signal_id="long-1")
+    plan_admitted(engine, venue, entry, client_id=1, now=T0)
+    send_due(engine, venue, T0)
+    fill(engine, children(engine, entry)[0], "300", "200.02", "0001.01.01")
+    first_exit = admit(engine, r, signal_id="exit-1", side="SELL")
+    second_exit = admit(engine, r, signal_id="exit-2", side="SELL")
+    plan_admitted(engine, venue, first_exit, client_id=1, now=T0)
+    send_due(engine, venue, T0)
+    sold = children(engine, first_exit)[0]
+    execute(
+        engine,
+        sold,
+        exec_id="0002.01.01",
+        perm_id=7000 + sold.ib_order_id,
+        con_id=AAPL,
+        symbol="AAPL",
+        sec_type="STK",
+        side="SLD",
+        shares="300",
+        price="200.00",
+    )
+    sent_before = len(placements(r))
+    plan_admitted(engine, venue, second_exit, client_id=1, now=T0)
+    tick = send_due(engine, venue, T0)
+    first_child = children(engine, second_exit)[0]
+    assert tick.skipped[first_child.client_order_id] == "SIDE_POSITION_MISMATCH"
+    assert first_child.state == "CANCELLED" and first_child.ib_order_id is None
+    assert len(placements(r)) == sent_before
+    with engine.connect() as conn:
+        event = conn.execute(
+            sa.select(risk_events).where(risk_events.c.kind == "CHILD_REFUSED")
+        ).one()
+    assert (event.scope_key, event.code) == ("exit-2", "SIDE_POSITION_MISMATCH")
+    assert event.details["child"] == first_child.client_order_id
