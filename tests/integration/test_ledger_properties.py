@@ -207,8 +207,14 @@ def _s(value: object) -> str | None:
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """The ledger state that must not depend on arrival order (as strings: scale included)."""
-    with engine.connect() as conn:
+    """The ledger state that must not depend on arrival order (as strings: scale included).
+
+    Read in one snapshot: polled while a worker still writes, PostgreSQL's READ COMMITTED would
+    let a later query see an order the first did not (REPEATABLE READ; SQLite's read
+    transaction is a snapshot already)."""
+    isolation = "REPEATABLE READ" if engine.dialect.name == "postgresql" else None
+    options = {"isolation_level": isolation} if isolation else {}
+    with engine.connect().execution_options(**options) as conn:
         coid = {r.id: r.client_order_id for r in conn.execute(sa.select(execution_orders))}
         return {
             "orders": sorted(
