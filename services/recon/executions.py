@@ -67,6 +67,28 @@ class ReconResult:
         }
 
 
+def save_failed_run(
+    engine: Engine,
+    kind: str,
+    started_at: datetime,
+    finished_at: datetime,
+    details: dict[str, Any],
+) -> ReconResult:
+    """A run the venue did not answer: FAILED, nothing compared (never "ok" by default)."""
+    return save_run(
+        engine,
+        kind=kind,
+        status=ReconStatus.FAILED,
+        started_at=started_at,
+        finished_at=finished_at,
+        checked=0,
+        recovered=0,
+        differences=[],
+        details=details,
+        events=[],
+    )
+
+
 def save_run(
     engine: Engine,
     *,
@@ -140,19 +162,7 @@ def reconcile_executions(
     try:
         answer = venue.executions(since)
     except VenueUnansweredError as e:
-        details["reason"] = str(e)
-        return save_run(
-            engine,
-            kind=KIND,
-            status=ReconStatus.FAILED,
-            started_at=started,
-            finished_at=clock(),
-            checked=0,
-            recovered=0,
-            differences=[],
-            details=details,
-            events=[],
-        )
+        return save_failed_run(engine, KIND, started, clock(), {**details, "reason": str(e)})
     by_id: dict[str, dict[str, Any]] = {}
     for item in answer:
         exec_id = item.get("exec_id")

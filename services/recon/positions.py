@@ -23,7 +23,7 @@ from models.recon import (
     decimal_text,
     net_by_con_id,
 )
-from services.recon.executions import ReconResult, save_run
+from services.recon.executions import ReconResult, save_failed_run, save_run
 from services.recon.venue import VenueSnapshots, VenueUnansweredError
 from store import recon_runs
 
@@ -64,19 +64,7 @@ def reconcile_positions(
     try:
         answer = venue.positions()
     except VenueUnansweredError as e:
-        details["reason"] = str(e)
-        return save_run(
-            engine,
-            kind=KIND,
-            status=ReconStatus.FAILED,
-            started_at=started,
-            finished_at=clock(),
-            checked=0,
-            recovered=0,
-            differences=[],
-            details=details,
-            events=[],
-        )
+        return save_failed_run(engine, KIND, started, clock(), {**details, "reason": str(e)})
     at_venue, symbols, unreadable = _venue_quantities(answer)
     with engine.connect() as conn:
         ledger = net_by_con_id(recon_runs.position_quantities(conn))
