@@ -334,7 +334,39 @@ audit_log = sa.Table(
     sa.Column("action", sa.Text(), nullable=False),
     sa.Column("target", sa.Text(), nullable=True),
     sa.Column("details", Json, nullable=True),
+    # Hash chain (migration 0005): row_hash = sha256(prev_hash + canonical row); rows written
+    # before the chain existed have neither.
+    sa.Column("prev_hash", sa.Text(), nullable=True),
+    sa.Column("row_hash", sa.Text(), nullable=True),
     sa.Index(None, "ts"),
+)
+
+# `epm limits set` history, append-only: the newest row per `path` (e.g.
+# "strategies.Momentum_EQ.max_position_qty") overrides the limits file; a NULL value removes it.
+limit_overrides = sa.Table(
+    "limit_overrides",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("value", sa.Text(), nullable=True),
+    sa.Column("actor", sa.Text(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("set_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "path", "set_at"),
+)
+
+# Trading state per strategy and for the desk ("global"): ACTIVE, REDUCING (reduce-only) or
+# HALTED. Every change is also an audit row; `version` increments on each change so a writer
+# changes the state only from the one it read.
+strategy_states = sa.Table(
+    "strategy_states",
+    metadata,
+    sa.Column("scope", sa.Text(), primary_key=True),
+    sa.Column("state", sa.Text(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("actor", sa.Text(), nullable=False),
+    sa.Column("changed_at", UtcDateTime(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
 )
 
 contracts = sa.Table(
