@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
+bash scripts/test-tools.sh
 exec .venv/bin/python -m pytest "$@"
