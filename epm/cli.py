@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "epm.commands.limits",
     "epm.commands.recon",
     "epm.commands.books",
+    "epm.commands.replay",
     "epm.commands.services",
 )
 
