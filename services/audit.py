@@ -1,17 +1,23 @@
-"""Record an operator action (kill switch, resume, …) in the ledger's `audit_log`.
+"""The audit log's use cases: record an operator action, verify the hash chain, list rows.
 
 The bridge's kill switch must not depend on the ledger (it works while everything else hangs), so
-it takes this as a callback from the CLI: the Redis audit stream is written first, always, and
-this copy follows when a ledger is configured.
+it takes `record_audit` as a callback from the CLI: the Redis audit stream is written first,
+always, and this copy follows when a ledger is configured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from store.audit import insert_audit
+from sqlalchemy.engine import Engine
+
+from models.audit_chain import AuditEntry, ChainReport, verify_chain
+from store.audit import insert_audit, iter_audit, recent_audit
 from store.db import make_engine, write_transaction
+
+__all__ = ["list_audit", "record_audit", "verify_audit"]
 
 
 def record_audit(
@@ -19,10 +25,31 @@ def record_audit(
     actor: str,
     action: str,
     at: datetime,
-    details: Mapping[str, str],
+    details: Mapping[str, Any],
     target: str = "global",
 ) -> None:
     """Append one audit row in its own transaction (raises when the ledger is unreachable)."""
     engine = make_engine(database_url)
     with write_transaction(engine) as conn:
         insert_audit(conn, ts=at, actor=actor, action=action, target=target, details=details)
+
+
+def verify_audit(engine: Engine) -> ChainReport:
+    """Walk the whole log in one read transaction (a consistent view on PostgreSQL too)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return verify_chain(iter_audit(conn))
+
+
+def list_audit(
+    engine: Engine,
+    *,
+    limit: int,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+) -> list[AuditEntry]:
+    """The newest rows matching the filters, oldest first."""
+    with engine.connect() as conn:
+        return recent_audit(conn, limit=limit, action=action, target=target, since=since)
