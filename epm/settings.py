@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     object_store_path: Path | None = None
+    # Risk limits file (models/limits.py format); unset: the shipped epm/limits/default.toml.
+    limits_file: Path | None = None
 
     ib_host: str = "127.0.0.1"
     ib_port: int = 4002

@@ -143,3 +143,73 @@ def strategy_limits(limits: Limits, strategy: str) -> StrategyLimits:
     if override is None:
         return base
     return base.model_copy(update=override.model_dump(exclude_none=True))
+
+
+# --- Operator overrides (`epm limits set`): one field of the document, addressed by a dotted path.
+
+_INSTRUMENT_FIELDS = tuple(InstrumentLimits.model_fields)
+_STRATEGY_FIELDS = tuple(StrategyLimits.model_fields)
+_ACCOUNT_FIELDS = tuple(AccountLimits.model_fields)
+
+PATH_FORMS = (
+    "defaults.instrument.FIELD",
+    "defaults.strategy.FIELD",
+    "instruments.<TEXT>.FIELD",
+    "strategies.<NAME>.FIELD",
+    "account.FIELD",
+)
+
+
+def _fields_of(section: str, name: str | None) -> tuple[str, ...]:
+    if section == "account":
+        return _ACCOUNT_FIELDS
+    kind = name if section == "defaults" else section
+    return _INSTRUMENT_FIELDS if kind in ("instrument", "instruments") else _STRATEGY_FIELDS
+
+
+def limit_path_parts(path: str) -> tuple[str, ...]:
+    """Split and check an override path; `LimitsInvalid` names the forms and fields it allows.
+
+    `instruments.<TEXT>` / `strategies.<NAME>` may name one not in the file (the override adds
+    it); the name is everything between the section and the field, so it may hold dots.
+    """
+    parts = tuple(path.split("."))
+    section = parts[0]
+    shape_ok = (
+        (section == "account" and len(parts) == 2)
+        or (section == "defaults" and len(parts) == 3 and parts[1] in ("instrument", "strategy"))
+        or (section in ("instruments", "strategies") and len(parts) >= 3)
+    )
+    if not shape_ok or any(p.strip() == "" for p in parts):
+        raise LimitsInvalid(
+            f"unknown limit path {path!r}; a path is one of: " + ", ".join(PATH_FORMS)
+        )
+    if section in ("instruments", "strategies"):
+        parts = (section, ".".join(parts[1:-1]), parts[-1])
+    name = parts[1] if len(parts) == 3 else None
+    fields = _fields_of(section, name)
+    if parts[-1] not in fields:
+        raise LimitsInvalid(
+            f"unknown limit field {parts[-1]!r} in {path!r}; {'.'.join(parts[:-1])} has: "
+            + ", ".join(fields)
+        )
+    return parts
+
+
+def with_overrides(limits: Limits, overrides: Mapping[str, str]) -> Limits:
+    """`limits` with each `path → value` (text, as stored) applied, validated as a whole.
+
+    The values go through the same validation as the file (so "abc", "-5", a fraction where a
+    count is wanted are refused the same way); `LimitsInvalid` names the offending path.
+    """
+    if not overrides:
+        return limits
+    doc: dict[str, Any] = limits.model_dump(mode="json", exclude_none=True)
+    for path, value in overrides.items():
+        parts = limit_path_parts(path)
+        node = doc
+        for key in parts[:-1]:
+            child = node.setdefault(key, {})
+            node = child
+        node[parts[-1]] = value
+    return parse_limits(doc, "limits with overrides")

@@ -31,7 +31,7 @@ from models import admission
 from models.admission import AdmissionOutcome, Screened
 from models.intent import DEFAULT_CHECKS, Check, Intent
 from models.limits import Limits
-from services.risk import current_limits
+from services.risk.current_limits import current_limits
 from services.risk.market import market_facts
 from store import intents as repo
 from store.db import write_transaction
@@ -125,7 +125,7 @@ def process_submission(
     pre-trade gates apply (default: the shipped `epm/limits/default.toml`, read once).
     Idempotent on `signal_id`.
     """
-    limits = limits if limits is not None else current_limits()
+    limits = limits if limits is not None else current_limits(engine)
     screened = screen(payload, now=now, checks=checks)
     if screened.keyed:
         with write_transaction(engine) as conn:

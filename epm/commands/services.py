@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from epm.cli import app
+from epm.commands.limits import require_valid_limits
 
 
 def _celery_argv(*args: str) -> list[str]:
@@ -18,6 +19,7 @@ def worker(
     loglevel: str = typer.Option("INFO", "--loglevel"),
 ) -> None:
     """Run a Celery worker consuming QUEUES (comma-separated)."""
+    require_valid_limits("worker")
     from tasks.app import celery_app
 
     celery_app.worker_main(
@@ -28,6 +30,7 @@ def worker(
 @app.command()
 def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
     """Run Celery beat (exactly one per deployment)."""
+    require_valid_limits("beat")
     from tasks.app import celery_app
 
     celery_app.start(["beat", "--loglevel", loglevel])

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Row
 from models.child_orders import ChildOrder
 from models.intent import Side
 from models.risk import Breach, MarketFacts, check_child
-from services.risk import current_limits
+from services.risk.current_limits import current_limits
 from store import positions as positions_repo
 from store import risk_events
 from store.orders import OrderRow
@@ -45,7 +45,7 @@ def child_breach(
         side=Side(intent.side),
         quantity=order.quantity,
         price=order.limit_price,
-        limits=current_limits(),
+        limits=current_limits(conn),
         market=MarketFacts(known=True, position=position),
     )
 
