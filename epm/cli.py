@@ -51,8 +51,12 @@ def main() -> None:
         from epm.killswitch_fast import main as kill_switch_main
 
         raise SystemExit(kill_switch_main(argv[1:]))
-    from epm.logging import configure_logging
+    from epm.logging import LogConfigError, configure_logging
 
-    configure_logging()
+    try:
+        configure_logging()
+    except LogConfigError as e:
+        print(f"epm: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     _load_commands()
     app()

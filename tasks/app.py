@@ -28,7 +28,7 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 from sqlalchemy.engine import Engine
 
-from epm.logging import get_logger
+from epm.logging import get_logger, install_celery_logging
 from epm.redis_conn import get_redis, reset_redis_cache
 from epm.settings import Settings, get_settings
 from store.db import dispose_engines, make_engine
@@ -39,6 +39,8 @@ TASK_MODULES: list[str] = ["tasks.intake", "tasks.ledger", "tasks.orders"]
 
 celery_app = Celery("epm", include=TASK_MODULES)
 celery_app.config_from_object("celeryconfig")
+# Workers and beat log through epm's structlog setup, each line with its task's ids.
+install_celery_logging()
 
 app = celery_app
 
