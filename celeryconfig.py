@@ -26,7 +26,7 @@ class Queue(StrEnum):
 
 broker_url = celery_broker_url()
 # Task modules beyond `tasks.app.TASK_MODULES` that workers and beat load.
-imports = ("tasks.recon", "tasks.pnl")
+imports = ("tasks.recon", "tasks.pnl", "tasks.reports")
 # Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
 task_ignore_result = True
 result_backend = None
@@ -47,6 +47,7 @@ task_routes = {
     "tasks.ledger.*": {"queue": Queue.LEDGER.value},
     "tasks.pnl.*": {"queue": Queue.PNL.value},
     "tasks.recon.*": {"queue": Queue.RECON.value},
+    "tasks.reports.*": {"queue": Queue.RECON.value},  # end-of-day reads beside reconciliation
 }
 
 # Losing a ledger write is worse than repeating it (every task is idempotent on its key), so tasks
@@ -108,5 +109,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "tasks.recon.shortfall_tick",
         "schedule": 60.0,
         "options": {"expires": 60},
+    },
+    # The 17:00 ET report (docs/operations.md): checked every 5 min, written once per session day
+    # from 17:00 ET (early closes too; never on a holiday); a no-op once written.
+    "reports-daily": {
+        "task": "tasks.reports.daily_report_tick",
+        "schedule": float(os.environ.get("EPM_REPORT_TICK_S", "300")),
+        "options": {"expires": 300},
     },
 }

@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "epm.commands.recon",
     "epm.commands.books",
     "epm.commands.replay",
+    "epm.commands.report",
     "epm.commands.services",
 )
 
