@@ -823,6 +823,7 @@ def main() -> None:
             EPM_DATA_DIR=str(log_dir / "epm-data"),
             EPM_IB_PORT=str(sim.port),
             EPM_FLOWER_PORT=str(_free_port()),
+            EPM_FLOWER_BASIC_AUTH=f"ops:{uuid.uuid4().hex}",  # epm flower refuses to run open
             EPM_MAX_ACTIVE_INTENTS=json.dumps({STRATEGY: 100_000}),
         )
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

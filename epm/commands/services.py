@@ -37,13 +37,27 @@ def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
 
 
 @app.command()
-def flower(port: int = typer.Option(5555, "--port")) -> None:
-    """Run Flower, the operators' view of tasks (basic auth: EPM_FLOWER_BASIC_AUTH)."""
+def flower(
+    port: int = typer.Option(5555, "--port"),
+    address: str = typer.Option("127.0.0.1", "--address"),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="Run without credentials (loopback address only)."
+    ),
+) -> None:
+    """Run Flower behind basic auth from EPM_FLOWER_BASIC_AUTH (user:password, epm/flower.py)."""
+    from epm.flower import FlowerConfigError, flower_argv
     from epm.settings import get_settings
+
+    try:
+        argv = flower_argv(
+            port=port,
+            address=address,
+            auth=get_settings().flower_basic_auth,
+            insecure_no_auth=insecure_no_auth,
+        )
+    except FlowerConfigError as e:
+        typer.echo(f"epm flower: {e}", err=True)
+        raise typer.Exit(2) from None
     from tasks.app import celery_app
 
-    argv = ["flower", f"--port={port}", "--address=127.0.0.1"]
-    auth = get_settings().flower_basic_auth
-    if auth:
-        argv.append(f"--basic-auth={auth}")
     celery_app.start(argv)

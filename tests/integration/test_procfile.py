@@ -70,6 +70,7 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
         EPM_DATA_DIR=str(tmp_path / "epm-data"),
         EPM_IB_PORT=str(_free_port()),
         EPM_FLOWER_PORT=str(_free_port()),
+        EPM_FLOWER_BASIC_AUTH=f"ops:{uuid.uuid4().hex}",  # epm flower refuses to run open
         EPM_BRIDGE_LEASE_TTL_MS="2000",
     )
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
