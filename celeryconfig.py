@@ -26,7 +26,7 @@ class Queue(StrEnum):
 
 broker_url = celery_broker_url()
 # Task modules beyond `tasks.app.TASK_MODULES` that workers and beat load.
-imports = ("tasks.recon", "tasks.pnl", "tasks.reports")
+imports = ("tasks.recon", "tasks.pnl", "tasks.reports", "tasks.alerts")
 # Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
 task_ignore_result = True
 result_backend = None
@@ -47,6 +47,7 @@ task_routes = {
     "tasks.ledger.*": {"queue": Queue.LEDGER.value},
     "tasks.pnl.*": {"queue": Queue.PNL.value},
     "tasks.recon.*": {"queue": Queue.RECON.value},
+    "tasks.alerts.*": {"queue": Queue.RECON.value},  # ops work beside reconciliation
     "tasks.reports.*": {"queue": Queue.RECON.value},  # end-of-day reads beside reconciliation
 }
 
@@ -116,5 +117,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "tasks.reports.daily_report_tick",
         "schedule": float(os.environ.get("EPM_REPORT_TICK_S", "300")),
         "options": {"expires": 300},
+    },
+    # epm's own alerts (docs/operations.md): the §12.3 conditions every 10 s, each open one
+    # published once to `ops.alerts`; a late tick is dropped (the next sees the same facts).
+    "alerts-tick": {
+        "task": "tasks.alerts.alert_tick",
+        "schedule": float(os.environ.get("EPM_ALERT_TICK_S", "10")),
+        "options": {"expires": 10},
     },
 }

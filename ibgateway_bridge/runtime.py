@@ -236,6 +236,8 @@ class Bridge:
     def _on_state(self, session: IBSession, state: SessionState) -> None:
         with contextlib.suppress(redis.RedisError):
             self.redis.hset(STATE_KEY, f"client{session.client_id}", str(state))
+            if state is SessionState.READY:  # `epm metrics` counts the reconnects from it
+                self.redis.hincrby(STATE_KEY, f"ready_count_client{session.client_id}", 1)
         if state in (SessionState.DISCONNECTED, SessionState.CONNECTING, SessionState.STOPPED):
             # Answers of snapshots asked on the lost socket will never end: say so now.
             with contextlib.suppress(redis.RedisError):

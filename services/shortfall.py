@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from epm.logging import get_logger
+from epm.metrics import hooks as metric_hooks
 from models.intent import Side
 from models.shortfall import ONE, ZERO, ChildFill, ShortfallError, shortfall
 from store import metrics
@@ -140,6 +141,7 @@ def _compute_one(conn: Any, intent_id: int, marks: Marks, now: datetime) -> bool
         for c in result.children
     )
     metrics.insert_rows(conn, rows)
+    metric_hooks.slippage_written(conn, intent.strategy, result.slippage_bps)
     log.info(
         "shortfall.computed",
         intent_id=intent.id,

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from epm.metrics import hooks as metric_hooks
 from models.fills import ExecIdError, cumulative, parse_exec_id, supersession
 from models.ledger_reports import ExecutionReport, ReportError
 from models.ledger_rules import holds_position, positive
@@ -85,6 +86,15 @@ def record_execution(conn: Connection, report: ExecutionReport, now: datetime) -
     )
     if not inserted:
         return duplicate(row, note="execution already recorded")
+    metric_hooks.execution_recorded(
+        conn,
+        intent_id=row.intent_id,
+        strategy=strategy,
+        execution_id=report.exec_id,
+        received_at=report.received_at,
+        executed_at=report.time or report.received_at,
+        now=now,
+    )
 
     # Corrections: the highest suffix of a base replaces every earlier one.
     siblings = fills_repo.of_base(conn, key.base)
