@@ -26,7 +26,7 @@ class Queue(StrEnum):
 
 broker_url = celery_broker_url()
 # Task modules beyond `tasks.app.TASK_MODULES` that workers and beat load.
-imports = ("tasks.recon", "tasks.pnl", "tasks.reports", "tasks.alerts")
+imports = ("tasks.recon", "tasks.pnl", "tasks.reports", "tasks.alerts", "tasks.risk")
 # Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
 task_ignore_result = True
 result_backend = None
@@ -48,6 +48,7 @@ task_routes = {
     "tasks.pnl.*": {"queue": Queue.PNL.value},
     "tasks.recon.*": {"queue": Queue.RECON.value},
     "tasks.alerts.*": {"queue": Queue.RECON.value},  # ops work beside reconciliation
+    "tasks.risk.*": {"queue": Queue.PNL.value},  # reads what the books' mark tick writes
     "tasks.reports.*": {"queue": Queue.RECON.value},  # end-of-day reads beside reconciliation
 }
 
@@ -103,6 +104,12 @@ beat_schedule: dict[str, dict[str, object]] = {
     "pnl-mark": {
         "task": "tasks.pnl.mark_tick",
         "schedule": float(os.environ.get("EPM_PNL_TICK_S", "5")),
+        "options": {"expires": 5},
+    },
+    # Trading states (docs/risk.md): post-trade monitoring and circuit breakers every second.
+    "risk-monitor": {
+        "task": "tasks.risk.monitor_tick",
+        "schedule": float(os.environ.get("EPM_RISK_TICK_S", "1.0")),
         "options": {"expires": 5},
     },
     # Implementation shortfall of ended intents into execution_metrics (idempotent per intent).

@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "epm.commands.bridge",
     "epm.commands.ops",
     "epm.commands.limits",
+    "epm.commands.risk",
     "epm.commands.audit",
     "epm.commands.recon",
     "epm.commands.books",

@@ -1,0 +1,67 @@
+"""Post-trade monitoring (issue 13 item 4): the books against the strategies' limits, on beat.
+
+Load every strategy's positions and P&L from the books (`services.books.views.position_lines`:
+the ledger's quantity, average cost, realized P&L and fees, unrealized from the stored mark) →
+`models.strategy_state.post_trade_causes` per strategy → the strictest cause applied by
+`services.risk.states.rule_change`. Running it again on the same books changes nothing (a rule
+only tightens, and a state already as strict is left), so a doubled or late tick is harmless,
+and a fill is seen by the first tick after its commit whichever worker recorded it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.engine import Connection, Engine
+
+from models.limits import Limits
+from models.pnl import aggregate, by_strategy
+from models.strategy_state import Cause, StrategyFacts, post_trade_causes, strictest
+from services.books.views import position_lines
+from services.orders.venue import Venue
+from services.risk.states import Applied, rule_change
+
+__all__ = ["RULE_ACTOR", "monitor", "standing_causes", "strategy_facts"]
+
+RULE_ACTOR = "rule:post_trade"
+
+
+def strategy_facts(conn: Connection) -> list[StrategyFacts]:
+    """Each strategy in the books: signed position per instrument, net P&L (None: unmarked)."""
+    lines, _rows = position_lines(conn)
+    positions: dict[str, dict[str, Decimal]] = {}
+    for line in lines:
+        held = positions.setdefault(line.strategy, {})
+        key = line.symbol or str(line.con_id)
+        held[key] = held.get(key, Decimal(0)) + line.quantity
+    out: list[StrategyFacts] = []
+    for total in aggregate(lines, by_strategy):
+        pnl = None if total.unrealized is None else total.net
+        out.append(StrategyFacts(total.key, positions.get(total.key, {}), pnl))
+    return out
+
+
+def standing_causes(conn: Connection, limits: Limits) -> list[Cause]:
+    """Every post-trade cause the books show now (what a resume is checked against)."""
+    causes: list[Cause] = []
+    for facts in strategy_facts(conn):
+        causes += post_trade_causes(facts, limits)
+    return causes
+
+
+def monitor(engine: Engine, venue: Venue, limits: Limits, now: datetime) -> list[Applied]:
+    """One post-trade pass: each strategy tightened to its strictest standing cause."""
+    with engine.connect() as conn:
+        causes = standing_causes(conn, limits)
+    by_scope: dict[str, list[Cause]] = {}
+    for cause in causes:
+        by_scope.setdefault(cause.scope, []).append(cause)
+    applied: list[Applied] = []
+    for scope_causes in by_scope.values():
+        worst = strictest(scope_causes)
+        if worst is not None:
+            done = rule_change(engine, venue, worst, actor=RULE_ACTOR, now=now)
+            if done.changed:
+                applied.append(done)
+    return applied

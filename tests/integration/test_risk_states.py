@@ -1,0 +1,264 @@
+"""Trading states against a real ledger and Redis (both dialects): a fill beyond the position
+limit puts the strategy in REDUCING (a new entry refused, a reducing intent admitted, an entry's
+child cancelled unsent), a global HALT cancels working entry orders and keeps a bracket's exits,
+a critical reconciliation halts the desk, and resume is authorised, refused while the cause
+persists, and audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from epm.limits import load_limits
+from models.limits import Limits, parse_limits
+from models.strategy_state import GLOBAL_SCOPE, TradingState, TransitionRefused
+from services.intake import process_submission
+from services.orders.plan_intent import plan_admitted
+from services.orders.send_due import send_due
+from services.risk import breakers, post_trade
+from services.risk.states import NotAuthorised, operator_change
+from store import recon_runs
+from store import strategy_states as states_repo
+from store.db import write_transaction
+from store.schema import audit_log, risk_events
+from tasks.orders import BridgeVenue
+from tests.integration.test_orders_path import (
+    AAPL,
+    T0,
+    admit,
+    cancels,
+    children,
+    describe_aapl,
+    execute,
+    fill,
+    placements,
+    quote,
+)
+
+pytestmark = pytest.mark.postgres
+
+STRATEGY = "Momentum_EQ"
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    client.set("ib:order:last_id", 100)
+    yield client
+    client.flushdb()
+
+
+def limits_with(**strategy: str) -> Limits:
+    doc = load_limits().model_dump(mode="json", exclude_none=True)
+    doc["strategies"] = {STRATEGY: strategy}
+    return parse_limits(doc)
+
+
+def submit(engine: Engine, rds: redis.Redis, signal_id: str, side: str, qty: str) -> Any:
+    payload = {
+        "signal_id": signal_id,
+        "strategy": STRATEGY,
+        "instrument": "AAPL",
+        "side": side,
+        "quantity": qty,
+        "urgency": "High",
+        "time_in_force": "DAY",
+    }
+    return process_submission(
+        payload, engine=engine, redis_client=rds, now=T0, max_active=lambda _s: 100
+    )
+
+
+def audits(engine: Engine) -> list[Any]:
+    """The trading-state changes in the audit log, oldest first."""
+    with engine.connect() as conn:
+        query = sa.select(audit_log).where(audit_log.c.target.like("risk_state:%"))
+        return list(conn.execute(query.order_by(audit_log.c.id)).all())
+
+
+def state(engine: Engine, scope: str = STRATEGY) -> Any:
+    with engine.connect() as conn:
+        return states_repo.get(conn, scope)
+
+
+def test_a_fill_beyond_the_position_limit_reduces_only_and_resume_is_audited(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    venue = BridgeVenue(engine, r, client_id=1)
+    first = admit(engine, r, signal_id="sig-buy")
+    later = admit(engine, r, signal_id="sig-buy-2", quantity="50")  # admitted while ACTIVE
+    plan_admitted(engine, venue, first, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0, intent_id=first)
+    fill(engine, children(engine, first)[0], "300", "200.02", "0001.01.01")
+    limits = limits_with(max_position_quantity="200")
+
+    (applied,) = post_trade.monitor(engine, venue, limits, T0)
+    assert (applied.record.state, applied.record.version) == (TradingState.REDUCING, 1)
+    assert post_trade.monitor(engine, venue, limits, T0 + timedelta(seconds=1)) == []
+    with engine.connect() as conn:
+        (event,) = conn.execute(sa.select(risk_events).where(risk_events.c.kind == "STATE_CHANGED"))
+    assert (event.code, event.scope_key) == ("POSITION_LIMIT", STRATEGY)
+    assert event.details["position"] == "300" and event.details["max_position_quantity"] == "200"
+    (audit,) = audits(engine)
+    assert (audit.actor, audit.action, audit.target) == (
+        "rule:post_trade",
+        "risk_state_reducing",
+        f"risk_state:{STRATEGY}",
+    )
+
+    # A new entry is refused naming the state; an intent that reduces the position passes.
+    grow = submit(engine, r, "sig-more", "BUY", "10")
+    assert (grow["status"], grow["reason"]) == ("REJECTED", "STRATEGY_REDUCING")
+    shrink = submit(engine, r, "sig-trim", "SELL", "150")
+    assert shrink["status"] == "VALIDATED" and shrink["reason"] is None
+    # The entry admitted before the state changed: its child is cancelled unsent.
+    plan_admitted(engine, venue, later, client_id=1, now=T0)
+    sent_before = len(placements(r))
+    result = send_due(engine, venue, T0 + timedelta(seconds=1), intent_id=later)
+    assert result.skipped and set(result.skipped.values()) == {"STRATEGY_REDUCING"}
+    assert len(placements(r)) == sent_before
+
+    # Resume: not while the position is still beyond the limit, never by a non-operator.
+    with engine.connect() as conn:
+        standing = post_trade.standing_causes(conn, limits)
+    with pytest.raises(TransitionRefused, match="POSITION_LIMIT"):
+        operator_change(
+            engine, venue, STRATEGY, TradingState.ACTIVE, actor="alice", reason="checked",
+            operators={"alice"}, causes=standing, now=T0,
+        )  # fmt: skip
+    # The reducing intent trades; the position is back within its limit.
+    trim = int(shrink["intent_id"])
+    plan_admitted(engine, venue, trim, client_id=1, now=T0)
+    send_due(engine, venue, T0 + timedelta(seconds=2), intent_id=trim)
+    sell = children(engine, trim)[0]
+    assert sell.ib_order_id is not None and sell.action == "SELL"
+    execute(
+        engine, sell, exec_id="0002.01.01", perm_id=7000 + sell.ib_order_id, con_id=AAPL,
+        symbol="AAPL", sec_type="STK", side="SLD", shares="150", price="200.00",
+    )  # fmt: skip
+    with engine.connect() as conn:
+        standing = post_trade.standing_causes(conn, limits)
+    assert standing == []
+    with pytest.raises(NotAuthorised, match="EPM_RISK_OPERATORS"):
+        operator_change(
+            engine, venue, STRATEGY, TradingState.ACTIVE, actor="mallory", reason="let me",
+            operators={"alice"}, causes=standing, now=T0,
+        )  # fmt: skip
+    done = operator_change(
+        engine, venue, STRATEGY, TradingState.ACTIVE, actor="alice", reason="back in limits",
+        operators={"alice"}, causes=standing, now=T0 + timedelta(seconds=3),
+    )  # fmt: skip
+    assert done.changed and (done.record.state, done.record.version) == (TradingState.ACTIVE, 2)
+    last = audits(engine)[-1]
+    assert (last.actor, last.action) == ("alice", "risk_state_active")
+    assert last.details["reason"] == "back in limits" and last.details["from"] == "REDUCING"
+    assert submit(engine, r, "sig-again", "BUY", "10")["status"] == "VALIDATED"
+
+
+def test_a_global_halt_cancels_working_entries_keeps_bracket_exits_and_sends_nothing(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    venue = BridgeVenue(engine, r, client_id=1)
+    bracket = admit(
+        engine, r, signal_id="sig-bracket", quantity="20",
+        params={"trail_percent": "2", "profit_target": "400"},
+    )  # fmt: skip
+    plan_admitted(engine, venue, bracket, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0, intent_id=bracket)
+    send_due(engine, venue, T0 + timedelta(milliseconds=10), intent_id=bracket)
+    rows = children(engine, bracket)
+    entry = next(c for c in rows if c.parent_order_id is None)
+    exits = [c for c in rows if c.parent_order_id is not None]
+    assert len(exits) == 2 and all(c.ib_order_id is not None for c in exits)
+    fill(engine, entry, "20", "200.02", "0003.01.01")
+    working = admit(engine, r, signal_id="sig-working", quantity="300")
+    plan_admitted(engine, venue, working, client_id=1, now=T0)
+    send_due(engine, venue, T0 + timedelta(milliseconds=20), intent_id=working)
+    (sent, *unsent) = children(engine, working)
+    assert sent.ib_order_id is not None and unsent and all(c.ib_order_id is None for c in unsent)
+    placed = len(placements(r))
+
+    # Any named actor may stop the desk (tightening needs no operator list).
+    done = operator_change(
+        engine, venue, GLOBAL_SCOPE, TradingState.HALTED, actor="bob", reason="fomc",
+        operators=set(), causes=[], now=T0 + timedelta(seconds=1),
+    )  # fmt: skip
+    assert done.changed and done.cancels_sent == [sent.ib_order_id]
+    assert cancels(r) == [sent.ib_order_id]  # the bracket's stop and target keep working
+    (audit,) = audits(engine)
+    assert (audit.actor, audit.action, audit.details["cancels"]) == (
+        "bob",
+        "risk_state_halted",
+        str(sent.ib_order_id),
+    )
+    states = {c.client_order_id: c.state for c in children(engine, working)}
+    assert states[sent.client_order_id] == "CANCEL_REQUESTED"
+    assert all(states[c.client_order_id] == "CANCELLED" for c in unsent)
+    # Intake refuses every strategy; the orders path sends nothing new.
+    refused = submit(engine, r, "sig-during", "SELL", "5")
+    assert refused["reason"] == "STRATEGY_HALTED" and "global" in refused["message"]
+    for step in range(3):
+        send_due(engine, venue, T0 + timedelta(seconds=2 + step))
+    assert len(placements(r)) == placed
+    # Halting again is a no-op: no second audit row, no second cancel.
+    again = operator_change(
+        engine, venue, GLOBAL_SCOPE, TradingState.HALTED, actor="bob", reason="fomc",
+        operators=set(), causes=[], now=T0 + timedelta(seconds=5),
+    )  # fmt: skip
+    assert not again.changed and len(audits(engine)) == 1 and len(cancels(r)) == 1
+
+
+def test_a_critical_reconciliation_halts_the_desk_until_a_clean_run(
+    engine: Engine, r: redis.Redis
+) -> None:
+    venue = BridgeVenue(engine, r, client_id=1)
+    limit = timedelta(days=1)  # no bridge in this test: its absence is not what is checked
+
+    def run(status: str, at: Any) -> None:
+        with write_transaction(engine) as conn:
+            recon_runs.insert(
+                conn, kind="executions", started_at=at, finished_at=at, status=status,
+                checked=1, recovered=0, flagged=1, differences=[], details={},
+            )  # fmt: skip
+
+    run("ok", T0)
+    assert (
+        breakers.trip(engine, r, venue, orders_client_id=1, disconnect_limit=limit, now=T0) is None
+    )
+    run("critical", T0 + timedelta(seconds=1))
+    tripped = breakers.trip(
+        engine, r, venue, orders_client_id=1, disconnect_limit=limit, now=T0 + timedelta(seconds=2)
+    )
+    assert tripped is not None and tripped.record.state is TradingState.HALTED
+    assert tripped.record.scope == GLOBAL_SCOPE and "executions" in str(tripped.record.reason)
+
+    def causes() -> list[Any]:
+        with engine.connect() as conn:
+            return breakers.standing_causes(
+                conn, r, orders_client_id=1, disconnect_limit=limit, now=T0
+            )
+
+    with pytest.raises(TransitionRefused, match="CRITICAL_RECON"):
+        operator_change(
+            engine, venue, GLOBAL_SCOPE, TradingState.ACTIVE, actor="alice", reason="looked",
+            operators={"alice"}, causes=causes(), now=T0 + timedelta(seconds=3),
+        )  # fmt: skip
+    run("ok", T0 + timedelta(seconds=4))
+    done = operator_change(
+        engine, venue, GLOBAL_SCOPE, TradingState.ACTIVE, actor="alice", reason="recon clean",
+        operators={"alice"}, causes=causes(), now=T0 + timedelta(seconds=5),
+    )  # fmt: skip
+    assert done.changed and state(engine, GLOBAL_SCOPE).version == 2
+    assert [a.action for a in audits(engine)] == ["risk_state_halted", "risk_state_active"]
+    assert audits(engine)[0].actor == "rule:breaker"
