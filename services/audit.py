@@ -11,13 +11,23 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from models.admission import Admit, Refuse
 from models.audit_chain import AuditEntry, ChainReport, verify_chain
+from models.audit_records import intake_record
+from models.limits import Limits
+from models.risk import MarketFacts
 from store.audit import insert_audit, iter_audit, recent_audit
 from store.db import make_engine, write_transaction
 
-__all__ = ["list_audit", "record_audit", "verify_audit"]
+__all__ = [
+    "audit_intake",
+    "audit_order_command",
+    "list_audit",
+    "record_audit",
+    "verify_audit",
+]
 
 
 def record_audit(
@@ -32,6 +42,32 @@ def record_audit(
     engine = make_engine(database_url)
     with write_transaction(engine) as conn:
         insert_audit(conn, ts=at, actor=actor, action=action, target=target, details=details)
+
+
+def audit_intake(
+    conn: Connection,
+    decision: Admit | Refuse,
+    *,
+    now: datetime,
+    limits: Limits | None,
+    market: MarketFacts | None,
+) -> None:
+    """The audit row of an intent received and decided, in intake's own transaction (its last
+    statement, so the chain's lock is held only for the commit)."""
+    rec = intake_record(decision, limits=limits, market=market)
+    insert_audit(
+        conn, ts=now, actor="intake", action=rec.action, target=rec.target, details=rec.details
+    )
+
+
+def audit_order_command(
+    conn: Connection, now: datetime, action: str, order: str, details: Mapping[str, Any]
+) -> None:
+    """The audit row of an order command (place, modify, cancel) sent to the venue, in the
+    transaction that records it."""
+    insert_audit(
+        conn, ts=now, actor="orders", action=action, target=f"order:{order}", details=details
+    )
 
 
 def verify_audit(engine: Engine) -> ChainReport:

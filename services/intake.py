@@ -31,9 +31,9 @@ from models import admission
 from models.admission import AdmissionOutcome, Screened
 from models.intent import DEFAULT_CHECKS, Check, Intent
 from models.limits import Limits
+from services.audit import audit_intake
 from services.risk.current_limits import current_limits
 from services.risk.market import market_facts
-from services.risk.states import gate_admission
 from store import intents as repo
 from store.db import write_transaction
 
@@ -96,11 +96,9 @@ def _decide_in(
     )
     if isinstance(decision, admission.Duplicate):
         return decision.outcome()
-    if isinstance(decision, admission.Admit):  # HALTED / REDUCING (services.risk.states)
-        position = None if market is None else market.position
-        decision = gate_admission(conn, decision, screened.data, position)
     new_id = _save(conn, decision, now)
     if new_id is not None:
+        audit_intake(conn, decision, now=now, limits=limits, market=market)
         return decision.outcome(new_id)
     # Another worker stored this signal_id between our lookup and our insert: its row decides.
     raced = repo.find_submission(conn, screened.signal_id)

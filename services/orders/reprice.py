@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from models.child_orders import Action, Template
 from models.market import CENT, MarketSnapshot
 from models.planners import reprice
+from services.audit import audit_order_command
 from services.orders.venue import Venue
 from store import contracts as contracts_repo
 from store import orders as orders_repo
@@ -82,6 +83,9 @@ def reprice_pegged(engine: Engine, venue: Venue, now: datetime, *, limit: int = 
                     strategy=row.strategy,
                 )
             )
+        for m in modifies:  # audited last in the transaction: the chain's lock spans the commit
+            details = {"ib_order_id": m.ib_order_id, "version": m.version, **m.order}
+            audit_order_command(conn, now, "order_modify", m.client_order_id, details)
     for m in modifies:
         venue.modify(m.ib_order_id, m.version, m.client_order_id, m.contract, m.order, m.strategy)
     return [m.client_order_id for m in modifies]

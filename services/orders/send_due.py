@@ -42,13 +42,13 @@ from models.intent_progress import (
 )
 from models.market import ZERO
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
+from services.audit import audit_order_command
 from services.ledger.own_events import apply_order_event
 from services.orders import combo
 from services.orders.child_risk import child_breach, record_breach
 from services.orders.children import child_state
 from services.orders.settle import settle_intents
 from services.orders.venue import Venue
-from services.risk.states import child_gate
 from store import contracts as contracts_repo
 from store import intent_life
 from store import orders as orders_repo
@@ -249,18 +249,6 @@ def _decide(
     if isinstance(decided, Hold):
         _hold(conn, row, plan.due_at, decided.reason, now, result)
         return None
-    if venue.market(int(row.con_id or 0)).get("halted") not in (None, "", "0"):
-        _hold(conn, row, plan.due_at, "instrument halted (tick 49)", now, result)
-        return None
-    # HALTED / REDUCING (services.risk.states)
-    blocked = child_gate(conn, intent, row, decided.quantity)
-    if blocked is not None:
-        if blocked[0] == "hold":
-            _hold(conn, row, plan.due_at, blocked[1], now, result)
-        else:
-            _give_up(conn, row, blocked[1], now)
-            result.skipped[key] = blocked[1].split(":", 1)[0]
-        return None
     breach = child_breach(conn, intent, row, decided)
     if breach is not None:
         record_breach(conn, intent, row, breach, now)
@@ -360,6 +348,10 @@ def send_due(
         # Intents whose life is over first, so no child of an expired or aborted plan goes out.
         with write_transaction(engine) as conn:
             result.finished_intents, to_cancel = settle_intents(conn, now, venue, clock=clock)
+            for ib_order_id in to_cancel:
+                audit_order_command(
+                    conn, now, "order_cancel", f"ib:{ib_order_id}", {"why": "intent ended"}
+                )
         for ib_order_id in to_cancel:
             venue.cancel(ib_order_id)
     with venue.sending() as turn:
@@ -389,14 +381,16 @@ def _queue(
             placement.order,
             placement.strategy,
         )
+        sent = {"ib_order_id": placement.ib_order_id, **placement.order}
         with write_transaction(engine) as conn:
             apply_order_event(
                 conn,
                 placement.client_order_id,
                 OrderEvent(OrderEventType.PLACED, ts_init=now),
-                payload={"ib_order_id": placement.ib_order_id, **placement.order},
+                payload=sent,
                 dedupe_key=f"placed:{placement.client_order_id}",
             )
+            audit_order_command(conn, now, "order_place", placement.client_order_id, sent)
         log.info(
             "orders.child_sent",
             client_order_id=placement.client_order_id,

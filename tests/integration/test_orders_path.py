@@ -368,12 +368,16 @@ def test_cancel_intent_cancels_working_and_unsent_children_once_audited(
     row = status(engine, intent_id)
     assert (row.status, row.reject_reason) == ("CANCELLED", "CANCELLED_BY_OPERATOR")
     with engine.connect() as conn:
-        audit = conn.execute(sa.select(audit_log)).one()
-    assert (audit.actor, audit.action, audit.target) == (
-        "ops:alice",
-        "cancel_intent",
-        "intent:sig-1",
-    )
+        trail = conn.execute(sa.select(audit_log).order_by(audit_log.c.id)).all()
+    # The whole trail, chained: intake's decision, the child's placement, the operator's cancel.
+    assert [(a.actor, a.action, a.target) for a in trail] == [
+        ("intake", "intent_admitted", "intent:sig-1"),
+        ("orders", "order_place", f"order:{peg.client_order_id}"),
+        ("ops:alice", "cancel_intent", "intent:sig-1"),
+    ]
+    assert trail[1].details["ib_order_id"] == peg.ib_order_id
+    assert trail[1].details["lmt_price"] == "200.01"
+    assert trail[2].prev_hash == trail[1].row_hash
     # Again: the intent has ended, nothing more is sent.
     again = cancel_intent(engine, venue, "sig-1", actor="ops:alice", reason="again", now=T0)
     assert again.outcome == "already_ended" and cancels(r) == [peg.ib_order_id]
