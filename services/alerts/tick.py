@@ -27,6 +27,8 @@ log = get_logger(__name__)
 
 ALERT_STREAM = "ops.alerts"
 OPEN_KEY = "ops:alerts:open"
+# When the last evaluation ran (an operator's "is anyone watching?").
+LAST_TICK_KEY = "ops:alerts:last_tick"
 LOCK_KEY = "ops:alerts:lock"
 _STREAM_MAXLEN = 100_000
 _LOCK_MS = 30_000
@@ -70,6 +72,7 @@ def _entry(alert: Alert, now: datetime) -> dict[Any, Any]:
 
 def _publish(client: redis.Redis, result: Evaluation, now: datetime) -> None:
     pipe = client.pipeline(transaction=True)
+    pipe.set(LAST_TICK_KEY, now.astimezone(UTC).isoformat())
     pipe.delete(OPEN_KEY)
     if result.state:
         pipe.hset(
