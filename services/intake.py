@@ -34,6 +34,7 @@ from models.limits import Limits
 from services.audit import audit_intake
 from services.risk.current_limits import current_limits
 from services.risk.market import market_facts
+from services.risk.states import gate_admission
 from store import intents as repo
 from store.db import write_transaction
 
@@ -96,6 +97,9 @@ def _decide_in(
     )
     if isinstance(decision, admission.Duplicate):
         return decision.outcome()
+    if isinstance(decision, admission.Admit):  # HALTED / REDUCING (services.risk.states)
+        position = None if market is None else market.position
+        decision = gate_admission(conn, decision, screened.data, position)
     new_id = _save(conn, decision, now)
     if new_id is not None:
         audit_intake(conn, decision, now=now, limits=limits, market=market)

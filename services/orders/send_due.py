@@ -49,6 +49,7 @@ from services.orders.child_risk import child_breach, record_breach
 from services.orders.children import child_state
 from services.orders.settle import settle_intents
 from services.orders.venue import Venue
+from services.risk.states import child_gate
 from store import contracts as contracts_repo
 from store import intent_life
 from store import orders as orders_repo
@@ -248,6 +249,15 @@ def _decide(
         return None
     if isinstance(decided, Hold):
         _hold(conn, row, plan.due_at, decided.reason, now, result)
+        return None
+    # HALTED / REDUCING (services.risk.states)
+    blocked = child_gate(conn, intent, row, decided.quantity)
+    if blocked is not None:
+        if blocked[0] == "hold":
+            _hold(conn, row, plan.due_at, blocked[1], now, result)
+        else:
+            _give_up(conn, row, blocked[1], now)
+            result.skipped[key] = blocked[1].split(":", 1)[0]
         return None
     breach = child_breach(conn, intent, row, decided)
     if breach is not None:
