@@ -34,7 +34,9 @@ _COMMAND_MODULES = (
     "epm.commands.books",
     "epm.commands.replay",
     "epm.commands.report",
+    "epm.commands.runbook",
     "epm.commands.services",
+    "epm.commands.stress",
     "epm.commands.metrics",
 )
 

@@ -11,13 +11,7 @@ honcho stops every line when one of them exits, so honcho still running means al
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,26 +25,13 @@ import sqlalchemy as sa
 
 from epm.streams import INTENT_STREAM
 from store.migrate import upgrade
-from tests.integration.intake_procs import REPO, process_env, wait_for
+from tests.integration.intake_procs import wait_for
+from tests.integration.procfile_stack import procfile_stack
 from tests.services import postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 IDLE_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -63,38 +44,11 @@ def procfile_db() -> Iterator[str]:
 def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
     procfile_db: str, redis_url: str, tmp_path: Path
 ) -> None:
-    venv_bin = Path(sys.executable).parent
-    env = process_env(
-        EPM_REDIS_URL=redis_url,
-        EPM_DATABASE_URL=procfile_db,
-        EPM_DATA_DIR=str(tmp_path / "epm-data"),
-        EPM_IB_PORT=str(_free_port()),
-        EPM_FLOWER_PORT=str(_free_port()),
-        EPM_FLOWER_BASIC_AUTH=f"ops:{uuid.uuid4().hex}",  # epm flower refuses to run open
-        EPM_BRIDGE_LEASE_TTL_MS="2000",
-    )
-    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
-    log_path = tmp_path / "honcho.log"
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    with log_path.open("ab") as log:
-        honcho = subprocess.Popen(
-            [str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "start"],
-            cwd=tmp_path,  # beat's schedule file and flower's state land here
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for(
-            lambda: honcho.poll() is not None or r.hget("ib:bridge:state", "client1") == "READY",
-            timeout_s=90,
-            what="the bridge READY against the Procfile's simulator",
-        )
-        assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    with procfile_stack(procfile_db, redis_url, tmp_path) as stack:
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
         deadline = time.monotonic() + IDLE_S
         while time.monotonic() < deadline:  # the property under test is this idle stretch
-            assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            stack.assert_running()
             time.sleep(1.0)
         sweep_id = f"procfile-{uuid.uuid4().hex[:10]}"
         bracket_id = f"procfile-{uuid.uuid4().hex[:10]}"
@@ -121,9 +75,9 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
         )
         engine = sa.create_engine(procfile_db)
         try:
-            sweep = _traded(engine, sweep_id, log_path)
+            sweep = _traded(engine, sweep_id, stack.log_path)
             assert _filled(engine, sweep.id) == Decimal(10)
-            bracket = _traded(engine, bracket_id, log_path)
+            bracket = _traded(engine, bracket_id, stack.log_path)
             assert _filled(engine, bracket.id) == Decimal(5)
 
             def exits_working() -> list[sa.Row[tuple[str, str | None, str | None]]]:
@@ -144,15 +98,7 @@ def test_every_procfile_line_stays_up_idle_and_takes_an_intent(
             assert [x.order_type for x in exits] == ["LMT", "TRAIL"], exits
         finally:
             engine.dispose()
-        assert honcho.poll() is None, log_path.read_text(errors="replace")[-3000:]
-    finally:
-        if honcho.poll() is None:
-            honcho.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                honcho.wait(timeout=30)
-        if _alive(honcho.pid):
-            os.killpg(honcho.pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(honcho.pid), timeout_s=30, what="no Procfile process left")
+        stack.assert_running()
         r.close()
 
 
