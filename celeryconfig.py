@@ -26,7 +26,14 @@ class Queue(StrEnum):
 
 broker_url = celery_broker_url()
 # Task modules beyond `tasks.app.TASK_MODULES` that workers and beat load.
-imports = ("tasks.recon", "tasks.pnl", "tasks.reports", "tasks.alerts", "tasks.risk")
+imports = (
+    "tasks.recon",
+    "tasks.pnl",
+    "tasks.reports",
+    "tasks.alerts",
+    "tasks.risk",
+    "tasks.snapshots",
+)
 # Nothing reads task results; tasks publish their outcomes to the ledger and Redis streams.
 task_ignore_result = True
 result_backend = None
@@ -48,6 +55,7 @@ task_routes = {
     "tasks.pnl.*": {"queue": Queue.PNL.value},
     "tasks.recon.*": {"queue": Queue.RECON.value},
     "tasks.alerts.*": {"queue": Queue.RECON.value},  # ops work beside reconciliation
+    "tasks.snapshots.*": {"queue": Queue.RECON.value},  # audit snapshots of ended intents
     "tasks.risk.*": {"queue": Queue.PNL.value},  # reads what the books' mark tick writes
     "tasks.reports.*": {"queue": Queue.RECON.value},  # end-of-day reads beside reconciliation
 }
@@ -131,5 +139,11 @@ beat_schedule: dict[str, dict[str, object]] = {
         "task": "tasks.alerts.alert_tick",
         "schedule": float(os.environ.get("EPM_ALERT_TICK_S", "10")),
         "options": {"expires": 10},
+    },
+    # Audit snapshots (docs/audit.md): each ended intent's intent, fills and risk objects.
+    "audit-snapshots": {
+        "task": "tasks.snapshots.snapshot_tick",
+        "schedule": float(os.environ.get("EPM_SNAPSHOT_TICK_S", "60")),
+        "options": {"expires": 60},
     },
 }
