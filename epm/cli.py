@@ -35,7 +35,6 @@ _COMMAND_MODULES = (
     "epm.commands.replay",
     "epm.commands.report",
     "epm.commands.runbook",
-    "epm.commands.runbook",
     "epm.commands.services",
     "epm.commands.stress",
     "epm.commands.metrics",
