@@ -9,8 +9,8 @@ Causes (`models.strategy_state.breaker_causes`): a session in ID_IN_USE (IB erro
 client holds our id), the orders session not READY (or the bridge's heartbeat stale, or the
 bridge stopped) for longer than the configured limit, a reconciliation whose newest run is
 critical. The instrument freeze on a tick-49 halt needs no state: the bridge keeps
-`epm:halt:instrument:{conid}` and intake (INSTRUMENT_HALTED) and the orders path (a child of a
-halted instrument is held, `services.orders.send_due`) read it.
+`epm:halt:instrument:{conid}` and `md:{conid}.halted`; intake refuses INSTRUMENT_HALTED and
+the orders path holds the child (`models.child_orders.price` on a halted snapshot).
 """
 
 from __future__ import annotations

@@ -262,3 +262,20 @@ def test_a_critical_reconciliation_halts_the_desk_until_a_clean_run(
     assert done.changed and state(engine, GLOBAL_SCOPE).version == 2
     assert [a.action for a in audits(engine)] == ["risk_state_halted", "risk_state_active"]
     assert audits(engine)[0].actor == "rule:breaker"
+
+
+def test_a_halted_instrument_freezes_its_children_until_the_halt_lifts(
+    engine: Engine, r: redis.Redis
+) -> None:
+    describe_aapl(engine)
+    venue = BridgeVenue(engine, r, client_id=1)
+    intent_id = admit(engine, r, signal_id="sig-frozen")
+    plan_admitted(engine, venue, intent_id, client_id=1, now=T0)
+    quote(r, T0)
+    r.hset(f"md:{AAPL}", "halted", "1")  # as the bridge writes tick 49
+    result = send_due(engine, venue, T0, intent_id=intent_id)
+    assert set(result.held.values()) == {"instrument halted"} and placements(r) == []
+    r.hset(f"md:{AAPL}", "halted", "0")
+    quote(r, T0 + timedelta(seconds=1))
+    assert send_due(engine, venue, T0 + timedelta(seconds=1), intent_id=intent_id).sent
+    assert len(placements(r)) == 1
