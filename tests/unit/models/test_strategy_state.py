@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from epm.limits import load_limits
 from models.intent import Side
-from models.limits import parse_limits
+from models.limits import Limits, parse_limits
 from models.rejects import RejectReason
 from models.strategy_state import (
     GLOBAL_SCOPE,
@@ -37,7 +37,7 @@ D = Decimal
 A, R, H = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
 
 
-def _limits(**strategy: str) -> object:
+def _limits(**strategy: str) -> Limits:
     doc = load_limits().model_dump(mode="json", exclude_none=True)
     doc["strategies"] = {"Momentum_EQ": strategy}
     return parse_limits(doc)
@@ -187,3 +187,40 @@ def test_resume_is_refused_while_a_stricter_cause_stands() -> None:
     )
     assert resume_refusal("Momentum_EQ", A, reducing_cause) is not None
     assert resume_refusal("Momentum_EQ", R, reducing_cause) is None  # HALTED → REDUCING is fine
+
+
+_quantities = st.decimals(min_value=D(1), max_value=D(10_000), places=0)
+_positions = st.one_of(st.none(), st.decimals(min_value=D(-10_000), max_value=D(10_000), places=0))
+
+
+@given(
+    st.sampled_from(list(TradingState)),
+    st.sampled_from(list(Side)),
+    _quantities,
+    _positions,
+    st.booleans(),
+)
+def test_halted_and_reducing_let_nothing_through_but_their_policy(
+    to: TradingState, side: Side, qty: Decimal, position: Decimal | None, desk: bool
+) -> None:
+    change = transition(
+        initial(GLOBAL_SCOPE if desk else "s"), to, actor="a", reason="r", at=NOW, by_rule=True
+    )
+    state = initial("s") if change is None else change.after
+    signed = qty if side in (Side.BUY, Side.BUY_TO_COVER) else -qty
+    refused = admission_refusal(state, signal_id="sig", side=side, quantity=qty, position=position)
+    if state.state is H:
+        assert refused is not None and refused.reason is RejectReason.STRATEGY_HALTED
+    elif state.state is R and refused is None:
+        # Admitted while reduce-only: strictly smaller, same side of flat (or flat).
+        assert position is not None
+        after = position + signed
+        assert abs(after) < abs(position) and (after == 0 or (after > 0) == (position > 0))
+    elif state.state is A:
+        assert refused is None
+    held = D(0) if position is None else position
+    child = child_refusal(state, side=side, quantity=qty, position=held, exit_child=False)
+    if state.state is H:
+        assert child is not None and child[0] == "cancel"
+    elif state.state is R and child is None:
+        assert abs(held + signed) <= abs(held)
