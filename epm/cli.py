@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "epm.commands.replay",
     "epm.commands.report",
     "epm.commands.runbook",
+    "epm.commands.top",
     "epm.commands.services",
     "epm.commands.stress",
     "epm.commands.metrics",

@@ -51,7 +51,7 @@ def ledger(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
 
 
 def epm(
-    redis_url: str, port: int, db_url: str, tmp_path: Path, *args: str
+    redis_url: str, port: int, db_url: str, tmp_path: Path, *args: str, command: str = "runbook"
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPM_")}
     env.update(
@@ -64,7 +64,7 @@ def epm(
         USER="runbook-tester",
     )
     return subprocess.run(
-        [sys.executable, "-m", "epm", "runbook", *args],
+        [sys.executable, "-m", "epm", command, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
