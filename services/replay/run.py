@@ -176,8 +176,10 @@ class _Runner:
         self.venue.now = now
         send_due(self.engine, self.venue, now)
         self.deliver(now)
-        reprice_pegged(self.engine, self.venue, now)
-        self.deliver(now)
+        if self.venue.live_orders():
+            # Only a resting order can be a peg to re-price.
+            reprice_pegged(self.engine, self.venue, now)
+            self.deliver(now)
         self.schedule(now)
 
     def schedule(self, now: datetime) -> None:
