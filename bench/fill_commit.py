@@ -49,11 +49,13 @@ sys.path.insert(0, str(REPO))
 from bench.bridge_latency import (  # noqa: E402
     bench_celery,
     bench_redis,
+    pct,
     spawn_worker,
     stop,
     summary,
     wait,
 )
+from bench.results import record  # noqa: E402
 from ibgateway_bridge import client_api, payloads  # noqa: E402
 from ibgateway_bridge.runtime import BridgeConfig  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
@@ -84,9 +86,8 @@ def latency(n: int) -> list[str]:
     with stores() as (redis_url, db_url, env, log_dir):
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         rows = [summary("Redis PING round trip", bench_redis(r, 2000))]
-        rows.append(
-            summary("Celery no-op task round trip", bench_celery(redis_url, n, log_dir, env))
-        )
+        bare = bench_celery(redis_url, n, log_dir, env)
+        rows.append(summary("Celery no-op task round trip", bare))
         worker = spawn_worker("tasks.app", "ledger", env, log_dir / "ledger.log")
         engine = sa.create_engine(db_url)
         try:
@@ -115,6 +116,18 @@ def latency(n: int) -> list[str]:
                     to_commit.append((seen - row[0]).total_seconds())
                     time.sleep(0.03)  # stay under pacing: measure the path, not the queue
                 rows.append(summary("execDetails received → fill committed", to_commit))
+                bare_p50 = pct([s * 1000 for s in bare], 0.5)
+                for q, name in ((0.5, "p50"), (0.99, "p99")):
+                    record(
+                        "fill_commit",
+                        f"execDetails received → fill committed, {name}",
+                        pct([s * 1000 for s in to_commit], q),
+                        "ms",
+                        n=len(to_commit),
+                        reference=bare_p50,
+                        reference_label="Celery no-op round trip p50",
+                        aim=2 * bare_p50 if name == "p50" else None,
+                    )
         finally:
             engine.dispose()
             stop(worker)
@@ -264,6 +277,17 @@ def throughput(n: int, batch: int, per_order: int, positions: int, dup_every: in
             stop(worker)
         copy_s = copy_floor(db_url, items)
     dups = len(range(0, len(messages), dup_every)) if dup_every else 0
+    record(
+        "fill_commit",
+        "fills committed per second, 2 ledger workers",
+        got / elapsed,
+        "fills/s",
+        n=got,
+        reference=n / copy_s,
+        reference_label="raw COPY of the same rows, rows/s",
+        aim=20_000.0,
+        better="higher",
+    )
     return [
         f"fills: {n} in {len(messages)} record_batch messages of {batch} (+{dups} sent twice), "
         f"{per_order} per order, {positions} positions; sent in {sent:.2f} s",

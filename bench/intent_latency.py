@@ -55,6 +55,8 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from bench.results import record  # noqa: E402
+
 T = TypeVar("T")
 
 SYMBOLS = ("AAPL", "NVDA", "SPY")
@@ -760,6 +762,13 @@ def print_phase(phase: Phase, rate: float) -> None:
             f"aim: p50 ≤ 3× bare round trip ({3 * bare:.2f} ms): p50 {p50:.2f} ms = "
             f"{p50 / bare:.1f}×; p99 ≤ 15 ms: p99 {p99:.2f} ms"
         )
+        label = f"XADD intent → placeOrder at venue (tick {phase.tick_s} s)"
+        ref = "Celery no-op round trip p50"
+        n = len(phase.latency)
+        record("intent_latency", f"{label}, p50", p50, "ms", n=n, reference=bare,
+               reference_label=ref, aim=3 * bare)  # fmt: skip
+        record("intent_latency", f"{label}, p99", p99, "ms", n=n, reference=bare,
+               reference_label=ref, aim=15.0)  # fmt: skip
     print("slowest: " + "; ".join(phase.slowest))
 
 

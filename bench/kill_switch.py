@@ -31,6 +31,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.results import record  # noqa: E402
 from ibgateway_bridge import commands as cmds  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
 from tests.bridge.harness import (  # noqa: E402
@@ -120,6 +121,9 @@ def main() -> None:
             ]
             c = [x[0] * 1000 for x in results]
             e = [x[1] * 1000 for x in results]
+            record("kill_switch", f"epm kill-switch start → {args.orders} orders cancelled at "
+                   f"the venue, bridge {state}, p50", pct(c, 0.5), "ms", n=args.runs,
+                   aim=1000.0)  # fmt: skip
             print(
                 f"| {state} | {args.runs} | {args.orders} | {pct(c, 0.5):.0f} / {max(c):.0f} | "
                 f"{pct(e, 0.5):.0f} / {max(e):.0f} |"

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import record
 from ibgateway_bridge.client_api import read_snapshot
 from ibgateway_bridge.snapshots import SnapshotRequests
 from models.recon import ReconStatus, compare_executions
@@ -195,6 +196,8 @@ def bench_store(name: str, url: str, n: int, missing: int, repeat: int) -> None:
             )
         )
     wholes = [timed(whole) for _ in range(repeat)]
+    record("recon", f"reconcile_executions, {n:,} orders all matched ({name}), median",
+           statistics.median(wholes) * 1000, "ms", n=repeat, aim=1000.0)  # fmt: skip
     print(f"{name}: {n:,} orders, all matched: reconcile_executions {median_ms(wholes)}")
     print(
         f"  parts: load {median_ms(loads)}, compare {median_ms(compares)}, "

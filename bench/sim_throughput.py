@@ -22,6 +22,7 @@ import os
 import platform
 import socket
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -35,6 +36,9 @@ from ibapi.order import Order
 from ibapi.wrapper import EWrapper
 
 from tws_sim.server.process import SimProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import record
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 SYMBOLS = ("SPY", "QQQ", "IWM", "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA")
@@ -214,11 +218,15 @@ def main() -> None:
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     n, dt = bench_orders(args.orders, args.clients, log)
     print(f"order entry: {n} messages (placeOrder+cancelOrder) in {dt:.2f} s = {n / dt:,.0f} msg/s")
+    record("sim_throughput", "order entry (placeOrder + cancelOrder)", n / dt, "msg/s", n=n,
+           aim=2_000.0, better="higher")  # fmt: skip
     msgs, dt = bench_market_data(args.clients, args.seconds, args.speed, log)
     print(
         f"market data: {msgs} messages received by {args.clients} clients in {dt:.2f} s "
         f"(speed x{args.speed}) = {msgs / dt:,.0f} msg/s"
     )
+    record("sim_throughput", f"market-data fan-out to {args.clients} clients (x{args.speed})",
+           msgs / dt, "msg/s", n=msgs, aim=20_000.0, better="higher")  # fmt: skip
 
 
 if __name__ == "__main__":
