@@ -42,7 +42,7 @@ def run_monitor(stores: Stores) -> Outcome:
     venue = BridgeVenue(stores.engine, stores.redis, stores.settings.ib_client_id_orders)
     with stores.engine.connect() as conn:
         limits = limits_in_force(conn)
-    changed = monitor(stores.engine, venue, limits, stores.now)
+    changed = monitor(stores.engine, venue, limits, stores.now, halts=stores.redis)
     tripped = trip(
         stores.engine,
         stores.redis,

@@ -155,6 +155,7 @@ def _change(what: str, to: str, strategy: str | None, desk: bool, reason: str, a
             operators=operators(),
             causes=causes,
             now=now,
+            halts=client,
         )
     except TransitionRefused as e:
         typer.echo(f"epm risk {what}: refused: {e}", err=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+import redis
 from sqlalchemy.engine import Connection, Engine
 
 from models.limits import Limits
@@ -50,8 +51,15 @@ def standing_causes(conn: Connection, limits: Limits) -> list[Cause]:
     return causes
 
 
-def monitor(engine: Engine, venue: Venue, limits: Limits, now: datetime) -> list[Applied]:
-    """One post-trade pass: each strategy tightened to its strictest standing cause."""
+def monitor(
+    engine: Engine,
+    venue: Venue,
+    limits: Limits,
+    now: datetime,
+    halts: redis.Redis | None = None,
+) -> list[Applied]:
+    """One post-trade pass: each strategy tightened to its strictest standing cause (`halts`:
+    the Redis the bridge reads its halt keys from, see `services.risk.states`)."""
     with engine.connect() as conn:
         causes = standing_causes(conn, limits)
     by_scope: dict[str, list[Cause]] = {}
@@ -61,7 +69,7 @@ def monitor(engine: Engine, venue: Venue, limits: Limits, now: datetime) -> list
     for scope_causes in by_scope.values():
         worst = strictest(scope_causes)
         if worst is not None:
-            done = rule_change(engine, venue, worst, actor=RULE_ACTOR, now=now)
+            done = rule_change(engine, venue, worst, actor=RULE_ACTOR, now=now, halts=halts)
             if done.changed:
                 applied.append(done)
     return applied

@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
 from sqlalchemy.engine import Connection, Engine, Row
 
 from epm.logging import get_logger
@@ -49,17 +50,26 @@ from store.db import write_transaction
 from store.orders import OrderRow
 
 __all__ = [
+    "BRIDGE_HALT_KEY",
+    "MIRROR_PREFIX",
     "Applied",
     "NotAuthorised",
     "apply_change",
     "child_gate",
+    "clear_bridge_halt",
     "effective_state",
     "gate_admission",
     "operator_change",
     "rule_change",
+    "set_bridge_halt",
 ]
 
 log = get_logger(__name__)
+
+# The bridge's per-strategy halt (`ibgateway_bridge.commands.HALT_STRATEGY_KEY`), pinned equal by
+# a test; a value this module wrote starts with MIRROR_PREFIX.
+BRIDGE_HALT_KEY = "epm:halt:strategy:{strategy}"
+MIRROR_PREFIX = "risk_state:"
 
 _RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
@@ -195,10 +205,39 @@ def _send_cancels(venue: Venue, to_cancel: Sequence[int]) -> None:
         venue.cancel(ib_order_id)
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def set_bridge_halt(client: redis.Redis, record: StateRecord) -> None:
+    """A HALTED strategy's bridge halt key, so the bridge refuses a placement of it that was
+    queued before the halt (and dashboards count it); the global scope has none here (the
+    kill switch owns `epm:halt:global`)."""
+    if record.scope != GLOBAL_SCOPE and record.state is TradingState.HALTED:
+        key = BRIDGE_HALT_KEY.format(strategy=record.scope)
+        # NX: a halt key already there (an operator's own) is left as it is.
+        client.set(key, f"{MIRROR_PREFIX}{record.reason or ''}", nx=True)
+
+
+def clear_bridge_halt(client: redis.Redis, scope: str) -> None:
+    """Remove the strategy's bridge halt key if this module set it (an operator's own stays)."""
+    key = BRIDGE_HALT_KEY.format(strategy=scope)
+    value = client.get(key)
+    if value is not None and _text(value).startswith(MIRROR_PREFIX):
+        client.delete(key)
+
+
 def rule_change(
-    engine: Engine, venue: Venue, cause: Cause, *, actor: str, now: datetime
+    engine: Engine,
+    venue: Venue,
+    cause: Cause,
+    *,
+    actor: str,
+    now: datetime,
+    halts: redis.Redis | None = None,
 ) -> Applied:
-    """A rule tightens `cause.scope` to `cause.state` (nothing when it already is as strict)."""
+    """A rule tightens `cause.scope` to `cause.state` (nothing when it already is as strict);
+    with `halts`, a HALTED strategy's bridge halt key is set after the commit."""
     with write_transaction(engine) as conn:
         current = repo.get(conn, cause.scope)
         if _RANK[current.state] >= _RANK[cause.state]:
@@ -216,6 +255,8 @@ def rule_change(
         if change is None:  # pragma: no cover - the rank test above
             return Applied(current, False)
         to_cancel = apply_change(conn, change, now)
+    if halts is not None:
+        set_bridge_halt(halts, change.after)
     _send_cancels(venue, to_cancel)
     log.warning(
         "risk.state_changed",
@@ -240,8 +281,13 @@ def operator_change(
     operators: Collection[str],
     causes: Sequence[Cause],
     now: datetime,
+    halts: redis.Redis | None = None,
 ) -> Applied:
     """An operator sets `scope` to `to` (see the module docstring for who may loosen).
+
+    With `halts`, the strategy's bridge halt key follows: set after a HALT commits, removed
+    before a HALT is lifted commits (the stored state still stops sending meanwhile), so a
+    protective exit sent right after a resume is never refused by a stale key.
 
     `causes` are the rules' standing causes now (`services.risk.post_trade` and
     `services.risk.breakers` read them): loosening below one of them is refused with its reason.
@@ -265,6 +311,10 @@ def operator_change(
         if change is None:
             return Applied(current, False)
         to_cancel = apply_change(conn, change, now)
+        if halts is not None and current.state is TradingState.HALTED:
+            clear_bridge_halt(halts, scope)
+    if halts is not None:
+        set_bridge_halt(halts, change.after)
     _send_cancels(venue, to_cancel)
     log.warning(
         "risk.state_changed",

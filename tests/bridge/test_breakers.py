@@ -289,9 +289,10 @@ def test_a_drawdown_halts_the_strategy_and_its_working_entry_is_cancelled_at_the
         marked = mark_books(engine, _reader(r), {}, r, datetime.now(UTC))
         assert marked.as_dict()
         limits = _limits(max_intraday_drawdown="0.01")
-        (halted,) = post_trade.monitor(engine, venue, limits, datetime.now(UTC))
+        (halted,) = post_trade.monitor(engine, venue, limits, datetime.now(UTC), halts=r)
         assert (halted.record.scope, halted.record.state) == ("Momentum_EQ", TradingState.HALTED)
         assert halted.cancels_sent == [working_id]
+        assert str(r.get("epm:halt:strategy:Momentum_EQ")).startswith("risk_state:")
         poll(lambda: sim_status(sim, working_id) == "Cancelled", 15, what="cancelled at the sim")
         event = _one(engine, sa.select(risk_events).where(risk_events.c.kind == "STATE_CHANGED"))
         assert event.code == "DRAWDOWN_LIMIT" and event.severity == "critical"

@@ -279,3 +279,34 @@ def test_a_halted_instrument_freezes_its_children_until_the_halt_lifts(
     quote(r, T0 + timedelta(seconds=1))
     assert send_due(engine, venue, T0 + timedelta(seconds=1), intent_id=intent_id).sent
     assert len(placements(r)) == 1
+
+
+def test_a_halted_strategy_is_mirrored_to_the_bridge_halt_key_and_cleared_on_resume(
+    engine: Engine, r: redis.Redis
+) -> None:
+    from ibgateway_bridge import commands as cmds
+    from services.risk.states import BRIDGE_HALT_KEY
+
+    assert BRIDGE_HALT_KEY == cmds.HALT_STRATEGY_KEY
+    venue = BridgeVenue(engine, r, client_id=1)
+
+    def change(to: TradingState, actor: str, scope: str = STRATEGY) -> Any:
+        return operator_change(
+            engine, venue, scope, to, actor=actor, reason="drill", operators={"alice"},
+            causes=[], now=T0, halts=r,
+        )  # fmt: skip
+
+    change(TradingState.HALTED, "bob")
+    # The bridge itself now refuses a placement of this strategy (one queued before the halt).
+    assert cmds.halt_reason(r, None, STRATEGY) is cmds.BridgeRejectReason.HALTED_STRATEGY
+    assert cmds.halt_reason(r, None, "Gamma_Rebalance") is None
+    change(TradingState.ACTIVE, "alice")
+    assert cmds.halt_reason(r, None, STRATEGY) is None
+    # A halt key an operator set by hand is theirs: a resume here leaves it.
+    r.set(cmds.HALT_STRATEGY_KEY.format(strategy="Gamma_Rebalance"), "operator")
+    change(TradingState.HALTED, "bob", "Gamma_Rebalance")
+    change(TradingState.ACTIVE, "alice", "Gamma_Rebalance")
+    assert r.get(cmds.HALT_STRATEGY_KEY.format(strategy="Gamma_Rebalance")) is not None
+    # The desk's HALT does not touch the kill switch's key.
+    change(TradingState.HALTED, "bob", GLOBAL_SCOPE)
+    assert r.get(cmds.HALT_GLOBAL_KEY) is None
