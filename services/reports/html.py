@@ -90,6 +90,14 @@ def pnl_chart(series: Mapping[str, Sequence[tuple[datetime, Decimal]]]) -> str:
             f'<text x="{_PLOT.left + 8}" y="{legend_y}" style="fill:{color}">'
             f"{escape(curve.name)} {escape(_num(last))}</text>"
         )
+    instants = [t for points in series.values() for t, _ in points]
+    base = _PLOT.top + _PLOT.height + 14
+    start, end = min(instants).astimezone(ET), max(instants).astimezone(ET)
+    parts.append(f'<text x="{_PLOT.left}" y="{base}">{start:%H:%M:%S} ET</text>')
+    parts.append(
+        f'<text x="{_PLOT.left + _PLOT.width}" y="{base}" text-anchor="end">'
+        f"{end:%H:%M:%S} ET</text>"
+    )
     points_drawn = sum(len(v) for v in series.values())
     return _frame("chart-pnl", points_drawn, "".join(parts), caption)
 
