@@ -310,3 +310,37 @@ def test_a_halted_strategy_is_mirrored_to_the_bridge_halt_key_and_cleared_on_res
     # The desk's HALT does not touch the kill switch's key.
     change(TradingState.HALTED, "bob", GLOBAL_SCOPE)
     assert r.get(cmds.HALT_GLOBAL_KEY) is None
+
+
+def test_the_beat_task_applies_the_limits_in_force_with_overrides(
+    engine: Engine, r: redis.Redis, redis_url: str
+) -> None:
+    from epm.settings import Settings
+    from services.risk.current_limits import set_override
+    from tasks.app import Stores
+    from tasks.risk import run_monitor
+
+    describe_aapl(engine)
+    venue = BridgeVenue(engine, r, client_id=1)
+    bought = admit(engine, r, signal_id="sig-beat")
+    plan_admitted(engine, venue, bought, client_id=1, now=T0)
+    quote(r, T0)
+    send_due(engine, venue, T0, intent_id=bought)
+    fill(engine, children(engine, bought)[0], "300", "200.02", "0004.01.01")
+    # No bridge here: its absence starts the disconnect clock, which does not run out at T0.
+    stores = Stores(
+        settings=Settings(redis_url=redis_url, database_url=engine.url.render_as_string(False)),
+        engine=engine,
+        redis=r,
+        now=T0,
+    )
+    assert run_monitor(stores) == {"changed": [], "cancels": []}  # 300 is within the default
+    set_override(
+        engine, path=f"strategies.{STRATEGY}.max_position_quantity", value="250",
+        actor="alice", reason="tighter", now=T0,
+    )  # fmt: skip
+    outcome = run_monitor(stores)
+    assert outcome["changed"][0]["scope"] == STRATEGY
+    assert outcome["changed"][0]["state"] == "REDUCING"
+    assert "max_position_quantity 250" in outcome["changed"][0]["reason"]
+    assert run_monitor(stores)["changed"] == []
