@@ -23,7 +23,7 @@ def metrics(
 ) -> None:
     """Serve /metrics for Prometheus until stopped (SIGTERM/SIGINT)."""
     from celeryconfig import Queue
-    from epm.metrics.registry import multiproc_dir
+    from epm.metrics.multiproc import multiproc_dir
     from epm.metrics.server import build_registry, serve
     from epm.redis_conn import celery_broker_url, get_redis
     from epm.settings import get_settings

@@ -20,7 +20,7 @@ def worker(
 ) -> None:
     """Run a Celery worker consuming QUEUES (comma-separated)."""
     require_valid_limits("worker")
-    from epm.metrics.registry import enable_multiprocess
+    from epm.metrics.multiproc import enable_multiprocess
 
     enable_multiprocess()  # before any metric exists: prefork children share the directory
     from tasks.app import celery_app

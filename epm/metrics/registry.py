@@ -1,21 +1,16 @@
-"""The metrics epm exports: histograms observed where their event happens, the names of the
-gauges the scrape-time collector computes, and where the worker processes keep their samples.
+"""The metrics epm exports: histograms observed where their event happens, and the names of the
+gauges the scrape-time collector computes.
 
 Histograms live in the worker that sees the event (the ledger's first fill of an intent, the
 shortfall write). Celery prefork runs many processes, so they are kept in prometheus_client's
-multi-process mode: `PROMETHEUS_MULTIPROC_DIR` is set by `epm worker` before any metric exists,
-and `epm metrics` reads the directory. Gauges are not observed anywhere: they are computed from
+multi-process mode: `PROMETHEUS_MULTIPROC_DIR` is set by `epm worker` before any metric exists
+(`multiproc.py`), and `epm metrics` reads the directory. Gauges are not observed anywhere: they are computed from
 the ledger and Redis at scrape time (`collector.py`), exact whichever process changed them.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from prometheus_client import Histogram
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 FILL_LATENCY_MS = Histogram(
     "exec_fill_latency_ms",
@@ -65,24 +60,3 @@ HISTOGRAMS: tuple[str, ...] = (
 def exported_names() -> set[str]:
     """Every metric family name `epm metrics` serves (histograms by their base name)."""
     return set(GAUGES) | set(HISTOGRAMS)
-
-
-def multiproc_dir(data_dir: Path) -> Path:
-    """Where worker processes keep their samples: `PROMETHEUS_MULTIPROC_DIR`, else under the
-    data dir."""
-    named = os.environ.get(MULTIPROC_ENV)
-    return Path(named) if named else data_dir / "prometheus"
-
-
-def enable_multiprocess() -> Path:
-    """Put this process (and the workers it forks) in multi-process mode; the directory.
-
-    Only effective before prometheus_client creates its first metric in this process, which is
-    why `epm worker` calls it before importing any task module.
-    """
-    from epm.settings import get_settings
-
-    directory = multiproc_dir(get_settings().data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = str(directory)
-    return directory
