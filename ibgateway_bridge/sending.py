@@ -154,6 +154,15 @@ class Sender:
                 self._parts.venue.not_sent(env)
             return False
         self._record_sent(key, env.stream_id, ref)
+        # Blueprint §12.2's line, one per order written to the socket (docs/operations.md, Logs).
+        log.info(
+            "order_submit" if isinstance(command, cmds.PlaceOrder) else "order_modify",
+            order_id=command.ib_order_id,
+            client_order_id=ref,
+            client_id=self._parts.settings.ib_client_id_orders,
+            strategy=command.strategy,
+            payload=command.order.model_dump(mode="json", exclude_none=True),
+        )
         return True
 
     def _refusal(

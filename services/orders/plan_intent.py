@@ -157,7 +157,13 @@ def plan_admitted(
                 reason=decided.code,
                 message=decided.message,
             )
-            log.info("orders.intent_refused", intent_id=intent_id, code=decided.code)
+            log.info(
+                "orders.intent_refused",
+                intent_id=intent_id,
+                signal_id=intent.signal_id,
+                strategy=intent.strategy,
+                code=decided.code,
+            )
             return Planned("rejected", intent_id, reason=decided.code)
         con_id = resolve_con_id(conn, intent.instrument, row.con_id)
         if con_id is not None and row.con_id is None:
@@ -179,6 +185,8 @@ def plan_admitted(
     log.info(
         "orders.intent_planned",
         intent_id=intent_id,
+        signal_id=intent.signal_id,
+        strategy=intent.strategy,
         template=decided.template.value,
         children=len(decided.children),
     )

@@ -405,5 +405,6 @@ def _queue(
             "orders.child_sent",
             client_order_id=placement.client_order_id,
             ib_order_id=placement.ib_order_id,
+            strategy=placement.strategy,
             **placement.order,
         )
