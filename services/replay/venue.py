@@ -105,8 +105,10 @@ class ReplayVenue:
             tif=tif,
         )
         self._orders[ib_order_id] = sim
-        self._status(sim, "Submitted")
         self._work(sim, self._latest.get(symbol), {})
+        if not sim.done and sim.filled == ZERO:
+            # Accepted and working (an order filled at once reports its fill and Filled only).
+            self._status(sim, "Submitted")
         if not sim.done and tif == "IOC":
             self._cancelled(sim)
         elif not sim.done:
