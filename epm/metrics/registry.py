@@ -4,8 +4,9 @@ gauges the scrape-time collector computes.
 Histograms live in the worker that sees the event (the ledger's first fill of an intent, the
 shortfall write). Celery prefork runs many processes, so they are kept in prometheus_client's
 multi-process mode: `PROMETHEUS_MULTIPROC_DIR` is set by `epm worker` before any metric exists
-(`multiproc.py`), and `epm metrics` reads the directory. Gauges are not observed anywhere: they are computed from
-the ledger and Redis at scrape time (`collector.py`), exact whichever process changed them.
+(`multiproc.py`), and `epm metrics` reads the directory. Gauges are not observed anywhere: they
+are computed from the ledger and Redis at scrape time (`collector.py`), exact whichever process
+changed them.
 """
 
 from __future__ import annotations
