@@ -94,6 +94,7 @@ ALERT_COLUMNS: Columns = (
     ("at", "text"),
     ("stream", "text"),
     ("kind", "text"),
+    ("status", "text"),
     ("severity", "text"),
     ("message", "text"),
     ("runbook", "text"),
@@ -179,7 +180,10 @@ def day_alerts(client: redis.Redis | None, start: datetime, end: datetime) -> li
                 {
                     "at": at.isoformat(),
                     "stream": stream,
+                    # `epm:alerts` entries name their kind; `ops.alerts` ones their rule
+                    # (`alert`), with a status (firing, resolved) and a summary.
                     "kind": fields.get("kind") or fields.get("alert") or fields.get("name"),
+                    "status": fields.get("status") or "firing",
                     "severity": fields.get("severity"),
                     "message": fields.get("message") or fields.get("summary"),
                     "runbook": fields.get("runbook"),
@@ -249,7 +253,7 @@ def build_report(conn: Connection, alerts_client: redis.Redis | None, day: date)
         "recon_runs": str(len(recon)),
         "recon_executions": worst.get("executions", "none"),
         "recon_positions": worst.get("positions", "none"),
-        "alerts": str(len(alerts)),
+        "alerts": str(sum(1 for a in alerts if a["status"] != "resolved")),
         "risk_events": str(len(risk)),
     }
     tables = [

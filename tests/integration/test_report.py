@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -133,11 +135,20 @@ def seed_day(engine: Engine, r: redis.Redis) -> None:
     r.xadd(
         "ops.alerts",
         {
-            "kind": "order_unfilled",
+            "status": "firing",
+            "alert": "urgent_order_unfilled",
             "severity": "warning",
             "runbook": "epm runbook order-stuck",
-            "message": "urgent order c-9 unfilled 2 min",
+            "summary": "urgent order c-9 unfilled 2 min",
             "at": (T0 + timedelta(minutes=4)).isoformat(),
+        },
+    )
+    r.xadd(
+        "ops.alerts",
+        {
+            "status": "resolved",
+            "alert": "urgent_order_unfilled",
+            "at": (T0 + timedelta(minutes=9)).isoformat(),
         },
     )
     r.xadd(
@@ -217,9 +228,16 @@ def test_the_report_of_a_day_matches_the_ledger_and_rewrites_the_same_files(
         ("sig-3", "30000"),
     ]
     alerts = _csv(folder / "alerts.csv")
-    assert [(a["stream"], a["kind"], a["runbook"]) for a in alerts] == [
-        ("epm:alerts", "recon_failed", ""),
-        ("ops.alerts", "order_unfilled", "epm runbook order-stuck"),
+    assert [(a["stream"], a["kind"], a["status"], a["runbook"], a["message"]) for a in alerts] == [
+        ("epm:alerts", "recon_failed", "firing", "", "no answer"),
+        (
+            "ops.alerts",
+            "urgent_order_unfilled",
+            "firing",
+            "epm runbook order-stuck",
+            "urgent order c-9 unfilled 2 min",
+        ),
+        ("ops.alerts", "urgent_order_unfilled", "resolved", "", ""),
     ]
     recon = pq.read_table(folder / "recon.parquet").to_pylist()
     assert [(x["kind"], x["status"], x["flagged"]) for x in recon] == [
@@ -366,3 +384,36 @@ def test_the_beat_tick_writes_the_day_once_from_17_00_et(
     # Saturday 17:00 ET: no session, no report.
     saturday = datetime(2026, 12, 5, 22, 0, tzinfo=UTC)
     assert run_tick(stores(engine, r, saturday))["due"] is False
+
+
+def test_epm_report_refuses_a_bad_day_and_an_output_that_is_a_file(
+    sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    upgrade(sqlite_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPM_")}
+    env.update(
+        EPM_DATABASE_URL=sqlite_url,
+        EPM_REDIS_URL=redis_url,
+        EPM_DATA_DIR=str(tmp_path / "data"),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    )
+
+    def report(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "epm", "report", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = report("--day", "3/12/2026")
+    assert done.returncode == 2 and "--day must be a date like 2026-12-03" in done.stderr
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    done = report("--day", "2026-12-03", "--out", str(blocker))
+    assert done.returncode == 2 and "is not a directory" in done.stderr
+    done = report("--day", "2026-12-05", "--out", str(tmp_path / "out"))  # a Saturday: empty
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "2026-12-05" / "report.html").is_file()
+    dispose_engines()
