@@ -62,6 +62,7 @@ BENCHES = (
     Bench("replay", "bench/replay.py", (), ("--quick",)),
     Bench("recon", "bench/recon.py", (), ("--repeat", "2", "--orders", "2000", "--missing", "20")),
     Bench("kill_switch", "bench/kill_switch.py", (), ("--runs", "2")),
+    Bench("drawdown_halt", "bench/drawdown_halt.py", (), ("--runs", "2", "--positions", "20")),
 )
 
 
