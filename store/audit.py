@@ -5,19 +5,20 @@ chains onto it. Two writers reading the same head would fork the chain, so the h
 a lock held to the end of the caller's transaction: `pg_advisory_xact_lock` on PostgreSQL (one
 fixed key), and on SQLite the database write lock `store.db.write_transaction` already holds.
 The lock is taken as late as possible (this insert is the caller's last statement, ideally), so
-writers queue only for the commit.
+writers queue only for the commit; on PostgreSQL lock, head read and insert are one round trip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.audit_chain import GENESIS, AuditEntry, canonical, json_safe, row_hash
+from store.db import json_dumps
 from store.schema import audit_log
 
 __all__ = ["AUDIT_LOCK_KEY", "insert_audit", "iter_audit", "recent_audit"]
@@ -27,8 +28,6 @@ AUDIT_LOCK_KEY = 0x65706D6175646974
 
 
 def _head_hash(conn: Connection) -> str:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
     head = conn.execute(
         sa.select(audit_log.c.row_hash)
         .where(audit_log.c.row_hash.is_not(None))
@@ -36,6 +35,20 @@ def _head_hash(conn: Connection) -> str:
         .limit(1)
     ).scalar_one_or_none()
     return GENESIS if head is None else str(head)
+
+
+# PostgreSQL: lock, read the head and insert in one round trip. The two statements go as one
+# simple query; in READ COMMITTED each takes its own snapshot, so the INSERT's head read sees
+# every row committed before the lock was granted. sha256 is computed by the server over the
+# same bytes `models.audit_chain.row_hash` hashes (verification recomputes it in Python).
+_PG_INSERT = (
+    "SELECT pg_advisory_xact_lock(%(key)s); "
+    "INSERT INTO audit_log (ts, actor, action, target, details, prev_hash, row_hash) "
+    "SELECT %(ts)s, %(actor)s, %(action)s, %(target)s, CAST(%(details)s AS jsonb), h.prev, "
+    "encode(sha256(convert_to(h.prev || %(canonical)s, 'UTF8')), 'hex') "
+    "FROM (SELECT coalesce((SELECT row_hash FROM audit_log WHERE row_hash IS NOT NULL "
+    "ORDER BY id DESC LIMIT 1), %(genesis)s) AS prev) AS h"
+)
 
 
 def insert_audit(
@@ -51,6 +64,21 @@ def insert_audit(
     on PostgreSQL it holds the chain's lock until commit)."""
     stored = json_safe(details)
     text = canonical(ts=ts, actor=actor, action=action, target=target, details=stored)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            _PG_INSERT,
+            {
+                "key": AUDIT_LOCK_KEY,
+                "ts": ts.astimezone(UTC),
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "details": None if stored is None else json_dumps(stored),
+                "canonical": text,
+                "genesis": GENESIS,
+            },
+        )
+        return
     prev = _head_hash(conn)
     conn.execute(
         sa.insert(audit_log).values(
