@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from services.alerts.tick import ALERT_STREAM, LAST_TICK_KEY, run_tick
+from services.alerts.tick import ALERT_STREAM, LAST_TICK_KEY, LOCK_KEY, run_tick
 from services.recon.positions import reconcile_positions
 from services.shortfall import compute_missing
 from store.db import write_transaction
@@ -166,4 +166,18 @@ def test_a_bridge_session_down_past_30s_pages_and_a_blip_does_not(
         "page",
         "gateway-reconnect",
         "1",
+    )
+
+
+def test_a_tick_while_another_holds_the_lock_publishes_nothing(
+    engine: Engine, r: redis.Redis
+) -> None:
+    clean_session(engine, r)
+    intent(engine, "urgent-2", status="WORKING", urgency="Immediate", received_at=T0)
+    r.set(LOCK_KEY, "another-tick", px=30_000)
+    assert run_tick(engine, r, T0 + timedelta(minutes=10)).ran is False
+    assert published(r) == []
+    r.delete(LOCK_KEY)
+    assert run_tick(engine, r, T0 + timedelta(minutes=10)).fired == (
+        "urgent_order_unfilled:urgent-2",
     )
