@@ -192,11 +192,11 @@ class _Runner:
             return
         with self.engine.connect() as conn:
             due = replay_queries.next_due(conn)
+            if due is not None:
+                self.next_tick = max(due, soon)
+                return
             active = bool(intent_life.with_status(conn, ACTIVE, limit=1))
-        if due is not None:
-            self.next_tick = max(due, soon)
-        else:
-            self.next_tick = soon if active else None
+        self.next_tick = soon if active else None
 
     def filled(self, now: datetime) -> None:
         """Fills just came in: settle them at the next second (completion, slippage)."""
