@@ -87,7 +87,9 @@ class ReplayVenue:
         order_type = str(order.get("order_type") or "")
         tif = str(order.get("tif") or "DAY")
         why = refusal(order_type, tif)
-        if why is None and (order.get("parent_id") or order.get("oca_group")):
+        if why is None and (
+            order.get("parent_id") or order.get("oca_group") or order.get("transmit") is False
+        ):
             why = "the replay venue does not model bracket or OCA orders"
         self.placed += 1
         if why is not None:

@@ -217,3 +217,44 @@ def test_a_recorded_simulator_session_replays_as_the_session_itself(
     assert direct.fills >= 1 and direct.events == again.events == 150 * 10
     for a, b in zip(direct.paths, again.paths, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_a_peg_rests_and_fills_and_a_bracket_is_refused_not_faked(
+    r: redis.Redis, tmp_path: Path
+) -> None:
+    from services.replay.run import TimedIntent
+
+    source = load_data(QUOTES)
+    t0 = source.events[0].ts
+    base = {"strategy": "Momentum_EQ", "side": "BUY", "time_in_force": "DAY"}
+    intents = [
+        TimedIntent(
+            t0 + timedelta(seconds=5),
+            {
+                **base,
+                "signal_id": "peg",
+                "instrument": "AAPL",
+                "quantity": "300",
+                "urgency": "Normal",
+            },
+        ),
+        TimedIntent(
+            t0 + timedelta(seconds=20),
+            {
+                **base,
+                "signal_id": "bracket",
+                "instrument": "MSFT",
+                "quantity": "100",
+                "urgency": "High",
+                "params": {"trail_percent": "0.5"},
+            },
+        ),
+    ]
+    run_replay(source.events, intents, source.contracts, tmp_path, redis_client=r, client_id=3)
+    orders = {o["client_order_id"]: o for o in rows(tmp_path / "orders.csv")}
+    assert orders["epm-1-peg"]["state"] == "FILLED"
+    assert orders["epm-1-peg"]["filled_qty"] == "300"
+    assert {orders["epm-2-bracket-entry"]["state"], orders["epm-2-bracket-stop"]["state"]} == {
+        "REJECTED"
+    }
+    assert [f["signal_id"] for f in rows(tmp_path / "fills.csv")] == ["peg"]
