@@ -2,9 +2,10 @@
 
 Connections (the bridge's sessions, lease, heartbeat, farms), halts (Redis halt flags and the
 ledger's trading states), working orders, open positions with their P&L, and P&L by strategy,
-refreshed every `--interval` seconds (default 2) until Ctrl-C; `--once` prints one frame and
-exits (for scripts and tests). Read-only (`services.top`). Exit 2: Redis not reached; 3: the
-ledger cannot be used.
+refreshed every `--interval` seconds (default 2) until Ctrl-C on the terminal's alternate screen,
+with the process's log lines sent to `DATA_DIR/logs/top.log` meanwhile; `--once` prints one frame
+and exits (scripts, tests). Not on a terminal, frames are printed one after another. Read-only
+(`services.top`). Exit 2: Redis not reached; 3: the ledger cannot be used.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def top_command(
     from rich.console import Console
     from rich.live import Live
 
+    from epm.logging import logs_diverted_to
     from epm.redis_conn import get_redis
     from epm.settings import get_settings
     from store.db import make_engine
@@ -168,13 +170,25 @@ def top_command(
     client = get_redis(settings)
     engine = make_engine(settings.resolved_database_url())
     # Not a terminal (a pipe, a test): wide enough that the tables are not cut.
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+    tty = sys.stdout.isatty()
+    width = None if tty else int(os.environ.get("COLUMNS", "200"))
     console = Console(width=width)
     try:
-        if once:
-            console.print(render(_frame(engine, client, max_orders)))
-            return
-        with Live(render(_frame(engine, client, max_orders)), console=console, screen=True) as live:
+        if once or not tty:
+            # One frame; not on a terminal (a pipe, a file), one frame after another.
+            while True:
+                console.print(render(_frame(engine, client, max_orders)))
+                sys.stdout.flush()
+                if once:
+                    return
+                time.sleep(interval)
+        # Log lines would cut through the view: they go to a file while it is drawn, on the
+        # terminal's alternate screen.
+        log_path = settings.data_dir / "logs" / "top.log"
+        with (
+            logs_diverted_to(log_path),
+            Live(render(_frame(engine, client, max_orders)), console=console, screen=True) as live,
+        ):
             while True:
                 time.sleep(interval)
                 live.update(render(_frame(engine, client, max_orders)))

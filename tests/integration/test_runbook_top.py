@@ -4,6 +4,10 @@ the books' own figures."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +19,7 @@ from ibgateway_bridge import commands as cmds
 from services.books.views import GroupBy, pnl_view
 from store.db import dispose_engines, make_engine
 from store.migrate import upgrade
-from tests.bridge.harness import bridge_in_process, sim_thread, wait_ready
+from tests.bridge.harness import REPO, bridge_in_process, poll, sim_thread, wait_ready
 from tests.integration.test_books import OPT, SPY, execute, intent_order
 from tests.integration.test_runbooks import epm
 
@@ -64,3 +68,38 @@ def test_top_once_prints_connections_halts_orders_positions_and_pnl(
     spy = next(line for line in text.splitlines() if " 150 " in line and "Momentum_EQ" in line)
     assert "SPY" in spy
     assert nets["Momentum_EQ"] in text and nets["Vol_Short"] in text
+
+
+def test_top_refreshes_until_interrupted_and_exits_cleanly(
+    r: redis.Redis, redis_url: str, tmp_path: Path, ledger: tuple[str, Engine]
+) -> None:
+    db_url, _engine = ledger
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPM_")}
+    env.update(
+        EPM_REDIS_URL=redis_url,
+        EPM_DATABASE_URL=db_url,
+        EPM_DATA_DIR=str(tmp_path / "epm-data"),
+        PYTHONPATH=str(REPO),
+    )
+    out = tmp_path / "top.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "epm", "top", "--interval", "0.2"],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # Not on a terminal, frame after frame: wait for the second one.
+            poll(lambda: out.read_text().count("P&L by strategy") >= 2, 30, what="two frames")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    text = out.read_text()
+    assert "no bridge lease" in text and "Working orders (0 of 0)" in text
