@@ -13,7 +13,8 @@ ISO-8601 UTC with microseconds; `details` must already be in the form the JSON c
 
 The chain proves the rows agree with each other, not that the newest rows are still there: whoever
 can rewrite the table can also drop its tail or rebuild every hash after an edit. Verification
-returns the head hash so an operator (or another system) can note it and compare later.
+returns the head hash so an operator (or another system) can note it, and given a noted hash
+(`expect`) it fails when no row has it any more.
 """
 
 from __future__ import annotations
@@ -142,12 +143,17 @@ class ChainReport:
         return self.broken is None
 
 
-def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
-    """Walk rows in id order; stop at the first one that breaks the chain."""
+def verify_chain(entries: Iterable[AuditEntry], expect: str | None = None) -> ChainReport:
+    """Walk rows in id order; stop at the first one that breaks the chain.
+
+    `expect` is a head hash noted earlier (`epm audit verify --expect HASH`): the chain must
+    still hold a row with it, or rows were dropped from the tail since.
+    """
     unchained = 0
     chained = 0
     prev: str | None = None
     prev_id: int | None = None
+    expected_seen = expect is None
 
     def report(broken: ChainBreak | None) -> ChainReport:
         return ChainReport(unchained, chained, prev, prev_id, broken)
@@ -193,4 +199,13 @@ def verify_chain(entries: Iterable[AuditEntry]) -> ChainReport:
         chained += 1
         prev = entry.row_hash
         prev_id = entry.id
+        expected_seen = expected_seen or entry.row_hash == expect
+    if not expected_seen:
+        return report(
+            ChainBreak(
+                prev_id or 0,
+                f"no row has the expected hash {expect}: rows were deleted from the end of the "
+                f"log since it was noted (the chain now ends at row {prev_id})",
+            )
+        )
     return report(None)

@@ -70,12 +70,13 @@ def audit_order_command(
     )
 
 
-def verify_audit(engine: Engine) -> ChainReport:
-    """Walk the whole log in one read transaction (a consistent view on PostgreSQL too)."""
+def verify_audit(engine: Engine, expect: str | None = None) -> ChainReport:
+    """Walk the whole log in one read transaction (a consistent view on PostgreSQL too);
+    `expect`: a head hash noted earlier that must still be in the chain."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return verify_chain(iter_audit(conn))
+        return verify_chain(iter_audit(conn), expect)
 
 
 def list_audit(

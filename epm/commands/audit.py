@@ -47,12 +47,15 @@ def _with_ledger(what: str, use: Callable[[Engine], T]) -> T:
 @audit_app.command("verify")
 def verify_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
+    expect: str | None = typer.Option(
+        None, "--expect", help="A head hash noted earlier: fail if no row has it any more."
+    ),
 ) -> None:
     """Check the audit log's hash chain; exit 1 naming the first modified, deleted or inserted
     row."""
     from services.audit import verify_audit
 
-    report = _with_ledger("verify", verify_audit)
+    report = _with_ledger("verify", lambda engine: verify_audit(engine, expect))
     if as_json:
         doc = {
             "ok": report.ok,

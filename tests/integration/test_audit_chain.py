@@ -43,14 +43,16 @@ def _ids(engine: Engine) -> list[int]:
         ]
 
 
-def _cli_verify(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, object]]:
+def _cli_verify(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, *extra: str
+) -> tuple[int, dict[str, object]]:
     from epm.cli import _load_commands, app
     from epm.settings import reset_settings_cache
 
     monkeypatch.setenv("EPM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     reset_settings_cache()
     _load_commands()
-    result = CliRunner().invoke(app, ["audit", "verify", "--json"])
+    result = CliRunner().invoke(app, ["audit", "verify", "--json", *extra])
     reset_settings_cache()
     return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -174,3 +176,17 @@ def test_concurrent_writers_do_not_fork_the_chain(engine: Engine) -> None:
     with engine.connect() as conn:
         prevs = conn.execute(sa.select(audit_log.c.prev_hash)).scalars().all()
     assert len(set(prevs)) == 80  # no two rows chained onto the same head
+
+
+def test_cli_expect_catches_rows_dropped_from_the_end(
+    engine: Engine, epm_env: pytest.MonkeyPatch
+) -> None:
+    _write(engine, 4)
+    code, doc = _cli_verify(engine, epm_env)
+    noted = str(doc["head_hash"])
+    with write_transaction(engine) as conn:
+        conn.execute(audit_log.delete().where(audit_log.c.id == _ids(engine)[-1]))
+    assert _cli_verify(engine, epm_env)[0] == 0  # a shorter chain is still a chain ...
+    code, doc = _cli_verify(engine, epm_env, "--expect", noted)
+    assert code == 1  # ... but the head noted earlier is gone
+    assert "deleted from the end" in str(doc["reason"])

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.audit_chain import (
     GENESIS,
@@ -147,3 +149,52 @@ def test_half_hashed_row_is_tampering() -> None:
     rows[1] = replace(rows[1], row_hash=None)
     report = verify_chain(rows)
     assert report.broken is not None and report.broken.row_id == rows[1].id
+
+
+def test_an_expected_head_that_is_gone_means_the_tail_was_dropped() -> None:
+    rows = _chain(5)
+    noted = rows[-1].row_hash
+    assert verify_chain(rows, expect=noted).ok
+    assert verify_chain(rows, expect=rows[2].row_hash).ok  # an older head is still found
+    report = verify_chain(rows[:-1], expect=noted)
+    assert report.broken is not None and report.broken.row_id == rows[-2].id
+    assert "deleted from the end" in report.broken.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(min_value=2, max_value=12),
+    op=st.sampled_from(["edit_details", "edit_actor", "edit_ts", "delete", "insert", "swap"]),
+    data=st.data(),
+)
+def test_any_single_tampering_is_found_at_or_before_the_row_after_it(
+    n: int, op: str, data: st.DataObject
+) -> None:
+    """Every edit, deletion (but of the last row: that needs `expect`), insertion or swap of
+    rows is reported, at the first row whose content or link no longer holds."""
+    rows = _chain(n, unchained=data.draw(st.integers(min_value=0, max_value=2)))
+    first = next(i for i, r in enumerate(rows) if r.row_hash is not None)
+    k = data.draw(
+        st.integers(min_value=first, max_value=len(rows) - 2 if op == "delete" else len(rows) - 1)
+    )
+    if op == "edit_details":
+        rows[k] = replace(rows[k], details={**dict(rows[k].details or {}), "qty": "0"})
+    elif op == "edit_actor":
+        rows[k] = replace(rows[k], actor=rows[k].actor + "x")
+    elif op == "edit_ts":
+        rows[k] = replace(rows[k], ts=rows[k].ts + timedelta(microseconds=1))
+    elif op == "delete":
+        del rows[k]
+    elif op == "insert":
+        prev = rows[k - 1].row_hash if k > first else GENESIS
+        text = canonical(ts=T0, actor="x", action="y", target=None, details=None)
+        rows.insert(
+            k, AuditEntry(1000, T0, "x", "y", None, None, prev, row_hash(prev or GENESIS, text))
+        )
+    else:
+        j = k - 1 if k > first else k + 1
+        if j >= len(rows):
+            return
+        rows[k], rows[j] = rows[j], rows[k]
+    report = verify_chain(rows)
+    assert not report.ok
