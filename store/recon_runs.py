@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from models.expiry import SETTLEMENT_PREFIXES
 from models.recon import LedgerFill
 from store.schema import fills, positions_current, recon_runs
 
@@ -38,7 +39,8 @@ def effective_fills(
 ) -> list[LedgerFill]:
     """Fills in effect (not superseded) executed at or after `since` that the ledger received
     before `received_before` (the moment the venue was asked: later ones the venue's answer
-    may not contain)."""
+    may not contain). Option settlements (`models.expiry`) are left out: the venue reports an
+    expiry as a position change, never as an execution."""
     rows = conn.execute(
         sa.select(
             fills.c.execution_id,
@@ -51,6 +53,7 @@ def effective_fills(
             fills.c.superseded_by.is_(None),
             fills.c.executed_at >= since,
             fills.c.received_at < received_before,
+            *(fills.c.execution_id.not_like(f"{p}%") for p in SETTLEMENT_PREFIXES),
         )
     )
     return [

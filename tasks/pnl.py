@@ -4,6 +4,8 @@
   `md:{conid}`, writes the books' columns of `positions_current`, appends `pnl_snapshots`,
   publishes `pl:position:{conid}` / `pl:strategy:{strategy}`, compares with the bridge's
   reqPnLSingle figures (`ib:pnl:{account}:{conid}`) and flags differences over $10.
+- `tasks.pnl.expiry_tick`, beat every minute: settles the option positions whose expiry day's
+  close has passed (exercise, assignment, worthless; `services.books.expiry`), a no-op before.
 
 The tick is idempotent (it recomputes from the stores; a snapshot repeated at the same time is
 kept once), so a redelivered or doubled tick is harmless; a late one is dropped (`expires`).
@@ -18,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from celery import Task
 
 from models.market import MarketSnapshot
+from services.books.expiry import settle_expiries
 from services.books.marks import mark_books
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
 
@@ -74,4 +77,31 @@ def mark_tick(self: Task, pnl_retry: object = None) -> Outcome:
     """Beat, every 5 s: mark the books and publish them."""
     return run_through_outages(
         self, run_mark, name="pnl", retry_state=pnl_retry, state_kwarg="pnl_retry"
+    )
+
+
+def closing_reader(stores: Stores) -> Callable[[int], Decimal | None]:
+    """The underlying's closing price from `md:{conid}`: its last trade (at the close, the
+    closing print), else the mid of a two-sided quote; None when neither is there."""
+    read = market_reader(stores)
+
+    def price(con_id: int) -> Decimal | None:
+        snapshot = read(con_id)
+        if snapshot is None:
+            return None
+        return snapshot.last if snapshot.last is not None else snapshot.mid
+
+    return price
+
+
+def run_expiry(stores: Stores) -> Outcome:
+    """One expiry run on `stores` (what beat runs, and what tests call)."""
+    return settle_expiries(stores.engine, closing_reader(stores), stores.now).as_dict()
+
+
+@celery_app.task(name="tasks.pnl.expiry_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def expiry_tick(self: Task, expiry_retry: object = None) -> Outcome:
+    """Beat, every minute: settle expired option positions (a no-op before the close)."""
+    return run_through_outages(
+        self, run_expiry, name="expiry", retry_state=expiry_retry, state_kwarg="expiry_retry"
     )
