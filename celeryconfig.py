@@ -121,6 +121,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": float(os.environ.get("EPM_PNL_TICK_S", "5")),
         "options": {"expires": 5},
     },
+    # Option expiry (docs/books.md): settles expired option positions after the close.
+    "pnl-expiry": {
+        "task": "tasks.pnl.expiry_tick",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # Trading states (docs/risk.md): post-trade monitoring and circuit breakers every second.
     "risk-monitor": {
         "task": "tasks.risk.monitor_tick",
