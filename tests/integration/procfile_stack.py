@@ -65,6 +65,7 @@ def procfile_stack(
         EPM_DATA_DIR=str(workdir / "epm-data"),
         EPM_IB_PORT=str(free_port()),
         EPM_FLOWER_PORT=str(free_port()),
+        EPM_METRICS_PORT=str(free_port()),
         EPM_FLOWER_BASIC_AUTH="ops:procfile-stack",  # epm flower refuses to run open
         EPM_BRIDGE_LEASE_TTL_MS="2000",
         **extra_env,
