@@ -2,7 +2,8 @@
 (`EPM_BROKER_URL=amqp://…`, this run's own vhost; Redis stays the store): real prefork workers
 take intents once each, record shuffled and repeated ledger callbacks exactly once, give back the
 messages of a worker SIGKILLed mid-task (RabbitMQ at once, Redis after its visibility timeout),
-and consume only the queues they are given, every task module's tasks reaching its own queue.
+and consume only the queues they are given, every task module's tasks reaching its own queue;
+and the bridge's callbacks from the simulator reach the ledger through the broker, once each.
 """
 
 from __future__ import annotations
@@ -272,3 +273,57 @@ def test_each_task_module_reaches_its_own_queue_and_a_worker_takes_only_its_queu
         assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
     log = (tmp_path / "worker.log").read_text()
     assert "tasks.ledger.record_contract" in log and "succeeded" in log
+
+
+def test_bridge_publishes_the_venue_fills_through_the_broker_to_the_ledger_once(
+    broker: Broker, ledger_db: str, engine: Engine, tmp_path: Path
+) -> None:
+    """The production path on each broker: the bridge (against the simulator) publishes its
+    callbacks with epm's Celery settings, a ledger worker records every execution exactly once,
+    an order placed twice by a retrying producer reaching the venue once."""
+    from ibgateway_bridge import client_api
+    from tests.bridge.harness import BridgeProcess, poll, sim_exec_ids, sim_orders, sim_thread
+    from tests.bridge.harness import wait_ready as bridge_ready
+
+    rds = redis.Redis.from_url(broker.redis_url, decode_responses=True)
+    for key in rds.scan_iter("ib:*", count=1000):  # a previous bridge's ids, lease and markers
+        rds.delete(key)
+    spy = {"con_id": 756733, "symbol": "SPY", "sec_type": "STK"}
+    env = worker_env(broker, ledger_db, tmp_path / "data")
+    with (
+        sim_thread() as sim,
+        running(worker_argv("ledger"), env, tmp_path / "worker.log") as worker,
+    ):
+        bridge = BridgeProcess(
+            broker.redis_url,
+            sim.port,
+            tmp_path / "bridge.log",
+            **{k: v for k, v in broker.env().items() if k == "EPM_BROKER_URL"},
+        ).start()
+        try:
+            bridge_ready(rds)
+            oid = client_api.allocate_order_id(rds)
+            order = {"action": "BUY", "quantity": "100", "order_type": "MKT"}
+            client_api.enqueue_place(oid, f"brk-{oid}", spy, order, client=rds)
+            client_api.enqueue_place(oid, f"brk-{oid}", spy, order, client=rds)
+            execs = poll(lambda: sim_exec_ids(sim), 30, what="fills at the simulator")
+
+            def recorded() -> list[str]:
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        sa.text("SELECT execution_id FROM fills WHERE execution_id = ANY(:ids)"),
+                        {"ids": sorted(execs)},
+                    )
+                    return sorted(r[0] for r in rows)
+
+            wait_for(
+                lambda: recorded() == sorted(execs) and broker.idle("ledger"),
+                timeout_s=90,
+                what=f"the venue's executions in the ledger through {broker.name}",
+            )
+            assert list(sim_orders(sim)) == [oid]
+            assert recorded() == sorted(execs)  # once each
+            assert bridge.proc is not None and bridge.proc.poll() is None, bridge.log_text()[-3000:]
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+        finally:
+            bridge.stop()
