@@ -52,7 +52,10 @@ def gateway_reconnect(
     run.step("check", "market-data farms (ib:bridge:farms)")
     run.step("found", f"broken: {', '.join(broken)}" if broken else "none broken")
     answered: bool | None = None
-    if holder is not None:
+    connected = bool(connections) and all(v == "READY" for v in connections.values())
+    if holder is not None and not connected:
+        run.step("check", "the venue: not asked, a session is not READY (it could not answer)")
+    if holder is not None and connected:
         run.step("check", "the venue answers: a reqExecutions snapshot")
         try:
             count = len(bridge.executions())

@@ -25,7 +25,15 @@ from store.db import dispose_engines, make_engine, write_transaction
 from store.migrate import upgrade
 from store.orders import create_order
 from store.schema import audit_log
-from tests.bridge.harness import REPO, bridge_in_process, poll, sim_orders, sim_thread, wait_ready
+from tests.bridge.harness import (
+    REPO,
+    TcpProxy,
+    bridge_in_process,
+    poll,
+    sim_orders,
+    sim_thread,
+    wait_ready,
+)
 from tws_sim.server import out
 from tws_sim.server.subscriptions import MdKind
 
@@ -156,12 +164,21 @@ def test_order_stuck_dry_run_then_cancel_at_the_venue_and_a_missed_fill_resynced
     assert any("venue has 0" in s["text"] for s in json.loads(rows[1].details["steps"]))
 
 
-def test_gateway_reconnect_probes_the_venue_resyncs_and_says_when_no_bridge_runs(
+def test_gateway_reconnect_waits_out_a_drop_resyncs_when_up_and_says_when_no_bridge_runs(
     r: redis.Redis, redis_url: str, tmp_path: Path, ledger: tuple[str, Engine]
 ) -> None:
     db_url, engine = ledger
-    with sim_thread() as sim:
-        with bridge_in_process(redis_url, sim.port):
+    with sim_thread() as sim, TcpProxy("127.0.0.1", sim.port) as link:
+        with bridge_in_process(redis_url, link.port):
+            wait_ready(r)
+            # The gateway link drops: the bridge reconnects by itself; nothing to force yet.
+            link.cut()
+            poll(lambda: r.hget("ib:bridge:state", "client1") != "READY", 15, what="link down")
+            done = epm(redis_url, sim.port, db_url, tmp_path, "gateway-reconnect", "--yes")
+            assert done.returncode == 0, done.stderr
+            assert "client1 is " in done.stdout and "reconnecting by itself" in done.stdout
+            assert "[action]" not in done.stdout
+            link.restore()
             wait_ready(r)
             done = epm(redis_url, sim.port, db_url, tmp_path, "gateway-reconnect")
             assert done.returncode == 0, done.stderr
@@ -182,13 +199,15 @@ def test_gateway_reconnect_probes_the_venue_resyncs_and_says_when_no_bridge_runs
         assert "[action]" not in done.stdout
     rows = audits(engine)
     assert [(a.action, a.details["mode"]) for a in rows] == [
+        ("runbook.gateway_reconnect", "act"),
         ("runbook.gateway_reconnect", "dry_run"),
         ("runbook.gateway_reconnect", "act"),
         ("runbook.gateway_reconnect", "act"),
     ]
-    assert len(json.loads(rows[1].details["acted"])) == 2
-    assert json.loads(rows[2].details["acted"]) == []
-    assert "no bridge holds the lease" in rows[2].details["note_0"]
+    assert json.loads(rows[0].details["acted"]) == []
+    assert len(json.loads(rows[2].details["acted"])) == 2
+    assert json.loads(rows[3].details["acted"]) == []
+    assert "no bridge holds the lease" in rows[3].details["note_0"]
 
 
 def _fail_depth(server: Any, con_id: int) -> int:
