@@ -231,6 +231,11 @@ class StrategyFacts:
     pnl: Decimal | None
 
 
+def _plain(value: Decimal) -> str:
+    """A figure as a person reads it: exact, no exponent, no trailing zeros ("600", "-2.5")."""
+    return format(value.normalize(), "f") if value != 0 else "0"
+
+
 def post_trade_causes(facts: StrategyFacts, limits: Limits) -> list[Cause]:
     """The post-trade rules for one strategy, strictest first: a loss beyond
     `max_intraday_drawdown` → HALTED (DRAWDOWN_LIMIT); a position beyond
@@ -239,29 +244,27 @@ def post_trade_causes(facts: StrategyFacts, limits: Limits) -> list[Cause]:
     causes: list[Cause] = []
     limit = caps.max_intraday_drawdown
     if facts.pnl is not None and limit is not None and -facts.pnl > limit:
+        loss = _plain(-facts.pnl)
         causes.append(
             Cause(
                 facts.strategy,
                 TradingState.HALTED,
                 "DRAWDOWN_LIMIT",
-                f"{facts.strategy} lost {-facts.pnl}, beyond max_intraday_drawdown {limit}",
-                {"loss": str(-facts.pnl), "max_intraday_drawdown": str(limit)},
+                f"{facts.strategy} lost {loss}, beyond max_intraday_drawdown {_plain(limit)}",
+                {"loss": loss, "max_intraday_drawdown": _plain(limit)},
             )
         )
     cap = caps.max_position_quantity
     for key, quantity in sorted(facts.positions.items()):
         if cap is not None and abs(quantity) > cap:
+            held, most = _plain(quantity), _plain(cap)
             causes.append(
                 Cause(
                     facts.strategy,
                     TradingState.REDUCING,
                     "POSITION_LIMIT",
-                    f"{facts.strategy} holds {quantity} {key}, beyond max_position_quantity {cap}",
-                    {
-                        "instrument": key,
-                        "position": str(quantity),
-                        "max_position_quantity": str(cap),
-                    },
+                    f"{facts.strategy} holds {held} {key}, beyond max_position_quantity {most}",
+                    {"instrument": key, "position": held, "max_position_quantity": most},
                 )
             )
     return causes

@@ -12,11 +12,12 @@ nothing; a late one is dropped (`expires`).
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from celery import Task
 from sqlalchemy.engine import Connection
 
+from epm.calendar import ET, trading_day
 from models.limits import Limits
 from services.risk.breakers import trip
 from services.risk.current_limits import current_limits
@@ -24,12 +25,18 @@ from services.risk.post_trade import monitor
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
 from tasks.orders import BridgeVenue
 
-__all__ = ["disconnect_limit", "limits_in_force", "monitor_tick", "run_monitor"]
+__all__ = ["day_start", "disconnect_limit", "limits_in_force", "monitor_tick", "run_monitor"]
 
 
 def limits_in_force(conn: Connection) -> Limits:
     """The limits file with the operators' overrides (`epm limits set`)."""
     return current_limits(conn)
+
+
+def day_start(now: datetime) -> datetime:
+    """Where the intraday drawdown is counted from: the start of the exchange's calendar day
+    (00:00 New York), so pre-market trading counts and yesterday's loss does not."""
+    return datetime.combine(trading_day(now), time(0), tzinfo=ET).astimezone(UTC)
 
 
 def disconnect_limit() -> timedelta:
@@ -42,7 +49,14 @@ def run_monitor(stores: Stores) -> Outcome:
     venue = BridgeVenue(stores.engine, stores.redis, stores.settings.ib_client_id_orders)
     with stores.engine.connect() as conn:
         limits = limits_in_force(conn)
-    changed = monitor(stores.engine, venue, limits, stores.now, halts=stores.redis)
+    changed = monitor(
+        stores.engine,
+        venue,
+        limits,
+        stores.now,
+        halts=stores.redis,
+        since=day_start(stores.now),
+    )
     tripped = trip(
         stores.engine,
         stores.redis,

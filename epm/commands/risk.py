@@ -53,10 +53,11 @@ def _stores() -> tuple[Engine, redis.Redis, int]:
 
 def _causes(engine: Engine, client: redis.Redis, orders_id: int, now: datetime) -> list[Cause]:
     from services.risk import breakers, post_trade
-    from tasks.risk import disconnect_limit, limits_in_force
+    from tasks.risk import day_start, disconnect_limit, limits_in_force
 
     with engine.connect() as conn:
-        return post_trade.standing_causes(conn, limits_in_force(conn)) + breakers.standing_causes(
+        trades = post_trade.standing_causes(conn, limits_in_force(conn), day_start(now))
+        return trades + breakers.standing_causes(
             conn,
             client,
             orders_client_id=orders_id,

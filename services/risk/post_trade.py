@@ -16,20 +16,24 @@ from decimal import Decimal
 import redis
 from sqlalchemy.engine import Connection, Engine
 
+from models.fills import ZERO
 from models.limits import Limits
 from models.pnl import aggregate, by_strategy
 from models.strategy_state import Cause, StrategyFacts, post_trade_causes, strictest
 from services.books.views import position_lines
 from services.orders.venue import Venue
 from services.risk.states import Applied, rule_change
+from store.session_baselines import strategy_net_before
 
 __all__ = ["RULE_ACTOR", "monitor", "standing_causes", "strategy_facts"]
 
 RULE_ACTOR = "rule:post_trade"
 
 
-def strategy_facts(conn: Connection) -> list[StrategyFacts]:
-    """Each strategy in the books: signed position per instrument, net P&L (None: unmarked)."""
+def strategy_facts(conn: Connection, since: datetime | None = None) -> list[StrategyFacts]:
+    """Each strategy in the books: signed position per instrument and net P&L (None while
+    unmarked), since `since` when given: less the net of its newest snapshot before then."""
+    baseline = {} if since is None else strategy_net_before(conn, since)
     lines, _rows = position_lines(conn)
     positions: dict[str, dict[str, Decimal]] = {}
     for line in lines:
@@ -38,15 +42,16 @@ def strategy_facts(conn: Connection) -> list[StrategyFacts]:
         held[key] = held.get(key, Decimal(0)) + line.quantity
     out: list[StrategyFacts] = []
     for total in aggregate(lines, by_strategy):
-        pnl = None if total.unrealized is None else total.net
+        pnl = None if total.unrealized is None else total.net - baseline.get(total.key, ZERO)
         out.append(StrategyFacts(total.key, positions.get(total.key, {}), pnl))
     return out
 
 
-def standing_causes(conn: Connection, limits: Limits) -> list[Cause]:
-    """Every post-trade cause the books show now (what a resume is checked against)."""
+def standing_causes(conn: Connection, limits: Limits, since: datetime | None = None) -> list[Cause]:
+    """Every post-trade cause the books show now (what a resume is checked against); the
+    drawdown counted from `since` (the trading day's start, see `tasks.risk`)."""
     causes: list[Cause] = []
-    for facts in strategy_facts(conn):
+    for facts in strategy_facts(conn, since):
         causes += post_trade_causes(facts, limits)
     return causes
 
@@ -57,11 +62,12 @@ def monitor(
     limits: Limits,
     now: datetime,
     halts: redis.Redis | None = None,
+    since: datetime | None = None,
 ) -> list[Applied]:
     """One post-trade pass: each strategy tightened to its strictest standing cause (`halts`:
     the Redis the bridge reads its halt keys from, see `services.risk.states`)."""
     with engine.connect() as conn:
-        causes = standing_causes(conn, limits)
+        causes = standing_causes(conn, limits, since)
     by_scope: dict[str, list[Cause]] = {}
     for cause in causes:
         by_scope.setdefault(cause.scope, []).append(cause)

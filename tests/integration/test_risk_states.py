@@ -344,3 +344,47 @@ def test_the_beat_task_applies_the_limits_in_force_with_overrides(
     assert outcome["changed"][0]["state"] == "REDUCING"
     assert "max_position_quantity 250" in outcome["changed"][0]["reason"]
     assert run_monitor(stores)["changed"] == []
+
+
+def test_the_drawdown_counts_from_the_day_start_not_yesterdays_loss(
+    engine: Engine, r: redis.Redis
+) -> None:
+    from models.market import MarketSnapshot
+    from services.books.marks import mark_books
+    from tasks.risk import day_start
+
+    describe_aapl(engine)
+    venue = BridgeVenue(engine, r, client_id=1)
+
+    def reader(con_id: int) -> MarketSnapshot | None:
+        return MarketSnapshot.from_fields(con_id, r.hgetall(f"md:{con_id}"))
+
+    yesterday = T0 - timedelta(days=1)
+    bought = admit(engine, r, signal_id="sig-yday", quantity="100")
+    plan_admitted(engine, venue, bought, client_id=1, now=yesterday)
+    quote(r, yesterday)
+    send_due(engine, venue, yesterday, intent_id=bought)
+    fill(engine, children(engine, bought)[0], "100", "200.02", "0005.01.01")
+    # Yesterday's close: marked 20 lower, a 2,000+ loss in the books (and in yesterday's snapshot).
+    quote(r, yesterday, bid="180.00", ask="180.02")
+    mark_books(engine, reader, {}, None, yesterday)
+    limits = limits_with(max_intraday_drawdown="500")
+    since = day_start(T0)
+    assert since.isoformat() == "2026-12-03T05:00:00+00:00"  # midnight in New York
+    # Today, marked where it closed: nothing lost today, so no halt ...
+    quote(r, T0, bid="180.00", ask="180.02")
+    mark_books(engine, reader, {}, None, T0)
+    assert post_trade.monitor(engine, venue, limits, T0, since=since) == []
+    # ... (counted from the start of the books it would have been halted) ...
+    with engine.connect() as conn:
+        assert [c.code for c in post_trade.standing_causes(conn, limits)] == ["DRAWDOWN_LIMIT"]
+    # ... and today's own loss beyond the limit halts it, with today's figure.
+    quote(r, T0 + timedelta(minutes=1), bid="174.00", ask="174.02")
+    mark_books(engine, reader, {}, None, T0 + timedelta(minutes=1))
+    (halted,) = post_trade.monitor(engine, venue, limits, T0 + timedelta(minutes=1), since=since)
+    assert halted.record.state is TradingState.HALTED
+    with engine.connect() as conn:
+        event = conn.execute(
+            sa.select(risk_events).where(risk_events.c.kind == "STATE_CHANGED")
+        ).one()
+    assert event.details["loss"] == "600" and "lost 600," in event.message
