@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -199,3 +200,34 @@ def test_cli_bad_value_is_a_message_and_exit_2(engine: Engine, cli: CliRunner) -
     missing_reason = run(cli, "limits", "set", "account.min_margin_headroom", "0.2")
     assert missing_reason.exit_code == 2 and "--reason" in missing_reason.output
     assert _counts(engine) == (0, 0)
+
+
+def test_epm_limits_file_is_the_file_overrides_merge_over(
+    engine: Engine, epm_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from epm.settings import reset_settings_cache
+
+    shipped = (Path(__file__).resolve().parents[2] / "epm" / "limits" / "default.toml").read_text()
+    own = tmp_path / "desk.toml"
+    own.write_text(
+        shipped.replace("[instruments]\n", '[instruments]\nSPY = { max_order_quantity = "100" }\n')
+    )
+    epm_env.setenv("EPM_LIMITS_FILE", str(own))
+    reset_settings_cache()
+    try:
+        assert instrument_limits(current_limits(), "SPY").max_order_quantity == Decimal("100")
+        set_override(
+            engine,
+            path="instruments.SPY.max_order_notional",
+            value="20000",
+            actor="a",
+            reason="r",
+            now=NOW,
+        )
+        spy = instrument_limits(current_limits(engine), "SPY")
+        assert (spy.max_order_quantity, spy.max_order_notional) == (
+            Decimal("100"),
+            Decimal("20000"),
+        )
+    finally:
+        reset_settings_cache()
