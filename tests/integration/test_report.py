@@ -417,3 +417,14 @@ def test_epm_report_refuses_a_bad_day_and_an_output_that_is_a_file(
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "2026-12-05" / "report.html").is_file()
     dispose_engines()
+
+
+def test_beat_runs_the_report_tick_on_the_recon_queue() -> None:
+    import celeryconfig
+    from tasks.app import celery_app
+
+    celery_app.loader.import_default_modules()
+    entry = celeryconfig.beat_schedule["reports-daily"]
+    assert entry["task"] == "tasks.reports.daily_report_tick" in celery_app.tasks
+    route = celery_app.amqp.router.route({}, "tasks.reports.daily_report_tick")
+    assert route["queue"].name == "recon"
