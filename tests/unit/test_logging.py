@@ -36,7 +36,8 @@ def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in ("EPM_LOG_FORMAT", "EPM_LOG_JSON", "EPM_LOG_FILE", "EPM_LOG_LEVEL"):
         monkeypatch.delenv(var, raising=False)
     yield
-    configure_logging(stream=sys.stderr)
+    # fd 2 itself: pytest's per-test capture of the file descriptor still sees later lines.
+    configure_logging(stream=sys.__stderr__)
 
 
 def _json_lines(buf: io.StringIO) -> list[dict[str, Any]]:
