@@ -54,6 +54,9 @@ HTML_ROW_CAP = 500
 
 Columns = tuple[tuple[str, str], ...]
 
+# Reconciliation statuses, least to most severe (the day's worst run is in the summary).
+_SEVERITY = {"ok": 0, "warning": 1, "critical": 2, "failed": 3}
+
 RECON_COLUMNS: Columns = (
     ("kind", "text"),
     ("started_at", "time"),
@@ -243,7 +246,7 @@ def build_report(conn: Connection, alerts_client: redis.Redis | None, day: date)
     risk = queries.risk_events_between(conn, start, end)
     net = sum((Decimal(r["net"]) for r in strategy_pnl if r["net"] is not None), Decimal(0))
     fees = sum((f["commission"] or Decimal(0) for f in in_effect), Decimal(0))
-    worst = {r["kind"]: r["status"] for r in recon}  # the latest run of each kind
+    latest_status = {r["kind"]: r["status"] for r in recon}  # runs are oldest first
     summary = {
         "orders": str(len(orders)),
         "fills": str(len(in_effect)),
@@ -251,8 +254,11 @@ def build_report(conn: Connection, alerts_client: redis.Redis | None, day: date)
         "commissions": format(fees, "f"),
         "net_pl": format(net, "f"),
         "recon_runs": str(len(recon)),
-        "recon_executions": worst.get("executions", "none"),
-        "recon_positions": worst.get("positions", "none"),
+        "recon_executions": latest_status.get("executions", "none"),
+        "recon_positions": latest_status.get("positions", "none"),
+        "recon_worst": max(
+            (r["status"] for r in recon), key=lambda x: _SEVERITY.get(x, 0), default="none"
+        ),
         "alerts": str(sum(1 for a in alerts if a["status"] != "resolved")),
         "risk_events": str(len(risk)),
     }

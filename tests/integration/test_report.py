@@ -189,6 +189,7 @@ def test_the_report_of_a_day_matches_the_ledger_and_rewrites_the_same_files(
         "recon_runs": "2",
         "recon_executions": "ok",
         "recon_positions": "warning",
+        "recon_worst": "warning",
         "alerts": "2",
         "risk_events": "1",
     }
