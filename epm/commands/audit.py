@@ -137,3 +137,31 @@ def show_command(
             (r.row_hash or "unchained")[:12],
         )
     Console().print(table)
+
+
+def audit_operator_action(action: str, target: str, details: dict[str, str]) -> None:
+    """The ledger's audit row of an operator command that acted outside a ledger transaction
+    (`epm cancel`), when a ledger exists; a ledger that cannot be written is a warning on stderr,
+    as the command itself already took effect."""
+    import os
+
+    import sqlalchemy as sa
+
+    from epm.settings import get_settings
+    from services.audit import record_audit
+
+    settings = get_settings()
+    if settings.database_url is None and not settings.sqlite_path.exists():
+        return
+    actor = os.environ.get("USER") or "operator"
+    try:
+        record_audit(
+            settings.resolved_database_url(),
+            actor,
+            action,
+            datetime.now(UTC),
+            details,
+            target=target,
+        )
+    except sa.exc.SQLAlchemyError as e:
+        typer.echo(f"warning: not written to the audit log ({type(e).__name__})", err=True)

@@ -114,6 +114,7 @@ def resume_command(
 @app.command("cancel")
 def cancel_command(order_id: int = typer.Argument(..., help="IB order id to cancel.")) -> None:
     """Queue a cancel for ORDER_ID on the bridge (it overtakes queued placements)."""
+    from epm.commands.audit import audit_operator_action
     from ibgateway_bridge.client_api import enqueue_cancel
 
     try:
@@ -122,6 +123,7 @@ def cancel_command(order_id: int = typer.Argument(..., help="IB order id to canc
     except ValueError as e:
         typer.echo(f"invalid order id: {e}", err=True)
         raise typer.Exit(2) from e
+    audit_operator_action("order_cancel", f"order:ib:{order_id}", {"stream_id": stream_id})
     typer.echo(f"cancel for order {order_id} queued as {stream_id}")
 
 

@@ -126,3 +126,29 @@ def test_cancel_of_an_ended_intents_working_child_is_audited(
     cancel = trail(engine)[-1]
     assert (cancel.action, cancel.target) == ("order_cancel", f"order:ib:{peg.ib_order_id}")
     assert verify_audit(engine).ok
+
+
+def test_epm_cancel_is_audited_as_an_operator_action(
+    engine: Engine,
+    r: redis.Redis,  # noqa: F811
+    redis_url: str,
+    epm_env: Any,
+) -> None:
+    from typer.testing import CliRunner
+
+    from epm.cli import _load_commands, app
+    from epm.redis_conn import reset_redis_cache
+    from epm.settings import reset_settings_cache
+
+    epm_env.setenv("EPM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    epm_env.setenv("EPM_REDIS_URL", redis_url)
+    epm_env.setenv("USER", "desk-op")
+    reset_settings_cache()
+    reset_redis_cache()
+    _load_commands()
+    done = CliRunner().invoke(app, ["cancel", "4242"])
+    assert done.exit_code == 0, done.output
+    (row,) = trail(engine)
+    assert (row.actor, row.action, row.target) == ("desk-op", "order_cancel", "order:ib:4242")
+    assert row.details["stream_id"] in done.output
+    assert verify_audit(engine).ok
