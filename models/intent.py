@@ -66,6 +66,7 @@ __all__ = [
     "Side",
     "TimeInForce",
     "Urgency",
+    "checks_on_session_day",
     "parse_payload",
     "signal_id_of",
     "validate_intent",
@@ -593,6 +594,17 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     check_good_till_not_past,
     check_strategy_trades_instrument,
 )
+
+
+def checks_on_session_day(day: date) -> tuple[Check, ...]:
+    """DEFAULT_CHECKS with option expiry judged on the session's trading day `day`: on a
+    venue's clock (an accelerated simulator session) a 0DTE contract of the session it trades
+    is live even when the wall clock's date has moved on."""
+
+    def not_expired(intent: Intent, _context: IntakeContext) -> Reject | None:
+        return check_option_not_expired(intent, IntakeContext(today=day))
+
+    return tuple(not_expired if c is check_option_not_expired else c for c in DEFAULT_CHECKS)
 
 
 def _parse_constant(name: str) -> Decimal:

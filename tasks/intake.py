@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from celery import Task
 
-from models.intent import IntentStatus, parse_payload, signal_id_of
+from epm.calendar import trading_day
+from epm.clock import session_now
+from models.intent import (
+    DEFAULT_CHECKS,
+    Check,
+    IntentStatus,
+    checks_on_session_day,
+    parse_payload,
+    signal_id_of,
+)
 from services.intake import process_submission
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
 from tasks.orders import plan_intent
@@ -24,6 +33,15 @@ __all__ = ["process_submission", "submit_intent"]
 RETRY_KWARG = "intake_retry"
 
 
+def _checks(stores: Stores) -> tuple[Check, ...]:
+    """On the venue's clock (`EPM_CLOCK=venue`) an option expires by the venue's trading day."""
+    if stores.settings.clock != "venue":
+        return DEFAULT_CHECKS
+    return checks_on_session_day(
+        trading_day(session_now(stores.settings, stores.redis, stores.now))
+    )
+
+
 def _run(stores: Stores, payload: object) -> Outcome:
     outcome = process_submission(
         payload,
@@ -31,6 +49,7 @@ def _run(stores: Stores, payload: object) -> Outcome:
         redis_client=stores.redis,
         now=stores.now,
         max_active=stores.settings.max_active_for,
+        checks=_checks(stores),
     )
     if outcome.get("status") == IntentStatus.VALIDATED.value and outcome.get("intent_id"):
         # Before this task is acknowledged: a crash here redelivers the intake, which finds the

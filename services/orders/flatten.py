@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from epm.logging import get_logger
 from models.clock import WALL_CLOCK, SessionClock
-from models.intent import ACTIVE_STATUSES, IntentStatus
+from models.intent import ACTIVE_STATUSES, IntentStatus, checks_on_session_day
 from models.playbooks.zero_dte_scalp import flatten_payload, must_flatten
 from services.intake import process_submission
 from services.orders.plan_intent import plan_admitted
@@ -101,6 +101,8 @@ def flatten_expiring(
             redis_client=redis_client,
             now=now,
             max_active=lambda _s: UNGUARDED,
+            # The contract expires on the session's day, which is live until its close.
+            checks=checks_on_session_day(today),
         )
         log.info("orders.flatten_submitted", **{k: str(v) for k, v in outcome.items()})
         if outcome.get("status") == IntentStatus.VALIDATED.value and outcome.get("intent_id"):
