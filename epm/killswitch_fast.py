@@ -213,11 +213,15 @@ def main(argv: list[str]) -> int:
 
     # The cancel is out: now the heavy part (purge, audit to Redis and the ledger, alert).
     from epm.commands.ops import _ledger_audit, report_kill
-    from epm.logging import configure_logging
+    from epm.logging import LogConfigError, configure_logging
     from epm.settings import get_settings
     from ibgateway_bridge.killswitch import finish_kill_switch
 
-    configure_logging()
+    try:
+        configure_logging()
+    except LogConfigError as e:  # the cancel is out: a bad log setting must not stop the rest
+        print(f"epm kill-switch: {e}; logging to stderr instead", file=sys.stderr)
+        configure_logging("INFO", fmt="auto", stream=sys.stderr)
     settings = get_settings()
     report = finish_kill_switch(
         client,
