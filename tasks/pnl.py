@@ -6,6 +6,8 @@
   reqPnLSingle figures (`ib:pnl:{account}:{conid}`) and flags differences over $10.
 - `tasks.pnl.expiry_tick`, beat every minute: settles the option positions whose expiry day's
   close has passed (exercise, assignment, worthless; `services.books.expiry`), a no-op before.
+- `tasks.pnl.netting_tick`, beat every minute: delta, gamma, vega, theta per underlying from
+  positions and live greeks into `risk:net:{underlying}` (`services.books.netting`).
 
 The tick is idempotent (it recomputes from the stores; a snapshot repeated at the same time is
 kept once), so a redelivered or doubled tick is harmless; a late one is dropped (`expires`).
@@ -22,6 +24,7 @@ from celery import Task
 from models.market import MarketSnapshot
 from services.books.expiry import settle_expiries
 from services.books.marks import mark_books
+from services.books.netting import net_tick
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
 
 # The bridge's reqPnLSingle hashes (`ibgateway_bridge.outbox.PNL_SINGLE_KEY`), spelled here so
@@ -104,4 +107,17 @@ def expiry_tick(self: Task, expiry_retry: object = None) -> Outcome:
     """Beat, every minute: settle expired option positions (a no-op before the close)."""
     return run_through_outages(
         self, run_expiry, name="expiry", retry_state=expiry_retry, state_kwarg="expiry_retry"
+    )
+
+
+def run_netting(stores: Stores) -> Outcome:
+    """One netting run on `stores` (what beat runs, and what tests call)."""
+    return net_tick(stores.engine, stores.redis, stores.now)
+
+
+@celery_app.task(name="tasks.pnl.netting_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def netting_tick(self: Task, netting_retry: object = None) -> Outcome:
+    """Beat, every minute: net the greeks per underlying into `risk:net:{underlying}`."""
+    return run_through_outages(
+        self, run_netting, name="netting", retry_state=netting_retry, state_kwarg="netting_retry"
     )
