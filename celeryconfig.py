@@ -127,6 +127,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Netting (docs/books.md): delta, gamma, vega, theta per underlying into risk:net:*.
+    "pnl-netting": {
+        "task": "tasks.pnl.netting_tick",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # Trading states (docs/risk.md): post-trade monitoring and circuit breakers every second.
     "risk-monitor": {
         "task": "tasks.risk.monitor_tick",
