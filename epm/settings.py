@@ -46,6 +46,11 @@ class Settings(BaseSettings):
 
     max_order_notional_default: Decimal = Decimal("250000")
 
+    # When intake checks the account's margin headroom from the risk connection (client 2):
+    # "auto" whenever a bridge with that connection runs, "required" always, "off" never
+    # (services/risk/account.py).
+    headroom_check: Literal["auto", "required", "off"] = "auto"
+
     # Which clock the session rules (0DTE flat before the close) follow: the wall clock, or the
     # venue's as the bridge publishes it (`ib:clock`; for `epm sim --speed N`).
     clock: Literal["wall", "venue"] = "wall"

@@ -142,7 +142,14 @@ class Bridge:
         self.commands.claim_orphans()
         self.redis.hset(
             STATE_KEY,
-            mapping={"lease": grant.value, "started_at": now().isoformat(), "stopped_at": ""},
+            # The heartbeat from the first moment: intake's headroom gate reads it as the
+            # bridge being alive (services/risk/account.py), before the loop's first beat.
+            mapping={
+                "lease": grant.value,
+                "started_at": now().isoformat(),
+                "stopped_at": "",
+                "heartbeat": now().isoformat(),
+            },
         )
         log.info("bridge_starting", lease=grant.value, port=self.settings.ib_port)
         self._spawn("outbox", self.outbox.run)

@@ -65,6 +65,9 @@ class RejectReason(StrEnum):
     SIDE_POSITION_MISMATCH = "SIDE_POSITION_MISMATCH"
     PRICE_BAND = "PRICE_BAND"
     POSSIBLE_DUPLICATE = "POSSIBLE_DUPLICATE"
+    # Account headroom from the risk connection (client 2): too little free, or not knowable.
+    MARGIN_HEADROOM = "MARGIN_HEADROOM"
+    ACCOUNT_DATA_UNAVAILABLE = "ACCOUNT_DATA_UNAVAILABLE"
     # Trading states (`models.strategy_state`): the strategy (or the desk) is halted / reduce-only.
     STRATEGY_HALTED = "STRATEGY_HALTED"
     STRATEGY_REDUCING = "STRATEGY_REDUCING"

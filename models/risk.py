@@ -21,6 +21,7 @@ from models.limits import Limits, instrument_limits, strategy_limits
 from models.rejects import Reject, RejectReason
 
 __all__ = [
+    "AccountFacts",
     "Breach",
     "MarketFacts",
     "OrderFacts",
@@ -72,6 +73,29 @@ class Recent:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """The account summary the risk connection (client 2) keeps, as the headroom gate needs it.
+
+    `live` is False, with `why`, when the figures cannot be trusted: none received, the risk
+    connection not connected, or the bridge silent. The summary is a push subscription (IB sends
+    a tag when it changes), so figures are current exactly while that connection stays up, and
+    their own age says nothing.
+    """
+
+    live: bool
+    why: str = ""
+    net_liquidation: Decimal | None = None
+    excess_liquidity: Decimal | None = None
+    available_funds: Decimal | None = None
+
+
+# Initial margin of an opening order per unit of notional when no what-if answer is at hand:
+# Reg T for stock (50 %), the whole premium for an option.
+STOCK_INITIAL_MARGIN = Decimal("0.5")
+OPTION_INITIAL_MARGIN = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
 class MarketFacts:
     """What the caller knows; None means unknown and skips the gate that needs it.
 
@@ -90,6 +114,7 @@ class MarketFacts:
     recent: Sequence[Recent] = ()
     duplicate_window: timedelta = timedelta(seconds=5)
     now: datetime | None = None
+    account: AccountFacts | None = None
 
 
 def _signed(side: Side, quantity: Decimal) -> Decimal:
@@ -175,6 +200,59 @@ def gate_position_after(order: OrderFacts, limits: Limits, market: MarketFacts) 
     return None
 
 
+def gate_headroom(order: OrderFacts, limits: Limits, market: MarketFacts) -> Breach | None:
+    """Opening orders need the account's headroom: excess liquidity at least
+    `account.min_margin_headroom` of net liquidation, before and (when the order's price is
+    known) after the order's own initial margin. Unknown figures refuse: the gate fails closed.
+    Orders that reduce a position (SELL, BUY_TO_COVER) are never held here: they free margin,
+    and an exit must not wait on the risk connection."""
+    account = market.account
+    if account is None or order.side in (Side.SELL, Side.BUY_TO_COVER):
+        return None
+    if not account.live:
+        return Breach(
+            RejectReason.ACCOUNT_DATA_UNAVAILABLE,
+            f"margin headroom cannot be checked: {account.why}",
+            {"why": account.why},
+        )
+    net_liq, excess = account.net_liquidation, account.excess_liquidity
+    if net_liq is None or excess is None or net_liq <= 0:
+        return Breach(
+            RejectReason.ACCOUNT_DATA_UNAVAILABLE,
+            "margin headroom cannot be checked: the account summary has no positive "
+            "NetLiquidation and ExcessLiquidity",
+            {"net_liquidation": str(net_liq), "excess_liquidity": str(excess)},
+        )
+    share = limits.account.min_margin_headroom
+    floor = share * net_liq
+    numbers = {
+        "net_liquidation": str(net_liq),
+        "excess_liquidity": str(excess),
+        "min_margin_headroom": str(share),
+        "floor": str(floor),
+    }
+    if excess < floor:
+        return Breach(
+            RejectReason.MARGIN_HEADROOM,
+            f"excess liquidity {excess} is below the headroom floor {floor} "
+            f"({share} of net liquidation {net_liq})",
+            numbers,
+        )
+    if order.price is None or account.available_funds is None:
+        return None
+    rate = STOCK_INITIAL_MARGIN if order.multiplier == 1 else OPTION_INITIAL_MARGIN
+    need = order.quantity * order.price * order.multiplier * rate
+    after = account.available_funds - need
+    if after < floor:
+        return Breach(
+            RejectReason.MARGIN_HEADROOM,
+            f"the order's initial margin {need} would leave available funds {after}, below the "
+            f"headroom floor {floor} ({share} of net liquidation {net_liq})",
+            {**numbers, "order_margin": str(need), "available_after": str(after)},
+        )
+    return None
+
+
 def gate_price_band(order: OrderFacts, market: MarketFacts) -> Breach | None:
     if order.price is None or market.nbbo is None:
         return None
@@ -216,13 +294,15 @@ def gate_duplicate(order: OrderFacts, market: MarketFacts) -> Breach | None:
 
 def check_order(order: OrderFacts, limits: Limits, market: MarketFacts) -> Breach | None:
     """The first breach among the gates (known, market status, size and notional, side vs
-    position, position after, price band, duplicate), or None when the order may go."""
+    position, position after, margin headroom, price band, duplicate), or None when the order
+    may go."""
     return (
         gate_known(order, market)
         or gate_market_status(order, market)
         or gate_order_size(order, limits)
         or gate_side_vs_position(order, market)
         or gate_position_after(order, limits, market)
+        or gate_headroom(order, limits, market)
         or gate_price_band(order, market)
         or gate_duplicate(order, market)
     )

@@ -14,8 +14,8 @@ that refusals stay specific under load.
 
 from __future__ import annotations
 
+import hashlib
 import math
-import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,22 +41,28 @@ class StressIntent:
     payload: Mapping[str, str]
 
 
+def _draw(seed: int, i: int, what: str, n: int) -> int:
+    """A number in [0, n) fixed by (seed, intent, what): the mix's only source of variety (a
+    hash, not a random generator, so the core stays free of hidden state)."""
+    digest = hashlib.sha256(f"{seed}:{i}:{what}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
 def build_intents(count: int, *, seed: int, run: str) -> list[StressIntent]:
     """`count` intents, the same for the same (count, seed, run)."""
     if count < 1:
         raise ValueError("a stress run needs at least one intent")
-    rng = random.Random(seed)
     out: list[StressIntent] = []
     for i in range(count):
-        slot = rng.randrange(100)
+        slot = _draw(seed, i, "kind", 100)
         signal_id = f"stress-{run}-{i:06d}"
-        strategy = rng.choice(STRATEGIES)
+        strategy = STRATEGIES[_draw(seed, i, "strategy", len(STRATEGIES))]
         payload = {
             "signal_id": signal_id,
             "strategy": strategy,
-            "instrument": rng.choice(STOCKS),
+            "instrument": STOCKS[_draw(seed, i, "instrument", len(STOCKS))],
             "side": "BUY",
-            "quantity": str(rng.randint(1, 20)),
+            "quantity": str(1 + _draw(seed, i, "quantity", 20)),
             # Sweeps both: Gamma_Rebalance hedges as a TWAP (minutes long) below Immediate.
             "urgency": "Immediate" if strategy == "Gamma_Rebalance" else "High",
             "time_in_force": "DAY",

@@ -86,7 +86,7 @@ def _decide_in(
     guard = None
     market = None
     if isinstance(verdict, Intent):
-        market = market_facts(conn, redis_client, verdict)
+        market = market_facts(conn, redis_client, verdict, now=now)
         repo.lock_strategy(conn, verdict.strategy)
         active = repo.count_active(conn, verdict.strategy)
         guard = admission.Guard(verdict.strategy, active, max_active(verdict.strategy))

@@ -1,21 +1,27 @@
 """What intake knows of an intent's instrument for the pre-trade gates: loaded, not decided.
 
-For a stock whose contract is in the cache (`store.contracts`): its halt state as the bridge
-publishes it (tick 49 → `epm:halt:instrument:{con_id}`) and the strategy's signed position in it
-(`positions_current`). Anything not known stays None, and its gate is skipped: a contract not yet
-cached is not an unknown instrument (the orders path resolves it and refuses UNKNOWN_CONTRACT).
+For every intent, the account's margin headroom from the risk connection
+(services/risk/account.py). For a stock whose contract is in the cache (`store.contracts`): its
+halt state as the bridge publishes it (tick 49 → `epm:halt:instrument:{con_id}`) and the
+strategy's signed position in it (`positions_current`). Anything not known stays None, and its
+gate is skipped: a contract not yet cached is not an unknown instrument (the orders path resolves
+it and refuses UNKNOWN_CONTRACT). The headroom is the exception: unknown there refuses.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from decimal import Decimal
 
 import redis
 from sqlalchemy.engine import Connection
 
+from epm.settings import get_settings
 from models.instruments import StockContract
 from models.intent import Intent
 from models.risk import MarketFacts
+from services.risk.account import account_facts
 from store import contracts as contracts_repo
 from store import positions as positions_repo
 
@@ -25,8 +31,26 @@ __all__ = ["HALT_INSTRUMENT_KEY", "market_facts"]
 HALT_INSTRUMENT_KEY = "epm:halt:instrument:{con_id}"
 
 
-def market_facts(conn: Connection, redis_client: redis.Redis, intent: Intent) -> MarketFacts:
-    """The facts for `intent`'s gates, read from the ledger and Redis (see the module doc)."""
+def market_facts(
+    conn: Connection, redis_client: redis.Redis, intent: Intent, *, now: datetime | None = None
+) -> MarketFacts:
+    """The facts for `intent`'s gates, read from the ledger and Redis (see the module doc); with
+    `now`, also the account's headroom from the risk connection (services/risk/account.py)."""
+    facts = _instrument_facts(conn, redis_client, intent)
+    if now is None:
+        return facts
+    settings = get_settings()
+    account = account_facts(
+        redis_client,
+        now=now,
+        mode=settings.headroom_check,
+        client_id=settings.ib_client_id_account,
+        account=settings.ib_account,
+    )
+    return dataclasses.replace(facts, account=account)
+
+
+def _instrument_facts(conn: Connection, redis_client: redis.Redis, intent: Intent) -> MarketFacts:
     contract = intent.instrument
     if not isinstance(contract, StockContract):
         return MarketFacts()
