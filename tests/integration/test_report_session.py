@@ -130,8 +130,9 @@ def test_the_report_of_a_simulated_session_matches_the_exec_log_and_draws(
                 ).scalar_one()
             return int(rows) == count
 
-        poll(recorded, 40, what="every fill in the ledger")
-        poll(lambda: _commissions_in(engine) == commission, 40, what="every commission")
+        # Generous bounds: a worker starting on a loaded machine can take a while.
+        poll(recorded, 120, what="every fill in the ledger")
+        poll(lambda: _commissions_in(engine) == commission, 120, what="every commission")
     # Two mark ticks a minute apart: the P&L curve has something to draw.
     for minutes, bid in ((1, "500.00"), (2, "501.00")):
         at = datetime.now(UTC) + timedelta(minutes=minutes)
