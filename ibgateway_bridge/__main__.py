@@ -6,12 +6,16 @@ import signal
 import sys
 import threading
 
-from epm.logging import configure_logging, get_logger
+from epm.logging import LogConfigError, configure_logging, get_logger
 
 
 def main() -> int:
-    """Start the bridge; exit 3 when another bridge holds the lease."""
-    configure_logging()
+    """Start the bridge; exit 3 when another bridge holds the lease, 2 on a bad log setting."""
+    try:
+        configure_logging()
+    except LogConfigError as e:
+        print(f"epm bridge: {e}", file=sys.stderr)
+        return 2
     log = get_logger("ibgateway_bridge")
     from celery import Celery
 

@@ -237,3 +237,41 @@ def test_ids_from_junk_are_nothing(junk: object) -> None:
 def test_long_id_is_cut_to_a_bounded_length() -> None:
     found = ids_from_call(("payload",), [{"signal_id": "x" * 5_000}], {})
     assert found == {"signal_id": "x" * 200}
+
+
+@pytest.mark.parametrize(
+    ("argv", "setting", "value", "message"),
+    [
+        (
+            ["-m", "ibgateway_bridge"],
+            "EPM_LOG_LEVEL",
+            "LOUD",
+            "EPM_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'LOUD'",
+        ),
+        # A worker's level is Celery's --loglevel; its format and file are epm's.
+        (
+            ["-m", "celery", "-A", "tasks.app", "worker", "-Q", "intake", "-c", "1"],
+            "EPM_LOG_FORMAT",
+            "xml",
+            "EPM_LOG_FORMAT must be json, console or auto, not 'xml'",
+        ),
+    ],
+    ids=["bridge", "celery-worker"],
+)
+def test_processes_outside_the_cli_refuse_a_bad_log_setting_too(
+    argv: list[str], setting: str, value: str, message: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPM_")}
+    env.update(
+        {setting: value},
+        # Nothing listens there: the refusal comes before any connection.
+        EPM_REDIS_URL="redis://127.0.0.1:1/0",
+        EPM_DATA_DIR=str(tmp_path / "data"),
+        PYTHONPATH=str(REPO),
+    )
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
