@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "epm.commands.audit",
     "epm.commands.recon",
     "epm.commands.books",
+    "epm.commands.books_ops",
     "epm.commands.replay",
     "epm.commands.report",
     "epm.commands.runbook",

@@ -26,6 +26,7 @@ _COLUMNS = (
     "realized",
     "unrealized",
     "fees",
+    "financing",
     "net",
     "state",
 )
