@@ -63,6 +63,7 @@ BENCHES = (
     Bench("recon", "bench/recon.py", (), ("--repeat", "2", "--orders", "2000", "--missing", "20")),
     Bench("kill_switch", "bench/kill_switch.py", (), ("--runs", "2")),
     Bench("drawdown_halt", "bench/drawdown_halt.py", (), ("--runs", "2", "--positions", "20")),
+    Bench("broker_publish", "bench/broker_publish.py", (), ("--messages", "200")),
 )
 
 
