@@ -54,6 +54,27 @@ def session_db(pg_url: str) -> Iterator[str]:
     dispose_engines()
 
 
+def _log_complete(log: Path, qty_of: dict[int, Decimal]) -> bool:
+    """Every order's executions (latest versions) add up to its quantity, each with its
+    commission."""
+    if not log.exists():
+        return False
+    execs: dict[str, dict[str, Any]] = {}
+    fees: set[str] = set()
+    for line in log.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["type"] == "commission":
+            fees.add(rec["execId"])
+        else:
+            execs[rec["execId"].rpartition(".")[0]] = rec  # a correction replaces its base
+    filled: dict[int, Decimal] = {}
+    for rec in execs.values():
+        if rec["execId"] not in fees:
+            return False
+        filled[int(rec["orderId"])] = filled.get(int(rec["orderId"]), D(0)) + D(rec["shares"])
+    return filled == qty_of
+
+
 def _effective_from_log(log: Path) -> tuple[int, Decimal, Decimal]:
     """Executions in effect (the latest version of each), their shares and commissions."""
     execs: dict[str, dict[str, Any]] = {}
@@ -82,6 +103,7 @@ def test_the_report_of_a_simulated_session_matches_the_exec_log_and_draws(
     r.flushdb()
     engine = make_engine(session_db)
     strategy_of: dict[int, str] = {}
+    qty_of: dict[int, Decimal] = {}
     held = dict.fromkeys(STRATEGIES, 0)
     now = datetime.now(UTC)
     with (
@@ -115,9 +137,11 @@ def test_the_report_of_a_simulated_session_matches_the_exec_log_and_draws(
                     now,
                 )
             strategy_of[oid] = strategy
+            qty_of[oid] = D(qty)
             held[strategy] += qty if action == "BUY" else -qty
             order = {"action": action, "quantity": str(qty), "order_type": "MKT"}
             client_api.enqueue_place(oid, ref, SPY, order, client=r)
+        poll(lambda: _log_complete(log, qty_of), 120, what="every order filled in the exec log")
         expected = oracle_when_complete(log, strategy_of, held)
         count, shares, commission = _effective_from_log(log)
 
