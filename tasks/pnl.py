@@ -6,6 +6,8 @@
   reqPnLSingle figures (`ib:pnl:{account}:{conid}`) and flags differences over $10.
 - `tasks.pnl.expiry_tick`, beat every minute: settles the option positions whose expiry day's
   close has passed (exercise, assignment, worthless; `services.books.expiry`), a no-op before.
+- `tasks.pnl.attribution_tick`, beat every 5 minutes: after a session's close (+15 min) writes
+  that day's P&L by signal to `{data_dir}/attribution/{day}.json`, once per day.
 - `tasks.pnl.netting_tick`, beat every minute: delta, gamma, vega, theta per underlying from
   positions and live greeks into `risk:net:{underlying}` (`services.books.netting`).
 
@@ -22,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from celery import Task
 
 from models.market import MarketSnapshot
+from services.books.attribution_eod import attribution_tick as write_due_days
 from services.books.expiry import settle_expiries
 from services.books.marks import mark_books
 from services.books.netting import net_tick
@@ -120,4 +123,23 @@ def netting_tick(self: Task, netting_retry: object = None) -> Outcome:
     """Beat, every minute: net the greeks per underlying into `risk:net:{underlying}`."""
     return run_through_outages(
         self, run_netting, name="netting", retry_state=netting_retry, state_kwarg="netting_retry"
+    )
+
+
+def run_attribution(stores: Stores) -> Outcome:
+    """One end-of-day attribution run on `stores` (what beat runs, and what tests call)."""
+    root = stores.settings.data_dir / "attribution"
+    written = write_due_days(stores.engine, root, stores.now)
+    return {"written": [run.as_dict() for run in written]}
+
+
+@celery_app.task(name="tasks.pnl.attribution_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def attribution_tick(self: Task, attribution_retry: object = None) -> Outcome:
+    """Beat, every 5 minutes: write each closed session day's attribution once."""
+    return run_through_outages(
+        self,
+        run_attribution,
+        name="attribution",
+        retry_state=attribution_retry,
+        state_kwarg="attribution_retry",
     )

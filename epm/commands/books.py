@@ -1,9 +1,11 @@
-"""`epm positions [--json]` and `epm pnl [--by position|strategy|signal] [--json]`: the books.
+"""`epm positions [--json]` and `epm pnl [--by position|strategy|signal] [--json] [--day D]`.
 
 Read-only views over the ledger (`services.books.views`): one row per position, strategy or
 signal, with conid, symbol, strategy, quantity, avg_cost, realized, unrealized, fees, net
 (decimals as strings; `realized`/`unrealized` gross of fees, net = realized + unrealized -
 fees - financing; `docs/books.md`). Exit code 3: the ledger database cannot be used.
+`--day D --by signal` reads the day's end-of-day attribution instead (cumulative figures as of
+that close and the day's change, `day_*`); exit 1 when that day has none.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _COLUMNS = (
     "fees",
     "financing",
     "net",
+    "day_net",
     "state",
 )
 
@@ -81,6 +84,9 @@ def positions_command(
 def pnl_command(
     by: str = typer.Option("position", "--by", help="position, strategy or signal."),
     as_json: bool = typer.Option(False, "--json", help="A JSON array, one object per row."),
+    day: str | None = typer.Option(
+        None, "--day", help="A past session day (YYYY-MM-DD): its end-of-day attribution."
+    ),
 ) -> None:
     """P&L per position, strategy or signal (attributed FIFO within a strategy)."""
     from services.books.views import GroupBy, pnl_view
@@ -89,4 +95,14 @@ def pnl_command(
         typer.echo(f"epm pnl: --by must be position, strategy or signal, not {by!r}", err=True)
         raise typer.Exit(2)
     group = GroupBy(by)
+    if day is not None:
+        from epm.commands.books_ops import attribution_rows
+
+        if group is not GroupBy.SIGNAL:
+            typer.echo(
+                "epm pnl: --day is the end-of-day attribution: use it with --by signal", err=True
+            )
+            raise typer.Exit(2)
+        _print(attribution_rows(day), as_json)
+        return
     _print(_load("pnl", lambda conn: pnl_view(conn, group)), as_json)

@@ -1,9 +1,12 @@
-"""`epm books import-financing FILE [--dry-run] [--json]`: the books' operator commands.
+"""`epm books import-financing FILE` and `epm books attribution`: the books' operator commands.
 
 - `import-financing FILE`: borrow fees from a statement CSV (date, symbol and/or conid,
   quantity, rate, fee; optional strategy, account, currency) into `financing_charges`, each
   line once (`services.books.financing`); `epm pnl` then shows them in `financing` and `net`.
   A bad file is refused whole, every bad line named (exit 2); the ledger unusable: exit 3.
+- `attribution [--day D] [--force]`: write a closed session day's end-of-day attribution now
+  (`services.books.attribution_eod`; beat does it 15 min after each close), the last session
+  day by default; a day already written is kept unless `--force`.
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from epm.cli import app
 
-books_app = typer.Typer(help="The books: financing import.", no_args_is_help=True)
+books_app = typer.Typer(
+    help="The books: financing import, end-of-day attribution.", no_args_is_help=True
+)
 app.add_typer(books_app, name="books")
 
 
 @books_app.command("import-financing")
 def import_financing_command(
-    file: Path = typer.Argument(..., help="The statement CSV."),
+    file: str = typer.Argument(..., help="The statement CSV."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check and show; store nothing."),
     as_json: bool = typer.Option(False, "--json", help="The outcome as JSON."),
 ) -> None:
@@ -36,7 +42,7 @@ def import_financing_command(
     from store.db import make_engine
 
     try:
-        text = file.read_text(encoding="utf-8")
+        text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         typer.echo(f"epm books import-financing: cannot read {file}: {e}", err=True)
         raise typer.Exit(2) from None
@@ -78,3 +84,75 @@ def import_financing_command(
             + ", ".join(str(n) for n in result.unallocated)
             + ": stored without a strategy (in no position's P&L); add a strategy column"
         )
+
+
+def _day(text: str, what: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"epm {what}: --day {text!r} is not YYYY-MM-DD", err=True)
+        raise typer.Exit(2) from None
+
+
+def attribution_rows(day_text: str) -> list[dict[str, Any]]:
+    """`epm pnl --by signal --day D`: the rows of that day's attribution document (exit 1
+    when there is none)."""
+    from epm.settings import get_settings
+    from services.books.attribution_eod import AttributionUnavailableError, read_day
+
+    day = _day(day_text, "pnl")
+    try:
+        doc = read_day(get_settings().data_dir / "attribution", day)
+    except AttributionUnavailableError as e:
+        typer.echo(f"epm pnl: {e}", err=True)
+        raise typer.Exit(1) from None
+    rows: list[dict[str, Any]] = doc.get("rows", [])
+    return rows
+
+
+@books_app.command("attribution")
+def attribution_command(
+    day: str | None = typer.Option(None, "--day", help="YYYY-MM-DD; the last closed session."),
+    force: bool = typer.Option(False, "--force", help="Rewrite a day already written."),
+) -> None:
+    """Write a closed session day's P&L by signal (what beat writes after each close)."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from epm.calendar import session_close, trading_day
+    from epm.settings import get_settings
+    from services.books.attribution_eod import SETTLE_DELAY, write_day
+    from store.db import make_engine
+
+    now = datetime.now(UTC)
+    if day is None:
+        chosen = trading_day(now)
+        for _ in range(10):
+            close = session_close(chosen)
+            if close is not None and close + SETTLE_DELAY <= now:
+                break
+            chosen -= timedelta(days=1)
+    else:
+        chosen = _day(day, "books attribution")
+    settings = get_settings()
+    try:
+        engine = make_engine(settings.resolved_database_url())
+        run = write_day(engine, settings.data_dir / "attribution", chosen, now, force=force)
+    except sa.exc.SQLAlchemyError as e:
+        typer.echo(
+            f"epm books attribution: the ledger database cannot be used ({type(e).__name__})",
+            err=True,
+        )
+        raise typer.Exit(3) from None
+    messages = {
+        "written": f"written {run.path}",
+        "exists": f"{run.path} exists (--force rewrites it)",
+        "not_due": f"{chosen}: the session has not closed (+{SETTLE_DELAY}) yet",
+        "no_session": f"{chosen} is not a session day",
+    }
+    typer.echo(messages[run.outcome])
+    if run.outcome in ("not_due", "no_session"):
+        raise typer.Exit(1)
