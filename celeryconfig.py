@@ -133,6 +133,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # End-of-day attribution (docs/books.md): each closed day's P&L by signal, written once.
+    "pnl-attribution-eod": {
+        "task": "tasks.pnl.attribution_tick",
+        "schedule": 300.0,
+        "options": {"expires": 300},
+    },
     # Trading states (docs/risk.md): post-trade monitoring and circuit breakers every second.
     "risk-monitor": {
         "task": "tasks.risk.monitor_tick",
