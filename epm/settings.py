@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Retries of an IntegrityError (a concurrent creation: the retry finds the row) or of an
     # unexpected exception before the callback is parked in ledger_dead_letters.
     ledger_bounded_retries: int = Field(default=3, ge=0)
+    # pnl_snapshots retention (services/books/retention.py): every 5 s snapshot for this many
+    # days, then one per minute until `minute_days` (0: deleted after the full ones instead).
+    pnl_snapshot_full_days: int = Field(default=7, ge=1)
+    pnl_snapshot_minute_days: int = Field(default=90, ge=0)
     flower_basic_auth: str | None = None
     require_services: bool = False
 

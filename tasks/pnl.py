@@ -8,6 +8,8 @@
   close has passed (exercise, assignment, worthless; `services.books.expiry`), a no-op before.
 - `tasks.pnl.attribution_tick`, beat every 5 minutes: after a session's close (+15 min) writes
   that day's P&L by signal to `{data_dir}/attribution/{day}.json`, once per day.
+- `tasks.pnl.prune_snapshots_tick`, beat hourly: `pnl_snapshots` kept whole for
+  `EPM_PNL_SNAPSHOT_FULL_DAYS`, then one a minute until `EPM_PNL_SNAPSHOT_MINUTE_DAYS`.
 - `tasks.pnl.netting_tick`, beat every minute: delta, gamma, vega, theta per underlying from
   positions and live greeks into `risk:net:{underlying}` (`services.books.netting`).
 
@@ -24,10 +26,12 @@ from decimal import Decimal, InvalidOperation
 from celery import Task
 
 from models.market import MarketSnapshot
+from models.snapshot_retention import Retention
 from services.books.attribution_eod import attribution_tick as write_due_days
 from services.books.expiry import settle_expiries
 from services.books.marks import mark_books
 from services.books.netting import net_tick
+from services.books.retention import prune_snapshots
 from tasks.app import TASK_OPTIONS, Outcome, Stores, celery_app, run_through_outages
 
 # The bridge's reqPnLSingle hashes (`ibgateway_bridge.outbox.PNL_SINGLE_KEY`), spelled here so
@@ -142,4 +146,20 @@ def attribution_tick(self: Task, attribution_retry: object = None) -> Outcome:
         name="attribution",
         retry_state=attribution_retry,
         state_kwarg="attribution_retry",
+    )
+
+
+def run_prune(stores: Stores) -> Outcome:
+    """One retention run of `pnl_snapshots` on `stores`."""
+    retention = Retention(
+        stores.settings.pnl_snapshot_full_days, stores.settings.pnl_snapshot_minute_days
+    )
+    return prune_snapshots(stores.engine, stores.redis, retention, stores.now).as_dict()
+
+
+@celery_app.task(name="tasks.pnl.prune_snapshots_tick", **TASK_OPTIONS)  # type: ignore[untyped-decorator]
+def prune_snapshots_tick(self: Task, prune_retry: object = None) -> Outcome:
+    """Beat, hourly: thin and delete old `pnl_snapshots`."""
+    return run_through_outages(
+        self, run_prune, name="pnl_prune", retry_state=prune_retry, state_kwarg="prune_retry"
     )
