@@ -139,6 +139,12 @@ beat_schedule: dict[str, dict[str, object]] = {
         "schedule": 300.0,
         "options": {"expires": 300},
     },
+    # pnl_snapshots retention (docs/books.md): thinned past 7 days, deleted past 90.
+    "pnl-snapshots-prune": {
+        "task": "tasks.pnl.prune_snapshots_tick",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
     # Trading states (docs/risk.md): post-trade monitoring and circuit breakers every second.
     "risk-monitor": {
         "task": "tasks.risk.monitor_tick",
