@@ -118,6 +118,7 @@ class UnderlyingProcess:
         "price",
         "quote_changed",
         "spec",
+        "spread_mult",
         "start_us",
         "step_index",
         "trade",
@@ -165,6 +166,7 @@ class UnderlyingProcess:
         self._change_idx = 0
         self.vol_mult = 1.0
         self.iv_mult = 1.0
+        self.spread_mult = 1.0
         self._drift = 0.0
         self._jump_lam = 0.0
         self._jump_mean = 0.0
@@ -228,6 +230,7 @@ class UnderlyingProcess:
     def _apply_regimes(self, t_us: int) -> None:
         vol_mult = 1.0
         iv_mult = 1.0
+        spread_mult = 1.0
         drift = 0.0
         lam = 0.0
         jm = 0.0
@@ -236,6 +239,7 @@ class UnderlyingProcess:
             if begin <= t_us and (end is None or t_us < end):
                 vol_mult *= reg.vol_mult
                 iv_mult *= reg.iv_mult
+                spread_mult *= reg.spread_mult
                 drift += reg.drift
                 if reg.jump_intensity > 0:
                     lam += reg.jump_intensity
@@ -243,6 +247,7 @@ class UnderlyingProcess:
                     js = reg.jump_std
         self.vol_mult = vol_mult
         self.iv_mult = iv_mult
+        self.spread_mult = spread_mult
         self._drift = drift
         self._jump_lam = lam * GRID_S / 3600.0  # jumps per step
         self._jump_mean = jm
@@ -311,7 +316,8 @@ class UnderlyingProcess:
             return
 
         mid = self.price * 100.0
-        spread = max(1, round(self.spec.spread_ticks * vm**0.75 * (0.75 + 0.5 * u[_U_SPREAD])))
+        width = self.spec.spread_ticks * vm**0.75 * self.spread_mult
+        spread = max(1, round(width * (0.75 + 0.5 * u[_U_SPREAD])))
         bid = max(1, math.floor(mid - spread * 0.5 + 0.5))
         ask = bid + spread
         if bid != self.bid_c or ask != self.ask_c:

@@ -155,12 +155,15 @@ class Regime(_Window):
 
     `symbols` empty = every underlying. `jump_intensity` is jumps per hour; a jump is a log
     return ~ N(jump_mean, jump_std). `iv_mult` scales option implied vols (event premium).
+    `spread_mult` widens stock quotes beyond what the vol multiplier alone does: on a headline
+    the makers pull back and spreads blow out even before the tape gets busier.
     """
 
     name: str = ""
     symbols: tuple[str, ...] = ()
     vol_mult: float = Field(default=1.0, gt=0, le=50)
     iv_mult: float = Field(default=1.0, gt=0, le=20)
+    spread_mult: float = Field(default=1.0, gt=0, le=50)
     drift: float = Field(default=0.0, ge=-50, le=50)
     jump_intensity: float = Field(default=0.0, ge=0, le=3600)
     jump_mean: float = Field(default=0.0, ge=-0.5, le=0.5)
