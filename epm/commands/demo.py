@@ -192,6 +192,11 @@ class _Demo:
         self.console.print(f"  run directory (logs, extracts): {self.run_dir}")
         upgrade(self.db_url)
         self.engine = make_engine(self.db_url)
+        from epm.demo.view import last_id
+
+        # A named ledger holds earlier runs: this run counts what comes after them.
+        self.after = last_id(self.engine, "intents")
+        self.audit_after = last_id(self.engine, "audit_log")
         # Started here first (embedded): every child attaches to this same server.
         self.redis = get_redis(settings)
         atexit.register(release_connections)
@@ -384,9 +389,9 @@ class _Demo:
             open_intents = conn.execute(
                 sa.text(
                     "SELECT COUNT(*) FROM intents WHERE status IN ('VALIDATED', 'WORKING')"
-                    " AND (signal_id LIKE :run OR signal_id LIKE 'flat-%')"
+                    " AND (signal_id LIKE :run OR (signal_id LIKE 'flat-%' AND id > :after))"
                 ),
-                {"run": f"demo-{self.run}-%"},
+                {"run": f"demo-{self.run}-%", "after": self.after},
             ).scalar_one()
             scalp = conn.execute(
                 sa.text(
@@ -443,7 +448,7 @@ class _Demo:
                     for step in script.due(now):
                         self.note(step.run())
                 self.watch()
-                snap = view.read(self.engine, self.run)
+                snap = view.read(self.engine, self.run, self.after)
                 if not flat_seen and any(
                     str(i["signal_id"]).startswith("flat-") for i in snap.intents
                 ):
@@ -483,7 +488,7 @@ class _Demo:
         from services.books.views import GroupBy, pnl_view, positions_view
 
         console = self.console
-        snap = view.read(self.engine, self.run)
+        snap = view.read(self.engine, self.run, self.after)
         console.print(view.intents_table(snap, self.run, f"intents of run {self.run}"))
         with self.engine.connect() as conn:
             positions = positions_view(conn)
@@ -501,7 +506,7 @@ class _Demo:
         short = Table(title="implementation shortfall (execution_metrics)", title_justify="left")
         for c in ("signal", "strategy", "filled", "arrival", "avg fill", "IS bps", "fees"):
             short.add_column(c)
-        for row in summary.shortfall_rows(self.engine, self.run):
+        for row in summary.shortfall_rows(self.engine, self.run, self.after):
             short.add_row(
                 str(row["signal_id"]).removeprefix(f"demo-{self.run}-"), row["strategy"] or "",
                 *(str(row[k] if row[k] is not None else "") for k in (
@@ -510,6 +515,15 @@ class _Demo:
             )  # fmt: skip
         console.print(short)
         count = summary.counts(self.engine)
+        self.checks = summary.script_checks(
+            self.engine, self.run, self.after, self.events, self.audit_after
+        )
+        script = Table(title="the scripted session", title_justify="left")
+        for c in ("behaviour", "seen", "detail"):
+            script.add_column(c)
+        for what, seen, detail in self.checks:
+            script.add_row(what, "[green]yes[/green]" if seen else "[yellow]no[/yellow]", detail)
+        console.print(script)
         for result in verdict.recon:
             console.print(
                 f"recon {result['kind']}: {result['status']} (run {result['run_id']}): checked "
@@ -555,6 +569,7 @@ class _Demo:
             "venue_positions": {str(k): str(v) for k, v in verdict.venue_positions.items()},
             "recon_runs": [r["run_id"] for r in verdict.recon],
             "events": self.events,
+            "script": [{"behaviour": w, "seen": ok, "detail": d} for w, ok, d in self.checks],
             "artifacts": found,
         }
         path = self.run_dir / "demo-result.json"

@@ -17,6 +17,15 @@ from rich.table import Table
 from rich.text import Text
 
 WORKING_STATES = ("PLACED", "PARTIAL_FILLED", "CANCEL_REQUESTED")
+# The run's intents: its own signals, and the flat-by-close ones beat submitted since it started
+# (intent ids above `:after`, the highest when the run began).
+RUN_INTENTS = "(i.signal_id LIKE :run OR (i.signal_id LIKE 'flat-%' AND i.id > :after))"
+
+
+def last_id(engine: sa.engine.Engine, table: str) -> int:
+    """The highest id in `table` (intents, audit_log): what a run counts from."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,7 @@ class Snapshot:
     pnl: list[dict[str, Any]]
 
 
-def read(engine: sa.engine.Engine, run: str) -> Snapshot:
+def read(engine: sa.engine.Engine, run: str, after: int) -> Snapshot:
     from services.books.views import GroupBy, pnl_view
 
     with engine.connect() as conn:
@@ -40,10 +49,9 @@ def read(engine: sa.engine.Engine, run: str) -> Snapshot:
                 " i.status, i.reject_reason,"
                 " (SELECT COALESCE(SUM(o.filled_qty), 0) FROM execution_orders o"
                 "   WHERE o.intent_id = i.id AND o.parent_order_id IS NULL) AS filled"
-                " FROM intents i WHERE i.signal_id LIKE :run OR i.signal_id LIKE 'flat-%'"
-                " ORDER BY i.id"
+                f" FROM intents i WHERE {RUN_INTENTS} ORDER BY i.id"
             ),
-            {"run": f"demo-{run}-%"},
+            {"run": f"demo-{run}-%", "after": after},
         ).all()
         working = conn.execute(
             sa.text(
