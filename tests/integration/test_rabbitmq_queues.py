@@ -103,7 +103,8 @@ def _intent(n: int) -> dict[str, Any]:
         "signal_id": f"b-{uuid.uuid4().hex[:12]}",
         "strategy": ["Momentum_EQ", "Gamma_Rebalance"][n % 2],
         "instrument": ["AAPL", "MSFT", "NVDA"][n % 3],
-        "side": ["BUY", "SELL"][n % 2],
+        # Opening buys: the intake's side-versus-position gate has no position to match.
+        "side": "BUY",
         "quantity": str(10 * (n + 1)),
         "urgency": ["Normal", "High", "Passive"][n % 3],
         "time_in_force": "DAY",
@@ -286,8 +287,14 @@ def test_bridge_publishes_the_venue_fills_through_the_broker_to_the_ledger_once(
     from tests.bridge.harness import wait_ready as bridge_ready
 
     rds = redis.Redis.from_url(broker.redis_url, decode_responses=True)
-    for key in rds.scan_iter("ib:*", count=1000):  # a previous bridge's ids, lease and markers
-        rds.delete(key)
+
+    def forget_bridge() -> None:
+        # A bridge's ids, lease, markers and state: the next test must not see a bridge that
+        # is gone (intake's headroom gate reads `ib:bridge:state`).
+        for key in rds.scan_iter("ib:*", count=1000):
+            rds.delete(key)
+
+    forget_bridge()
     spy = {"con_id": 756733, "symbol": "SPY", "sec_type": "STK"}
     env = worker_env(broker, ledger_db, tmp_path / "data")
     with (
@@ -327,3 +334,4 @@ def test_bridge_publishes_the_venue_fills_through_the_broker_to_the_ledger_once(
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
         finally:
             bridge.stop()
+            forget_bridge()
