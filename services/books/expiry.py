@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -59,7 +59,8 @@ def settle_expiries(
     result = ExpiryResult(day)
     close_today = session_close(day)
     with engine.connect() as conn:
-        candidates = settlements.open_options(conn)
+        candidates = settlements.open_options(conn)  # in con_id order
+    rank_of: dict[tuple[date, int], int] = {}
     for row in candidates:
         expiry = parse_expiry(row.expiry)
         name = f"{row.con_id}:{row.strategy}"
@@ -83,10 +84,14 @@ def settle_expiries(
         if price is None:
             result.waiting.append(f"{name}: no closing price for the underlying")
             continue
-        # The settlement's fills are timed at the expiry's close (now, for a run that missed it).
-        executed_at = session_close(expiry) or now
+        # The settlement's fills are timed at the expiry's close, a microsecond apart in option
+        # con_id order: settlements buying and selling the same stock then fold into its average
+        # cost in one fixed order (the simulator's, for positions opened in con_id order).
+        close = min(session_close(expiry) or now, now)
+        rank = rank_of.setdefault((expiry, row.con_id), len(rank_of))
+        executed_at = close + timedelta(microseconds=rank)
         try:
-            booked = _settle_one(engine, position, row, price, min(executed_at, now), now)
+            booked = _settle_one(engine, position, row, price, executed_at, now)
         except ExpiryError as e:
             result.errors.append(f"{name}: {e}")
             continue
