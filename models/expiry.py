@@ -23,13 +23,18 @@ none on expiry).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from models.fills import ZERO, Side, exact
 
 CENT = Decimal("0.01")
+# A quote of the underlying is its closing price only if it was taken around the close: from
+# shortly before (the last print may precede the bell) to a while after (a late run); outside
+# this window the position waits, named, for an operator's price (`epm books settle-expiries`).
+CLOSE_QUOTE_BEFORE = timedelta(minutes=5)
+CLOSE_QUOTE_AFTER = timedelta(hours=2)
 # Every synthetic settlement execution id starts with one of these.
 SETTLEMENT_PREFIXES = ("EXERCISE-", "ASSIGN-", "EXPIRY-")
 
@@ -110,6 +115,11 @@ def is_due(expiry: date, day: date, now: datetime, close_of_day: datetime | None
     if expiry > day or close_of_day is None:
         return False
     return now >= close_of_day
+
+
+def is_closing_quote(as_of: datetime, close: datetime) -> bool:
+    """Whether a quote taken at `as_of` can stand for the closing price of `close`'s session."""
+    return close - CLOSE_QUOTE_BEFORE <= as_of <= close + CLOSE_QUOTE_AFTER
 
 
 def _exec_id(kind: SettlementKind, con_id: int, strategy: str, expiry: date, leg: str) -> str:

@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 
 from celery import Task
 
+from models.expiry import is_closing_quote
 from models.market import MarketSnapshot
 from models.snapshot_retention import Retention
 from services.books.attribution_eod import attribution_tick as write_due_days
@@ -90,14 +91,15 @@ def mark_tick(self: Task, pnl_retry: object = None) -> Outcome:
     )
 
 
-def closing_reader(stores: Stores) -> Callable[[int], Decimal | None]:
+def closing_reader(stores: Stores) -> Callable[[int, datetime], Decimal | None]:
     """The underlying's closing price from `md:{conid}`: its last trade (at the close, the
-    closing print), else the mid of a two-sided quote; None when neither is there."""
+    closing print), else the mid of a two-sided quote, if the hash was updated around the close
+    (`models.expiry.is_closing_quote`); None otherwise."""
     read = market_reader(stores)
 
-    def price(con_id: int) -> Decimal | None:
+    def price(con_id: int, close: datetime) -> Decimal | None:
         snapshot = read(con_id)
-        if snapshot is None:
+        if snapshot is None or not is_closing_quote(snapshot.as_of, close):
             return None
         return snapshot.last if snapshot.last is not None else snapshot.mid
 

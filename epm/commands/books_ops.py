@@ -4,6 +4,9 @@
   quantity, rate, fee; optional strategy, account, currency) into `financing_charges`, each
   line once (`services.books.financing`); `epm pnl` then shows them in `financing` and `net`.
   A bad file is refused whole, every bad line named (exit 2); the ledger unusable: exit 3.
+- `settle-expiries [--price CONID=PRICE ...] [--json]`: settle the expired option positions now
+  (what beat does every minute after the close), with an operator's closing price for an
+  underlying whose quote around the close is missing; exit 1 while any position still waits.
 - `attribution [--day D] [--force]`: write a closed session day's end-of-day attribution now
   (`services.books.attribution_eod`; beat does it 15 min after each close), the last session
   day by default; a day already written is kept unless `--force`.
@@ -22,7 +25,8 @@ import typer
 from epm.cli import app
 
 books_app = typer.Typer(
-    help="The books: financing import, end-of-day attribution.", no_args_is_help=True
+    help="The books: financing import, option expiry, end-of-day attribution.",
+    no_args_is_help=True,
 )
 app.add_typer(books_app, name="books")
 
@@ -155,4 +159,59 @@ def attribution_command(
     }
     typer.echo(messages[run.outcome])
     if run.outcome in ("not_due", "no_session"):
+        raise typer.Exit(1)
+
+
+@books_app.command("settle-expiries")
+def settle_expiries_command(
+    price: list[str] = typer.Option(  # noqa: B008
+        [], "--price", help="CONID=PRICE: the underlying's closing price (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="The outcome as JSON."),
+) -> None:
+    """Settle expired option positions now (exercise, assignment, worthless)."""
+    from decimal import Decimal, InvalidOperation
+
+    import sqlalchemy as sa
+
+    from services.books.expiry import settle_expiries
+    from tasks.app import Stores
+    from tasks.pnl import closing_reader
+
+    given: dict[int, Decimal] = {}
+    for item in price:
+        con_text, _, value = item.partition("=")
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            amount = Decimal(0)
+        if not con_text.strip().isdigit() or not amount.is_finite() or amount <= 0:
+            typer.echo(f"epm books settle-expiries: --price {item!r} is not CONID=PRICE", err=True)
+            raise typer.Exit(2)
+        given[int(con_text)] = amount
+    stores = Stores.open()
+    quoted = closing_reader(stores)
+
+    def closing(con_id: int, close: datetime) -> Decimal | None:
+        return given[con_id] if con_id in given else quoted(con_id, close)
+
+    try:
+        result = settle_expiries(stores.engine, closing, stores.now)
+    except sa.exc.SQLAlchemyError as e:
+        typer.echo(
+            f"epm books settle-expiries: the ledger database cannot be used ({type(e).__name__})",
+            err=True,
+        )
+        raise typer.Exit(3) from None
+    outcome = result.as_dict()
+    if as_json:
+        json.dump(outcome, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        typer.echo(f"{result.due} due, {len(result.settled)} settled")
+        for done in result.settled:
+            typer.echo(f"  {done['key']}: {done['kind']} at {done['underlying_close']}")
+        for line in (*result.waiting, *result.errors):
+            typer.echo(f"  not settled: {line}")
+    if result.waiting or result.errors:
         raise typer.Exit(1)

@@ -49,11 +49,12 @@ class ExpiryResult:
 
 
 def settle_expiries(
-    engine: Engine, closing_price: Callable[[int], Decimal | None], now: datetime
+    engine: Engine, closing_price: Callable[[int, datetime], Decimal | None], now: datetime
 ) -> ExpiryResult:
     """Settle every open option position whose expiry's close has passed at `now`.
 
-    `closing_price(con_id)` is the underlying's closing price (None while unknown).
+    `closing_price(con_id, close)` is the underlying's closing price for the session that
+    closed at `close` (None while unknown).
     """
     day = trading_day(now)
     result = ExpiryResult(day)
@@ -80,14 +81,15 @@ def settle_expiries(
             expiry=expiry,
             underlying_con_id=row.underlying_con_id,
         )
-        price = closing_price(row.underlying_con_id) if row.underlying_con_id else None
-        if price is None:
-            result.waiting.append(f"{name}: no closing price for the underlying")
-            continue
         # The settlement's fills are timed at the expiry's close, a microsecond apart in option
         # con_id order: settlements buying and selling the same stock then fold into its average
         # cost in one fixed order (the simulator's, for positions opened in con_id order).
         close = min(session_close(expiry) or now, now)
+        under = row.underlying_con_id
+        price = closing_price(under, close) if under else None
+        if price is None:
+            result.waiting.append(f"{name}: no closing price for the underlying {under}")
+            continue
         rank = rank_of.setdefault((expiry, row.con_id), len(rank_of))
         executed_at = close + timedelta(microseconds=rank)
         try:

@@ -4,9 +4,14 @@ positions and realized P&L to the cent, nothing before the close, nothing twice.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -226,11 +231,58 @@ def test_early_close_settles_from_13_et_and_a_missing_close_price_waits_by_name(
     assert run_expiry(stores(engine, r, early_close - timedelta(minutes=1)))["due"] == 0
     waiting = run_expiry(stores(engine, r, early_close + timedelta(seconds=5)))
     assert waiting["due"] == 1 and waiting["settled"] == []
-    assert waiting["waiting"] == [f"{C450}:Momo: no closing price for the underlying"]
+    assert waiting["waiting"] == [f"{C450}:Momo: no closing price for the underlying {SPY}"]
     assert book(engine)[(C450, "Momo")][0] == D(1)
+    # A quote from long before the close is not its closing price.
+    r.hset(
+        f"md:{SPY}", mapping={"last": "470", "ts": (early_close - timedelta(hours=3)).isoformat()}
+    )
+    stale = run_expiry(stores(engine, r, early_close + timedelta(seconds=30)))
+    assert stale["settled"] == [] and len(stale["waiting"]) == 1
 
     r.hset(f"md:{SPY}", mapping={"last": "449.50", "ts": early_close.isoformat()})
     done = run_expiry(stores(engine, r, early_close + timedelta(minutes=1)))
     assert [s["kind"] for s in done["settled"]] == ["EXPIRY"]
     assert book(engine)[(C450, "Momo")] == (D(0), None, D("-200.00"), D("1.00"))
     assert (SPY, "Momo") not in book(engine)
+
+
+def test_epm_books_settle_expiries_with_an_operators_closing_price(
+    sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A quote around the close is missing: the position waits (exit 1) until an operator
+    gives the underlying's closing price."""
+    from store.db import make_engine
+    from store.migrate import upgrade
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    contract(engine, SPY, "STK")
+    option_contract(engine, C450, "C", "450", "20261127")  # long past: due at once
+    execute(engine, "Momo", C450, "BUY", "2", "2.00", "1.00")
+    redis.Redis.from_url(redis_url).delete(f"md:{SPY}")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EPM_")},
+        "EPM_DATABASE_URL": sqlite_url,
+        "EPM_REDIS_URL": redis_url,
+        "EPM_DATA_DIR": str(tmp_path / "cli-data"),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "epm", "books", "settle-expiries", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    waiting = run()
+    assert waiting.returncode == 1, waiting.stderr[-2000:]
+    assert f"not settled: {C450}:Momo: no closing price for the underlying {SPY}" in waiting.stdout
+    assert run("--price", "SPY=455").returncode == 2
+    done = run("--price", f"{SPY}=455.25", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [s["kind"] for s in json.loads(done.stdout)["settled"]] == ["EXERCISE"]
+    assert book(engine)[(C450, "Momo")] == (D(0), None, D("-400.00"), D("1.00"))
+    assert book(engine)[(SPY, "Momo")] == (D(200), D(450), D(0), D(0))
