@@ -41,18 +41,9 @@ class Snapshot:
 
 def read(engine: sa.engine.Engine, run: str, after: int) -> Snapshot:
     from services.books.views import GroupBy, pnl_view
+    from services.orders.intent_report import list_intents
 
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT i.id, i.signal_id, i.strategy, i.instrument, i.side, i.quantity,"
-                " i.status, i.reject_reason,"
-                " (SELECT COALESCE(SUM(o.filled_qty), 0) FROM execution_orders o"
-                "   WHERE o.intent_id = i.id AND o.parent_order_id IS NULL) AS filled"
-                f" FROM intents i WHERE {RUN_INTENTS} ORDER BY i.id"
-            ),
-            {"run": f"demo-{run}-%", "after": after},
-        ).all()
         working = conn.execute(
             sa.text(
                 "SELECT COUNT(*) FROM execution_orders WHERE state IN "
@@ -66,7 +57,15 @@ def read(engine: sa.engine.Engine, run: str, after: int) -> Snapshot:
             sa.text("SELECT COUNT(*) FROM fills WHERE superseded_by IS NULL")
         ).scalar_one()
         pnl = pnl_view(conn, GroupBy.STRATEGY)
-    return Snapshot([dict(r._mapping) for r in rows], int(working), int(orders), int(fills), pnl)
+    # The orders path's own summary: filled counts combo units for a roll, as the intent does.
+    prefix = f"demo-{run}-"
+    rows = [
+        r
+        for r in reversed(list_intents(engine, limit=500))
+        if str(r["signal_id"]).startswith(prefix)
+        or (str(r["signal_id"]).startswith("flat-") and int(r["intent_id"]) > after)
+    ]
+    return Snapshot(rows, int(working), int(orders), int(fills), pnl)
 
 
 def _qty(value: object) -> str:
@@ -77,7 +76,8 @@ def _qty(value: object) -> str:
 
 def intents_table(snap: Snapshot, run: str, title: str = "intents") -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("signal", "strategy", "instrument", "side", "filled / qty", "status", "why"):
+    columns = ("signal", "strategy", "instrument", "side", "template", "filled / qty", "status")
+    for column in (*columns, "why"):
         table.add_column(column)
     for row in snap.intents:
         style = {"COMPLETED": "green", "WORKING": "yellow", "REJECTED": "red"}.get(row["status"])
@@ -86,9 +86,10 @@ def intents_table(snap: Snapshot, run: str, title: str = "intents") -> Table:
             row["strategy"] or "",
             row["instrument"] or "",
             row["side"] or "",
+            row["template"] or "",
             f"{_qty(row['filled'])} / {_qty(row['quantity'])}",
             Text(row["status"], style=style or ""),
-            row["reject_reason"] or "",
+            row["reason"] or "",
         )
     return table
 
