@@ -376,6 +376,9 @@ class Leg(BaseModel):
     @field_validator("ratio", mode="before")
     @classmethod
     def _ratio(cls, value: Any) -> int:
+        # JSON text is decoded with integers as Decimal (`parse_payload`): a whole one is a ratio.
+        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int | str):
             _fail(
                 RejectReason.INVALID_LEGS, f"a leg's ratio is a whole number, not {_short(value)}"
