@@ -24,6 +24,25 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _no_bridge_left_behind(request: pytest.FixtureRequest) -> None:
+    """A test on the session's Redis db starts without an earlier test's bridge state.
+
+    Tests share one db number; a bridge a previous test ran leaves `ib:bridge:state` naming its
+    risk connection, which switches intake's headroom gate on (services/risk/account.py, mode
+    auto) and, its heartbeat stale, refuses every opening intent of a test with no bridge.
+    """
+    if "redis_url" not in request.fixturenames:
+        return
+    import redis
+
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        client.delete("ib:bridge:state")
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ledger.db'}"

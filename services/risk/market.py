@@ -56,10 +56,27 @@ def _instrument_facts(conn: Connection, redis_client: redis.Redis, intent: Inten
         return MarketFacts()
     con_id = contracts_repo.find_con_id(conn, symbol=contract.symbol, sec_type="STK")
     if con_id is None:
-        return MarketFacts()
+        return MarketFacts(position=_uncached_position(conn, intent.strategy, contract.symbol))
     halted = redis_client.get(HALT_INSTRUMENT_KEY.format(con_id=con_id)) not in (None, "", "0")
     position = Decimal(0)
     for row in positions_repo.open_of(conn, intent.strategy):
         if row.con_id == con_id:
             position += Decimal(row.quantity)
     return MarketFacts(known=True, position=position, halted=halted)
+
+
+def _uncached_position(conn: Connection, strategy: str, symbol: str) -> Decimal:
+    """The strategy's position in a stock whose contract is not cached yet, by symbol.
+
+    A stock position comes from fills, and a fill from an order the orders path resolved (and so
+    cached), so no row is the common case and means flat: a cover or a sell with nothing behind
+    it is then refused here, not sent. Rows of contracts described as anything but a stock (an
+    option on the same symbol) do not count."""
+    position = Decimal(0)
+    for row in positions_repo.open_of(conn, strategy):
+        if row.symbol != symbol:
+            continue
+        described = contracts_repo.described(conn, int(row.con_id))
+        if described is None or described.get("sec_type") == "STK":
+            position += Decimal(row.quantity)
+    return position

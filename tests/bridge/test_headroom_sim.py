@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from services.intake import process_submission
 from store.db import make_engine
 from store.migrate import upgrade
+from store.schema import positions_current
 from tests.bridge.harness import bridge_in_process, poll, sim_thread, wait_ready
 
 pytestmark = pytest.mark.redis
@@ -66,4 +67,11 @@ def test_the_paper_account_through_client_2_decides_intake_and_a_quiet_bridge_fa
     later = datetime.now(UTC) + timedelta(seconds=11)
     quiet = submit(engine, r, later)
     assert quiet["reason"] == "ACCOUNT_DATA_UNAVAILABLE", quiet
+    with engine.begin() as conn:  # a long to sell, as the ledger books one
+        conn.execute(
+            sa.insert(positions_current).values(
+                con_id=265598, strategy_id="Momentum_EQ", symbol="AAPL", quantity="100",
+                avg_price="190", realized_pl="0", commissions="0", updated_at=later, version=1,
+            )
+        )  # fmt: skip
     assert submit(engine, r, later, side="SELL")["status"] == "VALIDATED"

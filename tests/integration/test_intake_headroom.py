@@ -18,6 +18,7 @@ from services.intake import process_submission
 from services.risk.account import ACCOUNT_KEY, BRIDGE_STATE_KEY
 from store.db import make_engine
 from store.migrate import upgrade
+from store.schema import positions_current
 
 NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
 
@@ -48,6 +49,17 @@ def summary(rds: redis.Redis, net_liq: str, excess: str, available: str) -> None
         "NetLiquidation": net_liq, "ExcessLiquidity": excess, "AvailableFunds": available,
         "ts": NOW.isoformat(),
     })  # fmt: skip
+
+
+def hold_long(engine: sa.Engine, quantity: str) -> None:
+    """A Momentum_EQ long in AAPL, as the ledger books one (the contract is not cached)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(positions_current).values(
+                con_id=265598, strategy_id="Momentum_EQ", symbol="AAPL", quantity=quantity,
+                avg_price="190", realized_pl="0", commissions="0", updated_at=NOW, version=1,
+            )
+        )  # fmt: skip
 
 
 def submit(engine: sa.Engine, rds: redis.Redis, **changes: Any) -> dict[str, Any]:
@@ -97,6 +109,7 @@ def test_a_risk_connection_down_or_a_silent_bridge_refuses_openings_but_not_exit
     refused = submit(engine, rds)
     assert refused["reason"] == "ACCOUNT_DATA_UNAVAILABLE", refused
     assert why in refused["message"]
+    hold_long(engine, "100")
     assert submit(engine, rds, side="SELL")["status"] == "VALIDATED"
 
 

@@ -90,11 +90,14 @@ def valid_intents(draw: st.DrawFn) -> dict[str, Any]:
         instrument = draw(st.sampled_from(["AAPL", "MSFT", "NVDA"]))
         strategy = draw(st.sampled_from(["Momentum_EQ", "Gamma_Rebalance"]))
     tif = draw(st.sampled_from([t for t in TimeInForce if t is not TimeInForce.GTD]))
+    # This ledger never holds a position, so a stock intent that closes one (SELL, BUY_TO_COVER)
+    # is rightly refused (SIDE_POSITION_MISMATCH): valid stock intents open.
+    sides = list(Side) if option else [Side.BUY, Side.SELL_SHORT]
     return {
         "signal_id": f"w-{uuid.uuid4().hex[:12]}",
         "strategy": strategy,
         "instrument": instrument,
-        "side": draw(st.sampled_from(Side)).value,
+        "side": draw(st.sampled_from(sides)).value,
         "quantity": str(draw(st.integers(1, 5_000))),
         "urgency": draw(st.sampled_from(Urgency)).value,
         "time_in_force": tif.value,
