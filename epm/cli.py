@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "epm.commands.ledger",
     "epm.commands.intake",
     "epm.commands.orders",
+    "epm.commands.replace",
     "epm.commands.sim",
     "epm.commands.bridge",
     "epm.commands.ops",

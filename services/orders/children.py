@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from models.intent_progress import ChildState
 from models.orders import OrderState
+from models.replace import REPLACES
 from services.orders import combo
 from store.orders import OrderRow
 
@@ -22,6 +23,7 @@ def child_state(row: OrderRow) -> ChildState:
         avg_price=row.avg_fill_price,
         reference=None if reference is None else Decimal(str(reference)),
         key=row.client_order_id,
-        exit=row.parent_order_id is not None,
+        # A replacement stands in for its old child; bracket exits and hedges are extra.
+        exit=row.parent_order_id is not None and row.parent_link != REPLACES,
         ratio=int(details["ratio"]) if combo.role_of(row) == "leg" else None,
     )

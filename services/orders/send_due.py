@@ -42,9 +42,10 @@ from models.intent_progress import (
 )
 from models.market import ZERO
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
+from models.replace import REPLACES
 from services.audit import audit_order_command
 from services.ledger.own_events import apply_order_event
-from services.orders import combo
+from services.orders import combo, replace
 from services.orders.child_risk import child_breach, record_breach
 from services.orders.children import child_state
 from services.orders.settle import settle_intents
@@ -165,6 +166,8 @@ def _decide(
         orders_repo.update_columns(conn, row, {"due_at": now + RESEND_AFTER}, now)
         result.resent.append(key)
         return _placement(row)
+    if row.parent_link == REPLACES:  # a structural replace: once the old one has ended
+        return _replacement(conn, venue, row, now, result)
     plan = plan_from_json(dict((row.details or {})["plan"]))
     role = combo.role_of(row)
     legs: list[ComboLeg] = []
@@ -275,6 +278,22 @@ def _decide(
         row = orders_repo.update_columns(conn, row, {"details": details}, now)
     row = _store_priced(conn, venue, row, decided, now, parent_ib_id)
     result.sent.append(key)
+    return _placement(row)
+
+
+def _replacement(
+    conn: Connection, venue: Venue, row: OrderRow, now: datetime, result: TickResult
+) -> _Placement | None:
+    decided = replace.replacement_child(conn, venue, row, now)
+    if isinstance(decided, Skip):
+        _give_up(conn, row, decided.reason, now)
+        result.skipped[row.client_order_id] = decided.reason
+        return None
+    if isinstance(decided, Hold):
+        _hold(conn, row, row.created_at, decided.reason, now, result)
+        return None
+    row = _store_priced(conn, venue, row, decided, now, None)
+    result.sent.append(row.client_order_id)
     return _placement(row)
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
+from models.replace import REPLACES
 from services.ledger.own_events import apply_order_event
 from store import orders as orders_repo
 
@@ -27,7 +28,7 @@ def wind_down(
     """
     to_cancel: list[int] = []
     for row in orders_repo.of_intent(conn, intent_id):
-        if row.parent_order_id is not None and not exits:
+        if row.parent_order_id is not None and row.parent_link != REPLACES and not exits:
             continue
         state = OrderState(row.state)
         if state in TERMINAL_STATES or state is OrderState.CANCEL_REQUESTED:
