@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     object_store_path: Path | None = None
+    # Audit snapshots to a bucket instead of object_store_path (store/object_store.py):
+    # s3://BUCKET/PREFIX, plus an endpoint URL for an S3-compatible server (MinIO, Ceph).
+    object_store_url: str | None = None
+    object_store_endpoint: str | None = None
     # Risk limits file (models/limits.py format); unset: the shipped epm/limits/default.toml.
     limits_file: Path | None = None
 

@@ -4,14 +4,14 @@ decisions, as JSON objects in an object-store layout.
 Layout: `{root}/{yyyy}/{mm}/{dd}/{kind}/{key}.json`, where the date is the intent's
 `received_at` (UTC) so one intent's objects sit under one day, `kind` is `intent`, `fills` or
 `risk`, and `key` the signal id (percent-encoded, so any id is one safe file name). `root` is
-`EPM_OBJECT_STORE_PATH`, default `DATA_DIR/objects`; an S3-compatible bucket would take the same
-keys (`EPM_OBJECT_STORE_URL` is reserved for it, not implemented: it needs a client library).
+the object store (`store.object_store`): the directory `EPM_OBJECT_STORE_PATH` (default
+`DATA_DIR/objects`), or the bucket `EPM_OBJECT_STORE_URL=s3://BUCKET/PREFIX` with the same keys.
 
 When: a beat task (`tasks.snapshots.snapshot_tick`) writes the intents that ended (any status
 but VALIDATED/WORKING) since its cursor, and looks back `LOOKBACK` before the cursor so a fill or
 commission arriving just after the intent ended lands in its snapshot too. An object is written
-atomically (temporary file, fsync, rename) and only when its bytes change, so a repeated or
-overlapping run is harmless and leaves the files' times alone. Each object embeds its own sha256
+atomically and only when its bytes change, so a repeated or overlapping run is harmless and
+leaves the objects' times (and bucket versions) alone. Each object embeds its own sha256
 (of the document without that field) and the risk snapshot the audit rows' chain hashes, so a
 snapshot can be tied back to `epm audit verify`.
 """
@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -34,12 +31,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.intent import ACTIVE_STATUSES
 from store import snapshots as repo
+from store.object_store import ObjectStore
 
 __all__ = [
     "KINDS",
     "LOOKBACK",
     "SnapshotRun",
-    "object_path",
+    "object_key",
     "snapshot_ended",
     "snapshot_tick",
 ]
@@ -51,18 +49,11 @@ CURSOR_NAME = "_snapshot_cursor.json"
 DECISION_ACTIONS = ("intent_admitted", "intent_refused")
 
 
-def object_path(root: Path, day: date, kind: str, key: str) -> Path:
-    """Where one object lives under `root`."""
+def object_key(day: date, kind: str, key: str) -> str:
+    """The store key of one object (the same in the directory and the bucket)."""
     if kind not in KINDS:
         raise ValueError(f"unknown snapshot kind {kind!r}; one of {', '.join(KINDS)}")
-    return (
-        root
-        / f"{day.year:04d}"
-        / f"{day.month:02d}"
-        / f"{day.day:02d}"
-        / kind
-        / f"{quote(key, safe='')}.json"
-    )
+    return f"{day.year:04d}/{day.month:02d}/{day.day:02d}/{kind}/{quote(key, safe='')}.json"
 
 
 def _default(value: object) -> object:
@@ -80,27 +71,6 @@ def _encode(doc: Mapping[str, Any]) -> bytes:
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     full = {**json.loads(body), "sha256": digest}
     return (json.dumps(full, sort_keys=True, indent=2) + "\n").encode("utf-8")
-
-
-def _put(path: Path, data: bytes) -> bool:
-    """Write `data` at `path` atomically; False when the object already holds exactly it."""
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 def _documents(conn: Connection, intent: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -136,13 +106,13 @@ class SnapshotRun:
     """What one run did: objects written (changed or new), left as they were, intents seen, and
     the newest `updated_at` among them (the next cursor)."""
 
-    written: list[Path] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
     unchanged: int = 0
     intents: int = 0
     newest: datetime | None = None
 
 
-def snapshot_ended(engine: Engine, root: Path, *, since: datetime | None) -> SnapshotRun:
+def snapshot_ended(engine: Engine, objects: ObjectStore, *, since: datetime | None) -> SnapshotRun:
     """Snapshot every intent that ended at or after `since` (None: all of them), in batches."""
     run = SnapshotRun()
     active = [s.value for s in ACTIVE_STATUSES]
@@ -154,9 +124,9 @@ def snapshot_ended(engine: Engine, root: Path, *, since: datetime | None) -> Sna
                 run.intents += 1
                 day = intent["received_at"].astimezone(UTC).date()
                 for kind, doc in _documents(conn, intent).items():
-                    path = object_path(root, day, kind, str(intent["signal_id"]))
-                    if _put(path, _encode(doc)):
-                        run.written.append(path)
+                    key = object_key(day, kind, str(intent["signal_id"]))
+                    if objects.put_if_changed(key, _encode(doc)):
+                        run.written.append(key)
                     else:
                         run.unchanged += 1
                 updated = intent["updated_at"]
@@ -166,18 +136,20 @@ def snapshot_ended(engine: Engine, root: Path, *, since: datetime | None) -> Sna
         after = (batch[-1]["updated_at"], int(batch[-1]["id"]))
 
 
-def _read_cursor(root: Path) -> datetime | None:
+def _read_cursor(objects: ObjectStore) -> datetime | None:
+    data = objects.get(CURSOR_NAME)
+    if data is None:
+        return None
     try:
-        doc = json.loads((root / CURSOR_NAME).read_text())
-        return datetime.fromisoformat(str(doc["updated_at"]))
-    except (FileNotFoundError, KeyError, ValueError):
+        return datetime.fromisoformat(str(json.loads(data)["updated_at"]))
+    except (KeyError, TypeError, ValueError):
         return None
 
 
-def snapshot_tick(engine: Engine, root: Path) -> SnapshotRun:
+def snapshot_tick(engine: Engine, objects: ObjectStore) -> SnapshotRun:
     """One beat run: from `LOOKBACK` before the stored cursor; the cursor moves forward only."""
-    cursor = _read_cursor(root)
-    run = snapshot_ended(engine, root, since=None if cursor is None else cursor - LOOKBACK)
+    cursor = _read_cursor(objects)
+    run = snapshot_ended(engine, objects, since=None if cursor is None else cursor - LOOKBACK)
     if run.newest is not None and (cursor is None or run.newest > cursor):
-        _put(root / CURSOR_NAME, _encode({"updated_at": run.newest}))
+        objects.put_if_changed(CURSOR_NAME, _encode({"updated_at": run.newest}))
     return run
