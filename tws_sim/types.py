@@ -243,6 +243,9 @@ class OrderSnapshot:
     commission: Decimal | None = None  # orderState commission, once known
     warning_text: str = ""
     completed_time: datetime | None = None  # for reqCompletedOrders
+    # A what-if's OrderState margins (`tws_sim.engine.what_if`): init/maint/equity-with-loan
+    # before, change, after, as openOrder sends them; None for a real order.
+    margins: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from tws_sim.engine.persistence import JOURNAL_FILE, Journal
 from tws_sim.engine.rules import VenueRules
 from tws_sim.engine.sessions import Sessions
 from tws_sim.engine.snapshots import Snapshots
+from tws_sim.engine.what_if import WhatIf
 from tws_sim.types import (
     CommissionReport,
     Execution,
@@ -74,7 +75,7 @@ CENT = Decimal("0.01")
 _FILLED = OrderStatusName.FILLED
 
 
-class Venue(OrderEntry, Sessions, Snapshots):
+class Venue(OrderEntry, Sessions, Snapshots, WhatIf):
     """IB-like matching engine and paper account for one account (see module docstring)."""
 
     def __init__(

@@ -877,15 +877,8 @@ def encode_open_order(
         fmt_bool(o.solicited),
         fmt_bool(o.whatIf),
         snap.status.value,
-        "",  # initMarginBefore
-        "",  # maintMarginBefore
-        "",  # equityWithLoanBefore
-        "",  # initMarginChange
-        "",  # maintMarginChange
-        "",  # equityWithLoanChange
-        "",  # initMarginAfter
-        "",  # maintMarginAfter
-        "",  # equityWithLoanAfter
+        # init/maint margin and equity with loan: before, change, after (a what-if's only)
+        *(snap.margins or ("",) * 9),
         _opt_price(commission),
         UNSET_DOUBLE_STR,  # minCommission
         UNSET_DOUBLE_STR,  # maxCommission

@@ -513,6 +513,12 @@ class Handlers:
                 return
             req.contract.conId = inst.con_id  # openOrder echoes the resolved contract
             request = replace(request, con_id=inst.con_id, symbol=inst.symbol)
+        if getattr(request.raw_order, "whatIf", False):
+            # Margins only: one openOrder, nothing rests or trades (`tws_sim.engine.what_if`).
+            snap = self.server.venue.what_if(request)
+            inst = self.server.catalog.get(request.con_id) if request.con_id else None
+            session.send(out.open_order(snap, inst, session.version))
+            return
         now = self.now()
         events = self.server.venue.place(request, now)
         self.server.driver.route(events, now)
