@@ -68,6 +68,15 @@ class StrategyLimits(_Strict):
     max_position_gamma: Amount | None = None
     max_active_intents: Annotated[int, Field(gt=0)] | None = None
     max_intraday_drawdown: Amount | None = None
+    # Seconds within which the same strategy, instrument and side under another signal id is a
+    # possible duplicate (0: no check). Optional even in the defaults: unset means 5 (a limits
+    # file that never heard of it still gets the check; the shipped file sets 0).
+    duplicate_window_s: Annotated[int, Field(ge=0, le=3600)] | None = None
+
+
+# Fields the defaults may leave unset (each has a documented fallback).
+_OPTIONAL_IN_DEFAULTS = frozenset({"duplicate_window_s"})
+DEFAULT_DUPLICATE_WINDOW_S = 5
 
 
 class AccountLimits(_Strict):
@@ -100,7 +109,11 @@ class LimitsInvalid(ValueError):
 
 
 def _complete(model: BaseModel, where: str) -> list[str]:
-    return [f"{where}.{name}: required in the defaults" for name, v in model if v is None]
+    return [
+        f"{where}.{name}: required in the defaults"
+        for name, v in model
+        if v is None and name not in _OPTIONAL_IN_DEFAULTS
+    ]
 
 
 def parse_limits(data: Mapping[str, Any], source: str = "limits") -> Limits:

@@ -86,8 +86,9 @@ def _decide_in(
     guard = None
     market = None
     if isinstance(verdict, Intent):
-        market = market_facts(conn, redis_client, verdict, now=now)
         repo.lock_strategy(conn, verdict.strategy)
+        # Under the strategy's lock: the near-duplicate history includes every admission before.
+        market = market_facts(conn, redis_client, verdict, now=now, limits=limits)
         active = repo.count_active(conn, verdict.strategy)
         guard = admission.Guard(verdict.strategy, active, max_active(verdict.strategy))
     stored_form = repo.json_safe(screened.data)

@@ -135,6 +135,24 @@ def count_active(conn: Connection, strategy: str) -> int:
     return int(conn.execute(statement).scalar_one())
 
 
+def admitted_since(
+    conn: Connection, *, strategy: str, instrument: str, side: str, since: datetime
+) -> list[tuple[str, datetime]]:
+    """(signal_id, received_at) of the strategy's intents for this instrument and side received
+    since `since` that were not refused: what a near-duplicate is compared with."""
+    statement = (
+        sa.select(intents.c.signal_id, intents.c.received_at)
+        .where(intents.c.strategy == strategy)
+        .where(intents.c.instrument == instrument[:_MAX_TEXT_COLUMN])
+        .where(intents.c.side == side)
+        .where(intents.c.received_at >= since)
+        .where(intents.c.status != IntentStatus.REJECTED.value)
+        .order_by(intents.c.received_at.desc())
+        .limit(20)
+    )
+    return [(row.signal_id, row.received_at) for row in conn.execute(statement)]
+
+
 def _row(mapping: Any) -> IntentRow:
     return IntentRow(
         id=mapping["id"],

@@ -11,18 +11,22 @@ it and refuses UNKNOWN_CONTRACT). The headroom is the exception: unknown there r
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import redis
 from sqlalchemy.engine import Connection
 
 from epm.settings import get_settings
 from models.instruments import StockContract
-from models.intent import Intent
-from models.risk import MarketFacts
+from models.intent import Intent, Side
+from models.limits import DEFAULT_DUPLICATE_WINDOW_S, Limits, strategy_limits
+from models.market import MarketSnapshot
+from models.risk import MarketFacts, Recent
 from services.risk.account import account_facts
 from store import contracts as contracts_repo
+from store import intents as intents_repo
 from store import positions as positions_repo
 
 __all__ = ["HALT_INSTRUMENT_KEY", "market_facts"]
@@ -31,12 +35,23 @@ __all__ = ["HALT_INSTRUMENT_KEY", "market_facts"]
 HALT_INSTRUMENT_KEY = "epm:halt:instrument:{con_id}"
 
 
+# A quote older than this says nothing about where the market is now: no price band from it.
+QUOTE_MAX_AGE = timedelta(seconds=10)
+
+
 def market_facts(
-    conn: Connection, redis_client: redis.Redis, intent: Intent, *, now: datetime | None = None
+    conn: Connection,
+    redis_client: redis.Redis,
+    intent: Intent,
+    *,
+    now: datetime | None = None,
+    limits: Limits | None = None,
 ) -> MarketFacts:
     """The facts for `intent`'s gates, read from the ledger and Redis (see the module doc); with
-    `now`, also the account's headroom from the risk connection (services/risk/account.py)."""
-    facts = _instrument_facts(conn, redis_client, intent)
+    `now`, also the account's headroom from the risk connection (services/risk/account.py), a
+    fresh quote for the price band and, with `limits`, the near-duplicate history. Call it under
+    the strategy's lock so two workers cannot both miss each other's near-duplicate."""
+    facts = _instrument_facts(conn, redis_client, intent, now)
     if now is None:
         return facts
     settings = get_settings()
@@ -47,10 +62,39 @@ def market_facts(
         client_id=settings.ib_client_id_account,
         account=settings.ib_account,
     )
-    return dataclasses.replace(facts, account=account)
+    facts = dataclasses.replace(facts, account=account, now=now)
+    if limits is None or intent.side not in (Side.BUY, Side.SELL_SHORT):
+        # An exit is bounded by the side-vs-position gate; holding a repeated exit back as a
+        # "duplicate" could keep a position open that must close (the 0DTE flat).
+        return facts
+    window_s = strategy_limits(limits, intent.strategy).duplicate_window_s
+    window = timedelta(seconds=DEFAULT_DUPLICATE_WINDOW_S if window_s is None else window_s)
+    if not window:
+        return facts
+    key = intent.instrument.text
+    prior = intents_repo.admitted_since(
+        conn, strategy=intent.strategy, instrument=key, side=intent.side.value, since=now - window
+    )
+    recent = tuple(Recent(intent.strategy, key, intent.side, sid, at) for sid, at in prior)
+    return dataclasses.replace(facts, recent=recent, duplicate_window=window)
 
 
-def _instrument_facts(conn: Connection, redis_client: redis.Redis, intent: Intent) -> MarketFacts:
+def _nbbo(
+    redis_client: redis.Redis, con_id: int, now: datetime | None
+) -> tuple[Decimal, Decimal] | None:
+    """The (bid, ask) of a fresh two-sided quote the bridge published, else None."""
+    if now is None:
+        return None
+    fields = cast(dict[str, str], redis_client.hgetall(f"md:{con_id}"))
+    snap = MarketSnapshot.from_fields(con_id, fields) if fields else None
+    if snap is None or snap.stale(now, QUOTE_MAX_AGE) or snap.bid is None or snap.ask is None:
+        return None
+    return (snap.bid, snap.ask) if snap.two_sided else None
+
+
+def _instrument_facts(
+    conn: Connection, redis_client: redis.Redis, intent: Intent, now: datetime | None
+) -> MarketFacts:
     contract = intent.instrument
     if not isinstance(contract, StockContract):
         return MarketFacts()
@@ -62,7 +106,9 @@ def _instrument_facts(conn: Connection, redis_client: redis.Redis, intent: Inten
     for row in positions_repo.open_of(conn, intent.strategy):
         if row.con_id == con_id:
             position += Decimal(row.quantity)
-    return MarketFacts(known=True, position=position, halted=halted)
+    return MarketFacts(
+        known=True, position=position, halted=halted, nbbo=_nbbo(redis_client, con_id, now)
+    )
 
 
 def _uncached_position(conn: Connection, strategy: str, symbol: str) -> Decimal:
