@@ -30,6 +30,7 @@ __all__ = [
     "ObjectStoreConfigError",
     "S3ObjectStore",
     "check_object_store",
+    "mirror_folder",
     "open_object_store",
 ]
 
@@ -226,3 +227,22 @@ def open_object_store(url: str | None, path: Path, endpoint: str | None = None) 
 
     client = boto3.client("s3", endpoint_url=endpoint)
     return S3ObjectStore(client, bucket, prefix)
+
+
+def mirror_folder(objects: ObjectStore, folder: Path, prefix: str, last: str) -> list[str]:
+    """Copy every file under `folder` (dot-files, i.e. temporaries, aside) to `prefix/<relative
+    path>`, `last` after all others, so `last` present in the store means the copy is whole;
+    when the store already holds `last` with the same bytes nothing is read or written. Returns
+    the keys written."""
+    marker = folder / last
+    if objects.get(f"{prefix}/{last}") == marker.read_bytes():
+        return []
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p != marker
+    )
+    written = []
+    for path in [*files, marker]:
+        key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+        if objects.put_if_changed(key, path.read_bytes()):
+            written.append(key)
+    return written

@@ -12,12 +12,15 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import redis
 from moto.server import ThreadedMotoServer
+from sqlalchemy.engine import Engine
 
 from epm.settings import Settings
 from store.object_store import (
@@ -28,6 +31,8 @@ from store.object_store import (
     check_object_store,
     open_object_store,
 )
+from tasks.app import Stores
+from tests.integration.test_report import r  # noqa: F401 - the Redis fixture
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_ENV = {
@@ -195,3 +200,47 @@ def test_a_worker_without_boto3_refuses_to_start_with_one_line(tmp_path: Path) -
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
     assert (done.returncode, done.stdout.strip()) == (0, "LocalObjectStore"), done.stderr
+
+
+def test_the_day_report_folder_goes_to_the_bucket_manifest_last(
+    engine: Engine,
+    r: redis.Redis,  # noqa: F811
+    s3_objects: Objects,
+    s3_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.reports import run_tick
+    from tests.integration.test_report import seed_day
+
+    monkeypatch.setenv("EPM_REPORT_DIR", str(tmp_path / "out"))
+    settings = Settings(
+        object_store_url=f"s3://{s3_objects.bucket}/audit/snapshots",
+        object_store_endpoint=s3_endpoint,
+    )
+    seed_day(engine, r)
+    after_close = datetime(2026, 12, 3, 22, 0, tzinfo=UTC)  # 17:00 ET
+    first = run_tick(Stores(settings=settings, engine=engine, redis=r, now=after_close))
+    folder = tmp_path / "out" / "2026-12-03"
+    local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert "report.html" in local and "manifest.json" in local
+    store, prefix = s3_objects.store, "reports/2026-12-03/"
+    assert first["written"] is True and first["uploaded"] == len(local)
+    assert store.list(prefix) == sorted(prefix + name for name in local)
+    for name in local:
+        assert s3_objects.read(prefix + name) == (folder / name).read_bytes()
+
+    # A later tick of the day: the bucket has the manifest, nothing is sent again.
+    manifest = prefix + "manifest.json"
+    versions = s3_objects.versions(manifest)
+    later = run_tick(Stores(settings=settings, engine=engine, redis=r, now=after_close))
+    assert (later["written"], later["uploaded"]) == (False, 0)
+    assert s3_objects.versions(manifest) == versions
+
+    # An upload cut short (the manifest, sent last, missing): the next tick completes it.
+    raw = s3_objects.client
+    for name in ("manifest.json", "report.html"):
+        raw.delete_object(Bucket=s3_objects.bucket, Key=f"audit/snapshots/{prefix}{name}")
+    again = run_tick(Stores(settings=settings, engine=engine, redis=r, now=after_close))
+    assert again["uploaded"] == 2
+    assert store.list(prefix) == sorted(prefix + name for name in local)
