@@ -371,7 +371,9 @@ class _Demo:
         self.intents = found
         at = dtime.min
         steps = [
-            sc.Step(at, f"submit {name}", partial(self.submit, i)) for name, i in found.items()
+            sc.Step(at, f"submit {name}", partial(self.submit, i))
+            for name, i in found.items()
+            if name != "chase"  # already in
         ]
         steps += [
             sc.Step(sc.KILL_AT, "kill switch", lambda: self.epm_command(
@@ -434,6 +436,9 @@ class _Demo:
         from epm.demo import scenario as sc
         from epm.demo import summary, view
 
+        # The AMZN peg first: it needs no option chain, and the run-up it must chase is on.
+        first = sc.intents(self.run, sc.Options("", "", ""))["chase"]
+        self.note(self.submit(first))
         opts = self.options()
         self.opts = opts
         self.note(f"0DTE call {opts.scalp_call}; roll {opts.roll_near} → {opts.roll_far}")
@@ -476,6 +481,18 @@ class _Demo:
         _wait(self.ledger_idle, timeout_s=60, what="the ledger queue to drain", sup=self.sup)
         self.final_venue_time = self.venue_et()
         verdict = summary.reconcile(self.engine, self.port)
+        # Books that agree with a venue nothing reached prove nothing: every scripted intent
+        # must have been recorded by intake, and the venue must have traded.
+        recorded = {
+            str(r["signal_id"]) for r in view.read(self.engine, self.run, self.after).intents
+        }
+        lost = [i.name for i in self.intents.values() if i.payload["signal_id"] not in recorded]
+        if lost:
+            verdict.problems.append(
+                f"intake never recorded {', '.join(lost)} (see {self.run_dir / 'logs'})"
+            )
+        if summary.counts(self.engine)["fills"] == 0:
+            verdict.problems.append("the venue executed nothing: no fills in the ledger")
         summary.shortfall(self.engine, self.redis, datetime.now(UTC))
         return verdict
 

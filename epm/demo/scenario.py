@@ -36,10 +36,10 @@ always_open: true
 start: "{start}"
 seed: 11
 regimes:
-  # AMZN runs away upward (about one 3 bps jump a second, little noise) for six minutes: the
+  # AMZN runs away upward (about one 2 bps jump a second, little noise) for nine minutes: the
   # hedge pegged at the mid is re-priced after it and its fills break its slippage limit.
-  - {{name: amzn-runs, symbols: [AMZN], at: "15:35", duration_s: 360, vol_mult: 0.2,
-     jump_intensity: 3600, jump_mean: 0.0003, jump_std: 0.00005}}
+  - {{name: amzn-runs, symbols: [AMZN], at: "15:35", duration_s: 540, vol_mult: 0.2,
+     jump_intensity: 3600, jump_mean: 0.0002, jump_std: 0.00005}}
 halts:
   # NVDA halted for three minutes: the TWAP hedging in it holds its slices, then goes on.
   - {{symbol: NVDA, at: "15:42", duration_s: 180, state: 1}}
