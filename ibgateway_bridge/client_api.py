@@ -27,6 +27,7 @@ from ibgateway_bridge.commands import (
     COMMAND_STREAM,
     SENT_KEY,
     STREAM_MAXLEN,
+    WHAT_IF_KEY,
     CancelOrder,
     Command,
     ContractSpec,
@@ -271,3 +272,18 @@ def read_snapshot(
 def limit_order(action: str, quantity: Decimal | str, lmt_price: Decimal | str) -> OrderSpec:
     """Shorthand for the common case (tests, `epm` commands)."""
     return OrderSpec(action=action, quantity=Decimal(quantity), lmt_price=Decimal(lmt_price))  # type: ignore[arg-type]
+
+
+def what_if_answer(client_order_id: str, client: redis.Redis | None = None) -> dict[str, str]:
+    """The venue's answer to the what-if placed with orderRef `client_order_id` (`WHAT_IF_KEY`:
+    the OrderState margins as strings, `status`, `received_at`), empty while none has come.
+
+    A what-if is placed like any order (`enqueue_place` with `what_if` set in the order): the
+    bridge stores the openOrder that answers it and never treats it as an order."""
+    r = _redis(client)
+    raw = r.hgetall(WHAT_IF_KEY.format(order_ref=client_order_id))
+    return {_str(k): _str(v) for k, v in raw.items()}
+
+
+def _str(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

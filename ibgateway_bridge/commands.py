@@ -128,6 +128,12 @@ class ContractSpec(BaseModel):
     combo_legs: tuple[ComboLegSpec, ...] | None = None
 
 
+# A what-if's answer, by the placement's orderRef: the OrderState margins as IB sent them (strings),
+# `status`, `ib_order_id` and `received_at` (written by the bridge, read by `client_api.what_if`).
+WHAT_IF_KEY = "ib:whatif:{order_ref}"
+WHAT_IF_TTL_S = 3600
+
+
 class OrderSpec(BaseModel):
     """The order fields epm uses; everything else stays at ibapi's defaults."""
 
@@ -146,6 +152,8 @@ class OrderSpec(BaseModel):
     oca_group: str | None = None
     good_till_date: str | None = None
     outside_rth: bool = False
+    # IB's whatIf: the venue answers the margin impact (`WHAT_IF_KEY`) and never works the order.
+    what_if: bool = False
 
 
 class _OrderFields(BaseModel):

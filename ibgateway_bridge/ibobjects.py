@@ -65,6 +65,7 @@ def to_ib_order(command: PlaceOrder | ModifyOrder) -> Order:
     order.ocaGroup = spec.oca_group or ""
     order.goodTillDate = spec.good_till_date or ""
     order.outsideRth = spec.outside_rth
+    order.whatIf = spec.what_if
     # Our id travels as orderRef so fills map back to the order after any restart (STYLE).
     order.orderRef = command.client_order_id
     # 9.81 sends these by default as true; current gateways reject orders carrying them (10268).

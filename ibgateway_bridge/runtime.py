@@ -268,6 +268,8 @@ class Bridge:
                 msg.data.get("order_ref") or None,
                 msg.data.get("ib_status") or None,
             )
+        elif kind == "what_if" and session is self.orders:
+            self._on_what_if(msg)
         elif kind == "current_time" and session is self.account:
             venue = datetime.fromisoformat(str(msg.data["time"]))
             fields: dict[Any, Any] = dict(self.venue_clock.sample(venue, msg.received_at))
@@ -278,6 +280,20 @@ class Bridge:
             self.replacements.replace_pending()
         elif kind == "error":
             self._on_error(session, msg)
+
+    def _on_what_if(self, msg: Message) -> None:
+        """Store a what-if's margins for the worker that asked (`client_api.what_if_answer`)."""
+        data = dict(msg.data)
+        ref = str(data.get("order_ref") or "")
+        self.venue.seen(int(data["ib_order_id"]), ref or None, None)  # answered, never working
+        if not ref:
+            return
+        key = cmds.WHAT_IF_KEY.format(order_ref=ref)
+        fields: dict[Any, Any] = {k: str(v) for k, v in data.items()}
+        fields["received_at"] = msg.received_at.isoformat()
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hset(key, mapping=fields)
+            self.redis.expire(key, cmds.WHAT_IF_TTL_S)
 
     def _on_error(self, session: IBSession, msg: Message) -> None:
         code = int(msg.data["code"])

@@ -181,6 +181,10 @@ class BridgeWrapper(EWrapper):  # type: ignore[misc]  # ibapi ships no type hint
     # --- orders and fills -------------------------------------------------------------------
     def openOrder(self, orderId: int, contract: Any, order: Any, orderState: Any) -> None:
         def run() -> None:
+            if getattr(order, "whatIf", False):
+                # A margin answer, not an order: it never reaches the ledger (runtime stores it).
+                self._emit("what_if", _what_if(orderId, order, orderState), control=True)
+                return
             data = payloads.open_order_payload(orderId, contract, order, orderState, self._clock())
             self._emit("open_order", data)
             self._emit("order_seen", _seen(data), control=True)
@@ -494,3 +498,28 @@ def _seen(data: dict[str, Any]) -> dict[str, Any]:
         "perm_id": data.get("perm_id"),
         "ib_status": data.get("ib_status"),
     }
+
+
+WHAT_IF_FIELDS = (
+    "initMarginBefore",
+    "maintMarginBefore",
+    "equityWithLoanBefore",
+    "initMarginChange",
+    "maintMarginChange",
+    "equityWithLoanChange",
+    "initMarginAfter",
+    "maintMarginAfter",
+    "equityWithLoanAfter",
+)
+
+
+def _what_if(order_id: int, order: Any, state: Any) -> dict[str, Any]:
+    """The what-if's OrderState margins as IB sent them (strings; empty when IB had none)."""
+    data: dict[str, Any] = {name: str(getattr(state, name, "") or "") for name in WHAT_IF_FIELDS}
+    data.update(
+        ib_order_id=int(order_id),
+        order_ref=str(getattr(order, "orderRef", "") or ""),
+        status=str(getattr(state, "status", "") or ""),
+        warning=str(getattr(state, "warningText", "") or ""),
+    )
+    return data

@@ -24,6 +24,7 @@ from epm.calendar import session_close, trading_day
 from epm.clock import session_clock
 from models.clock import SessionClock
 from models.intent import IntentStatus
+from models.risk import AccountFacts
 from services.orders.flatten import flatten_expiring
 from services.orders.plan_intent import plan_admitted
 from services.orders.reprice import reprice_pegged
@@ -137,6 +138,21 @@ class BridgeVenue:
 
     def request_contract(self, contract: Mapping[str, Any]) -> None:
         client_api.enqueue_contract_details(contract, client=self._redis)
+
+    def what_if_answer(self, client_order_id: str) -> Mapping[str, str]:
+        return client_api.what_if_answer(client_order_id, client=self._redis)
+
+    def account(self, now: datetime) -> AccountFacts | None:
+        from epm.settings import get_settings
+        from services.risk.account import account_facts
+
+        settings = get_settings()
+        return account_facts(
+            self._redis,
+            now=now,
+            mode=settings.headroom_check,
+            client_id=settings.ib_client_id_account,
+        )
 
 
 def _text(value: object) -> str:

@@ -45,7 +45,7 @@ from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderStat
 from models.replace import REPLACES
 from services.audit import audit_order_command
 from services.ledger.own_events import apply_order_event
-from services.orders import combo, replace
+from services.orders import combo, replace, what_if
 from services.orders.child_risk import child_breach, record_breach
 from services.orders.children import child_state
 from services.orders.settle import settle_intents
@@ -92,6 +92,8 @@ class _Placement:
     contract: dict[str, Any]
     order: dict[str, Any]
     strategy: str | None
+    # A combo's what-if copy (`services.orders.what_if`): queued, but no order row to mark PLACED.
+    what_if: bool = False
 
 
 def _contract(row: OrderRow) -> dict[str, Any]:
@@ -272,6 +274,24 @@ def _decide(
         contract = combo.combo_contract(row, legs)
         details = _merge(row, {"contract": contract})
         row = orders_repo.update_columns(conn, row, {"details": details}, now)
+        margin = what_if.combo_margin(conn, venue, intent, row, decided, now)
+        if isinstance(margin, what_if.Ask):  # the what-if goes first; the BAG waits for it
+            _hold(conn, orders_repo.reload(conn, row), plan.due_at, "asked a what-if", now, result)
+            return _Placement(
+                margin.ib_order_id,
+                margin.client_order_id,
+                contract,
+                margin.order,
+                row.strategy,
+                True,
+            )
+        if isinstance(margin, what_if.Wait):
+            _hold(conn, row, plan.due_at, margin.reason, now, result)
+            return None
+        if isinstance(margin, what_if.Refuse):
+            result.skipped[key] = margin.code
+            return None
+        row = orders_repo.reload(conn, row)
     if plan.capped and snapshot is not None and snapshot.bar_volume is not None:
         # The bar the participation cap was taken against, kept with the child for review.
         details = _merge(row, {"bar_volume": str(snapshot.bar_volume)})
@@ -410,6 +430,8 @@ def _queue(
             placement.order,
             placement.strategy,
         )
+        if placement.what_if:
+            continue
         sent = {"ib_order_id": placement.ib_order_id, **placement.order}
         with write_transaction(engine) as conn:
             apply_order_event(

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Protocol
+
+from models.risk import AccountFacts
 
 
 class Venue(Protocol):
@@ -55,3 +58,10 @@ class Venue(Protocol):
 
     def request_contract(self, contract: Mapping[str, Any]) -> None:
         """Ask the venue for contract details (the answer lands in the ledger's cache)."""
+
+    def what_if_answer(self, client_order_id: str) -> Mapping[str, str]:
+        """The venue's answer to the what-if placed as `client_order_id` (empty while none)."""
+
+    def account(self, now: datetime) -> AccountFacts | None:
+        """The account summary's facts for margin checks; None when there is none to check
+        (the headroom check is off, or no risk connection runs)."""

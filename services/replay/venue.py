@@ -20,6 +20,7 @@ from typing import Any
 
 from models.replay.events import MarketEvent
 from models.replay.fill_model import ZERO, Fill, SimOrder, match, refusal
+from models.risk import AccountFacts
 
 BAR_SECONDS = 5
 REJECTED_CODE = 201
@@ -162,6 +163,13 @@ class ReplayVenue:
     def request_contract(self, contract: Mapping[str, Any]) -> None:
         """The replay's contracts are in the ledger before the first event; one the data does
         not hold stays unknown and its intent is refused (UNKNOWN_CONTRACT) as live."""
+
+    def what_if_answer(self, client_order_id: str) -> Mapping[str, str]:
+        return {}
+
+    def account(self, now: datetime) -> AccountFacts | None:
+        """A replay has no account: combos go out without a what-if, as intake skips headroom."""
+        return None
 
     # -- the market -------------------------------------------------------------------------
     def on_event(self, event: MarketEvent) -> None:
