@@ -25,6 +25,8 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     template: Template | None = None
+    # Route each child to one exchange when its depth alone covers it (`models.venue_choice`).
+    route_by_depth: bool = False
     # TWAP: how many slices (instead of one per cadence), and the cadence in seconds (15).
     slices: int | None = Field(default=None, ge=1, le=500)
     cadence_s: int | None = Field(default=None, ge=1, le=3600)

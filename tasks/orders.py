@@ -130,10 +130,17 @@ class BridgeVenue:
         raw = self._redis.hgetall(f"md:{con_id}")
         return {_text(k): _text(v) for k, v in raw.items()}
 
-    def subscribe(self, con_id: int, requester: str, contract: Mapping[str, Any]) -> None:
+    def subscribe(
+        self, con_id: int, requester: str, contract: Mapping[str, Any], depth: bool = False
+    ) -> None:
         spec = {k: v for k, v in contract.items() if k != "con_id"}
         client_api.enqueue_subscribe(
-            con_id, requester, {**spec, "con_id": con_id}, bars=True, client=self._redis
+            con_id,
+            requester,
+            {**spec, "con_id": con_id},
+            depth=depth,
+            bars=True,
+            client=self._redis,
         )
 
     def request_contract(self, contract: Mapping[str, Any]) -> None:

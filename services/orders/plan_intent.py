@@ -181,7 +181,11 @@ def plan_admitted(
         if known is None:
             venue.request_contract(terms)
         else:
-            venue.subscribe(known, requester, terms)
+            # The L2 book only where a child may be routed from it (`models.venue_choice`).
+            depth = instrument == intent.instrument and bool(
+                (intent.params or {}).get("route_by_depth")
+            )
+            venue.subscribe(known, requester, terms, depth=depth)
     log.info(
         "orders.intent_planned",
         intent_id=intent_id,

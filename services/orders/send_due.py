@@ -16,6 +16,7 @@ or none.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ from models.intent_progress import (
 from models.market import ZERO
 from models.orders import TERMINAL_STATES, OrderEvent, OrderEventType, OrderState
 from models.replace import REPLACES
+from models.venue_choice import choose_route
 from services.audit import audit_order_command
 from services.ledger.own_events import apply_order_event
 from services.orders import combo, replace, what_if
@@ -100,6 +102,8 @@ def _contract(row: OrderRow) -> dict[str, Any]:
     terms = dict((row.details or {}).get("contract") or {})
     if row.con_id is not None:
         terms["con_id"] = row.con_id
+    if row.exchange and row.ib_order_id is not None:  # the child's route, once it is priced
+        terms["exchange"] = row.exchange
     return terms
 
 
@@ -270,6 +274,17 @@ def _decide(
         _give_up(conn, row, f"{breach.reason.value}: {breach.message}", now)
         result.skipped[key] = breach.reason.value
         return None
+    if role is None and ((intent.payload or {}).get("params") or {}).get("route_by_depth"):
+        choice = choose_route(
+            decided.action,
+            decided.quantity,
+            decided.limit_price,
+            decided.route,
+            venue.market(int(row.con_id)).get("depth"),
+        )
+        decided = dataclasses.replace(decided, route=choice.route)
+        details = _merge(row, {"route_why": choice.why})
+        row = orders_repo.update_columns(conn, row, {"details": details}, now)
     if legs:
         contract = combo.combo_contract(row, legs)
         details = _merge(row, {"contract": contract})

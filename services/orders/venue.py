@@ -53,8 +53,11 @@ class Venue(Protocol):
     def market(self, con_id: int) -> Mapping[str, str]:
         """The instrument's `md:{conid}` hash as the bridge last published it (empty if none)."""
 
-    def subscribe(self, con_id: int, requester: str, contract: Mapping[str, Any]) -> None:
-        """Keep `md:{conid}` fresh (quotes and 5 s bars) on behalf of `requester`."""
+    def subscribe(
+        self, con_id: int, requester: str, contract: Mapping[str, Any], depth: bool = False
+    ) -> None:
+        """Keep `md:{conid}` fresh (quotes and 5 s bars, with `depth` its L2 book too) on behalf
+        of `requester`."""
 
     def request_contract(self, contract: Mapping[str, Any]) -> None:
         """Ask the venue for contract details (the answer lands in the ledger's cache)."""

@@ -157,7 +157,9 @@ class ReplayVenue:
             fields["bar_time"] = _iso(bars.last_time)
         return fields
 
-    def subscribe(self, con_id: int, requester: str, contract: Mapping[str, Any]) -> None:
+    def subscribe(
+        self, con_id: int, requester: str, contract: Mapping[str, Any], depth: bool = False
+    ) -> None:
         """Every instrument of the data is replayed whether asked for or not."""
 
     def request_contract(self, contract: Mapping[str, Any]) -> None:
