@@ -327,6 +327,15 @@ def _replacement(
     if isinstance(decided, Hold):
         _hold(conn, row, row.created_at, decided.reason, now, result)
         return None
+    intent = intent_life.lock(conn, row.intent_id)
+    blocked = None if intent is None else child_gate(conn, intent, row, decided.quantity)
+    if blocked is not None:  # HALTED / REDUCING hold or end a replacement as any child
+        if blocked[0] == "hold":
+            _hold(conn, row, row.created_at, blocked[1], now, result)
+        else:
+            _give_up(conn, row, blocked[1], now)
+            result.skipped[row.client_order_id] = blocked[1].split(":", 1)[0]
+        return None
     row = _store_priced(conn, venue, row, decided, now, None)
     result.sent.append(row.client_order_id)
     return _placement(row)

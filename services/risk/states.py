@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from epm.logging import get_logger
 from models import admission
 from models.intent import Intent, IntentStatus, Side
+from models.replace import REPLACES
 from models.strategy_state import (
     GLOBAL_SCOPE,
     Cause,
@@ -133,7 +134,9 @@ def child_gate(
     side = Side.BUY if row.action == "BUY" else Side.SELL
     stock = row.sec_type == "STK" and row.con_id is not None
     position = _position(conn, strategy, int(row.con_id)) if stock else Decimal(0)
-    exit_child = row.parent_order_id is not None or not is_entry(Side(intent.side))
+    # A child with a parent is a bracket exit or a hedge, but a replacement is what it replaced.
+    bracket_or_hedge = row.parent_order_id is not None and row.parent_link != REPLACES
+    exit_child = bracket_or_hedge or not is_entry(Side(intent.side))
     if state.state is TradingState.REDUCING and not stock:
         # A combo or option child's effect on "the position" is not one number: a reduce-only
         # strategy sends it only when its intent closes.
