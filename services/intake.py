@@ -132,9 +132,11 @@ def process_submission(
     pre-trade gates apply (default: the shipped `epm/limits/default.toml`, read once).
     Idempotent on `signal_id`.
     """
-    limits = limits if limits is not None else current_limits(engine)
     screened = screen(payload, now=now, checks=checks)
     if screened.keyed:
+        # Only a keyed submission reaches the gates: a refusal without a signal_id needs no
+        # database (the limits' overrides live there), so it is answered during an outage.
+        limits = limits if limits is not None else current_limits(engine)
         with write_transaction(engine) as conn:
             outcome = _decide_in(
                 conn,
