@@ -65,9 +65,9 @@ def test_fomc_pauses_tsla_on_the_headline_for_five_minutes() -> None:
     assert m.quote(TSLA).halted is HaltState.TRADING
 
 
-def test_fomc_drops_the_gateway_for_ten_seconds_two_minutes_in() -> None:
+def test_fomc_drops_the_gateway_for_ten_seconds_a_minute_in() -> None:
     (drop,) = Scenario.named("fomc").faults_of("disconnect")
     assert isinstance(drop, DisconnectFault) and drop.refuse
-    assert drop.begins(START) == datetime(2026, 11, 24, 19, 2, tzinfo=UTC)
-    assert drop.active(datetime(2026, 11, 24, 19, 2, 9, tzinfo=UTC), START)
-    assert not drop.active(datetime(2026, 11, 24, 19, 2, 10, tzinfo=UTC), START)
+    assert drop.begins(START) == datetime(2026, 11, 24, 19, 1, tzinfo=UTC)
+    assert drop.active(datetime(2026, 11, 24, 19, 1, 9, tzinfo=UTC), START)
+    assert not drop.active(datetime(2026, 11, 24, 19, 1, 10, tzinfo=UTC), START)
