@@ -62,14 +62,20 @@ def ticking(engine: Engine, venue: BridgeVenue, until: Callable[[], T], timeout:
 def two_calls(r: redis.Redis) -> tuple[str, str]:
     """Two SPY calls at one strike near the money, the nearer and a farther expiry (OCC)."""
     client_api.enqueue_contract_details({"symbol": "SPY", "sec_type": "OPT"}, client=r)
+
+    def calls_by_strike() -> dict[Decimal, list[str]]:
+        """Strikes with at least two call expiries cached so far (the chain arrives in parts)."""
+        calls: dict[Decimal, list[str]] = {}
+        for key in r.scan_iter("contract:occ:*"):
+            occ = key.split(":", 2)[2]
+            if occ[12] == "C":
+                calls.setdefault(Decimal(occ[13:]) / 1000, []).append(occ)
+        return {k: v for k, v in calls.items() if len(v) >= 2}
+
     poll(lambda: len(list(r.scan_iter("contract:occ:*"))) > 20, 20, what="SPY option chain")
-    calls: dict[Decimal, list[str]] = {}
-    for key in r.scan_iter("contract:occ:*"):
-        occ = key.split(":", 2)[2]
-        if occ[12] == "C":
-            calls.setdefault(Decimal(occ[13:]) / 1000, []).append(occ)
+    calls = poll(calls_by_strike, 20, what="a SPY strike with two call expiries")
     spot = Decimal(600)
-    strike = min((k for k, v in calls.items() if len(v) >= 2), key=lambda k: abs(k - spot))
+    strike = min(calls, key=lambda k: abs(k - spot))
     near, far = sorted(calls[strike], key=lambda occ: occ[6:12])[:2]
     return near, far
 
