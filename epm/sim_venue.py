@@ -21,6 +21,7 @@ from typing import Any
 from epm.calendar import ET
 from epm.replay_sources import stock_contract
 from models.replay.events import Kind, MarketEvent
+from models.risk import AccountFacts
 
 
 def _iso(moment: datetime) -> str:
@@ -200,11 +201,21 @@ class SimulatorVenue:
             fields["bar_volume"], fields["bar_time"] = format(bar[0], "f"), _iso(bar[1])
         return fields
 
-    def subscribe(self, con_id: int, requester: str, contract: Mapping[str, Any]) -> None:
+    def subscribe(
+        self, con_id: int, requester: str, contract: Mapping[str, Any], depth: bool = False
+    ) -> None:
         self._market.watch(con_id)
 
     def request_contract(self, contract: Mapping[str, Any]) -> None:
         """The drill's contracts are in the ledger before the first second."""
+
+    def what_if_answer(self, client_order_id: str) -> Mapping[str, str]:
+        return {}
+
+    def account(self, now: datetime) -> AccountFacts | None:
+        """A drill has no risk connection: combos go out without a what-if, as intake skips
+        headroom without client 2 (docs/risk.md)."""
+        return None
 
     # -- callbacks --------------------------------------------------------------------------
     def _translate(self, events: list[Any]) -> None:
