@@ -60,6 +60,10 @@ beat: epm beat
 
 
 @contextlib.contextmanager
+def both_ready(r: redis.Redis) -> bool:
+    return r.hmget("ib:bridge:state", ["client1", "client2"]) == ["READY", "READY"]
+
+
 def fomc_stack(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """The session under honcho; (simulator port, log path). Stopped by PID."""
     venv_bin = Path(sys.executable).parent
@@ -235,7 +239,8 @@ def test_fomc_drill_halts_freezes_rides_the_drop_and_kills(
                 return log_path.read_text(errors="replace")[-4000:]
 
             try:
-                poll(lambda: r.hget("ib:bridge:state", "client1") == "READY", 90, 0.2, "READY")
+                # Both connections: intake's headroom gate needs client 2's account summary.
+                poll(lambda: both_ready(r), 90, 0.2, "clients 1 and 2 READY")
                 watcher.start()
                 # The desk's cap for the day: a loss the statement's gap will go beyond.
                 env = process_env(EPM_REDIS_URL=redis_url, EPM_DATABASE_URL=drill_db)
@@ -307,7 +312,7 @@ def test_fomc_drill_halts_freezes_rides_the_drop_and_kills(
             # 3. The gateway drops everyone at 14:01 for ten seconds: shorter than the
             # disconnect limit (30 s), so the bridge reconnects and nobody is halted.
             poll(lambda: drops, 120, 0.1, "the drop")
-            poll(lambda: r.hget("ib:bridge:state", "client1") == "READY", 60, 0.2, "READY again")
+            poll(lambda: both_ready(r), 60, 0.2, "clients 1 and 2 READY again")
             assert _rows(engine, "SELECT * FROM strategy_states WHERE scope = 'global'") == [] or (
                 _rows(engine, "SELECT state FROM strategy_states WHERE scope = 'global'")[0].state
                 == "ACTIVE"

@@ -231,7 +231,10 @@ def test_blueprint_metrics_move_with_a_session_and_no_alert_fires(
 
             try:
                 poll(
-                    lambda: r.hget("ib:bridge:state", "client1") == "READY" and scrape(url),
+                    lambda: (
+                        r.hmget("ib:bridge:state", ["client1", "client2"]) == ["READY", "READY"]
+                        and scrape(url)
+                    ),
                     90,
                     0.2,
                     "the bridge READY and epm metrics serving",

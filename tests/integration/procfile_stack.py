@@ -85,9 +85,13 @@ def procfile_stack(
     stack = Stack(honcho=honcho, log_path=log_path, env=env)
     try:
         wait_for(
-            lambda: honcho.poll() is not None or r.hget("ib:bridge:state", "client1") == "READY",
+            # Both connections: intake's headroom gate needs the risk connection's account summary.
+            lambda: (
+                honcho.poll() is not None
+                or r.hmget("ib:bridge:state", ["client1", "client2"]) == ["READY", "READY"]
+            ),
             timeout_s=90,
-            what="the bridge READY against the Procfile's simulator",
+            what="the bridge's clients 1 and 2 READY against the Procfile's simulator",
         )
         stack.assert_running()
         yield stack
