@@ -72,7 +72,16 @@ def two_calls(r: redis.Redis) -> tuple[str, str]:
                 calls.setdefault(Decimal(occ[13:]) / 1000, []).append(occ)
         return {k: v for k, v in calls.items() if len(v) >= 2}
 
-    poll(lambda: len(list(r.scan_iter("contract:occ:*"))) > 20, 20, what="SPY option chain")
+    seen: list[int] = []
+
+    def chain_complete() -> bool:
+        """More than 20 contracts, and no more arrived in the last half second."""
+        seen.append(len(list(r.scan_iter("contract:occ:*"))))
+        return len(seen) > 1 and seen[-1] > 20 and seen[-1] == seen[-2]
+
+    # A strike picked from a chain still arriving can be far from the money, its calls quoted
+    # one-sided, and the roll then waits for a price that never comes.
+    poll(chain_complete, 30, interval=0.5, what="the whole SPY option chain")
     calls = poll(calls_by_strike, 20, what="a SPY strike with two call expiries")
     spot = Decimal(600)
     strike = min(calls, key=lambda k: abs(k - spot))
