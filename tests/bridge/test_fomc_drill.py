@@ -59,11 +59,11 @@ beat: epm beat
 """
 
 
-@contextlib.contextmanager
 def both_ready(r: redis.Redis) -> bool:
     return r.hmget("ib:bridge:state", ["client1", "client2"]) == ["READY", "READY"]
 
 
+@contextlib.contextmanager
 def fomc_stack(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """The session under honcho; (simulator port, log path). Stopped by PID."""
     venv_bin = Path(sys.executable).parent
