@@ -216,7 +216,16 @@ def test_a_fill_racing_the_cancel_counts_and_the_replacement_asks_only_for_the_r
 ) -> None:
     with resting_peg(r, redis_url, ledger_db, tmp_path, THIN) as (engine, venue, sim, sid, old, w):
         booked = child(engine, old.client_order_id).filled_qty
-        # The ledger stops reading: what the venue does next reaches it only later.
+        # The ledger stops reading: what the venue does next reaches it only later. Stopped
+        # only once idle: a worker frozen inside a transaction would hold the order's row lock,
+        # and the replace below would wait on it for ever.
+        quiet: list[bool] = []
+
+        def ledger_idle() -> bool:
+            quiet.append(r.llen("ledger") == 0 and r.hlen("unacked") == 0)
+            return len(quiet) >= 3 and all(quiet[-3:])
+
+        poll(ledger_idle, 30, interval=0.2, what="the ledger worker idle")
         os.killpg(w.pid, signal.SIGSTOP)
         try:
             # Part of the peg trades at the venue: its limit moved to the touch takes the ask's
