@@ -12,8 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.attribution import AttributionMethods, parse_method, parse_methods
 
 
 class Settings(BaseSettings):
@@ -75,8 +77,29 @@ class Settings(BaseSettings):
     # days, then one per minute until `minute_days` (0: deleted after the full ones instead).
     pnl_snapshot_full_days: int = Field(default=7, ge=1)
     pnl_snapshot_minute_days: int = Field(default=90, ge=0)
+    # Signal attribution (models/attribution.py, docs/books.md): how a reducing fill's P&L is
+    # split between the signals holding a strategy's position, fifo, lifo or pro_rata; per
+    # strategy in EPM_ATTRIBUTION="0DTE_Scalp=pro_rata,Momentum_EQ=lifo", every other strategy
+    # by EPM_ATTRIBUTION_DEFAULT. Checked when the settings load (an unknown method refuses).
+    attribution_default: str = "fifo"
+    attribution: str = ""
     flower_basic_auth: str | None = None
     require_services: bool = False
+
+    @field_validator("attribution_default")
+    @classmethod
+    def _known_default_method(cls, value: str) -> str:
+        return parse_method(value).value
+
+    @field_validator("attribution")
+    @classmethod
+    def _known_strategy_methods(cls, value: str) -> str:
+        parse_methods("fifo", value)
+        return value
+
+    def attribution_methods(self) -> AttributionMethods:
+        """The attribution method of each strategy, as configured."""
+        return parse_methods(self.attribution_default, self.attribution)
 
     def max_active_for(self, strategy: str) -> int:
         return self.max_active_intents.get(strategy, self.max_active_intents_default)

@@ -1,11 +1,15 @@
 """End-of-day attribution (blueprint §9.3): the book split by signal as of a session's close,
 and what each signal made that day.
 
-Each position's fills up to the close are replayed FIFO within the position
-(`models.attribution.attribute`), each signal's open quantity marked at the position's mark at
-the close; financing goes to the signal still holding the position (else its last signal), as
-in the views. The figures are cumulative (since the position opened); the day's part is the
-difference with the previous day's document, per strategy and signal, so the days add up.
+Each position's fills up to the close are replayed within the position by its strategy's
+method (`models.attribution.attribute`: FIFO unless configured otherwise), each signal's open
+quantity marked at the position's mark at the close; financing goes to the signal still
+holding the position (else its last signal), as in the views. The figures are cumulative
+(since the position opened); the day's part is the difference with the previous day's
+document, per strategy and signal, so the days add up.
+The document records the method of each strategy in it (a strategy whose method changed since
+the previous day has its signals' figures recomputed by the new one, so that day's change per
+signal includes the reallocation; the strategy's total is unaffected).
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from models.attribution import SignalFill, attribute
+from models.attribution import AttributionMethods, SignalFill, attribute
 from models.fills import ZERO, exact
 from models.pnl import UNATTRIBUTED_SIGNAL, PnlLine, aggregate, line_for
 
-METHOD = "fifo"
 FIGURES = ("realized", "unrealized", "fees", "financing", "net")
 
 
@@ -51,12 +54,17 @@ def _number(value: object) -> Decimal | None:
 
 @exact
 def signal_lines(
-    positions: Iterable[PositionAtClose], fills: Mapping[tuple[int, str], Sequence[SignalFill]]
+    positions: Iterable[PositionAtClose],
+    fills: Mapping[tuple[int, str], Sequence[SignalFill]],
+    methods: AttributionMethods | None = None,
 ) -> list[PnlLine]:
-    """One line per (position, signal) as of the close."""
+    """One line per (position, signal) as of the close, each position split by its strategy's
+    method (`methods`; None: FIFO for all)."""
+    chosen = methods or AttributionMethods()
     out: list[PnlLine] = []
     for p in sorted(positions, key=lambda x: (x.strategy, x.con_id)):
-        split = attribute(fills.get((p.con_id, p.strategy), ()))
+        method = chosen.for_strategy(p.strategy)
+        split = attribute(fills.get((p.con_id, p.strategy), ()), method)
         shares = sorted(split.shares.values(), key=lambda s: s.signal_id)
         if not shares:
             continue
@@ -91,10 +99,17 @@ def day_document(
     cutoff: datetime,
     lines: Sequence[PnlLine],
     previous: Mapping[str, Any] | None,
+    methods: AttributionMethods | None = None,
 ) -> dict[str, Any]:
     """The day's document: per (strategy, signal) the cumulative figures and the day's change
     against `previous` (the last earlier day's document; None: the first, all of it is the
-    day's), and the position lines they are made of. Decimals as exact text."""
+    day's), and the position lines they are made of. Decimals as exact text.
+
+    `methods` (None: FIFO for all) must be the one `lines` were split with: the document says
+    which method each strategy's rows were attributed by (`method` of a row, `methods` per
+    strategy), and `method` at the top is the one of any strategy not configured.
+    """
+    chosen = methods or AttributionMethods()
     before: dict[str, Mapping[str, Any]] = {}
     if previous is not None:
         for prior_row in previous.get("rows", []):
@@ -116,6 +131,7 @@ def day_document(
         row: dict[str, Any] = {
             "strategy": first.strategy,
             "signal_id": first.signal_id or UNATTRIBUTED_SIGNAL,
+            "method": chosen.for_strategy(first.strategy).value,
             **{k: _text(v) for k, v in figures.items()},
             "positions": total.lines,
             "unmarked": total.unknown_marks,
@@ -132,6 +148,7 @@ def day_document(
         gone: dict[str, Any] = {
             "strategy": old["strategy"],
             "signal_id": old["signal_id"],
+            "method": chosen.for_strategy(old["strategy"]).value,
             **{k: "0" for k in FIGURES},
             "positions": 0,
             "unmarked": 0,
@@ -143,7 +160,11 @@ def day_document(
     return {
         "day": day.isoformat(),
         "cutoff": cutoff.isoformat(),
-        "method": METHOD,
+        "method": chosen.default.value,
+        "methods": {
+            strategy: chosen.for_strategy(strategy).value
+            for strategy in sorted({row["strategy"] for row in rows})
+        },
         "previous_day": None if previous is None else previous.get("day"),
         "rows": rows,
         "positions": [
@@ -152,6 +173,7 @@ def day_document(
                 "symbol": line.symbol,
                 "strategy": line.strategy,
                 "signal_id": line.signal_id or UNATTRIBUTED_SIGNAL,
+                "method": chosen.for_strategy(line.strategy).value,
                 "quantity": _text(line.quantity),
                 "avg_cost": _text(line.avg_cost),
                 "mark": _text(line.mark),

@@ -7,7 +7,8 @@ every fill with its signal (only those executed by the close count), each positi
 the close (its last position snapshot, else the stored mark) and financing charged before it;
 the previous day's document for the day's change → one core call → one file. No table holds
 it (no migration this session): the file is the record, and `epm pnl --by signal --day D`
-reads it back.
+reads it back. Each strategy is split by its configured method (`EPM_ATTRIBUTION`,
+`EPM_ATTRIBUTION_DEFAULT`; FIFO unless configured) and the document records which.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from epm.calendar import session_close, trading_day
-from models.attribution import SignalFill
+from epm.settings import get_settings
+from models.attribution import AttributionMethods, SignalFill
 from models.attribution_day import PositionAtClose, day_document, signal_lines
 from models.fills import ZERO
 from store import attribution_eod as eod_repo
@@ -90,8 +92,16 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
         raise
 
 
-def compute_day(engine: Engine, root: Path, day: date, cutoff: datetime) -> dict[str, Any]:
-    """The day's document as of `cutoff` (not written)."""
+def compute_day(
+    engine: Engine,
+    root: Path,
+    day: date,
+    cutoff: datetime,
+    methods: AttributionMethods | None = None,
+) -> dict[str, Any]:
+    """The day's document as of `cutoff` (not written), each strategy split by its method
+    (`methods`; None: as the settings configure them)."""
+    chosen = methods or get_settings().attribution_methods()
     with engine.connect() as conn:
         rows = books.positions(conn)
         marks = eod_repo.marks_at(conn, cutoff)
@@ -113,7 +123,8 @@ def compute_day(engine: Engine, root: Path, day: date, cutoff: datetime) -> dict
         for r in rows
         if (r.con_id, r.strategy) in grouped
     ]
-    return day_document(day, cutoff, signal_lines(positions, grouped), _previous(root, day))
+    lines = signal_lines(positions, grouped, chosen)
+    return day_document(day, cutoff, lines, _previous(root, day), chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +138,17 @@ class DayRun:
 
 
 def write_day(
-    engine: Engine, root: Path, day: date, now: datetime, *, force: bool = False
+    engine: Engine,
+    root: Path,
+    day: date,
+    now: datetime,
+    *,
+    force: bool = False,
+    methods: AttributionMethods | None = None,
 ) -> DayRun:
     """Write the day's document once its close (plus the settle delay) has passed; a day
-    written already is left alone unless `force` (an operator's rebuild)."""
+    written already is left alone unless `force` (an operator's rebuild, which also applies a
+    method changed since)."""
     close = session_close(day)
     if close is None:
         return DayRun(day, "no_session")
@@ -139,17 +157,19 @@ def write_day(
     path = day_path(root, day)
     if path.exists() and not force:
         return DayRun(day, "exists", str(path))
-    doc = compute_day(engine, root, day, close)
+    doc = compute_day(engine, root, day, close, methods)
     doc["generated_at"] = now.isoformat()
     _write(path, doc)
     return DayRun(day, "written", str(path))
 
 
-def attribution_tick(engine: Engine, root: Path, now: datetime) -> list[DayRun]:
+def attribution_tick(
+    engine: Engine, root: Path, now: datetime, methods: AttributionMethods | None = None
+) -> list[DayRun]:
     """Beat: write every recent session day's document that is due and missing, oldest first
     (so each day's change is taken against the day before it)."""
+    chosen = methods or get_settings().attribution_methods()
     today = trading_day(now)
     days = [today - timedelta(days=n) for n in range(LOOKBACK_DAYS, -1, -1)]
-    return [
-        run for run in (write_day(engine, root, d, now) for d in days) if run.outcome == "written"
-    ]
+    runs = (write_day(engine, root, d, now, methods=chosen) for d in days)
+    return [run for run in runs if run.outcome == "written"]

@@ -5,6 +5,8 @@ Load the positions, their financing, (for signals) the fills with their signal i
 strings. Unrealized P&L is recomputed from the stored mark (`positions_current.mark_price`,
 written by the mark tick) against the ledger's *current* quantity and average cost, so a fill
 committed since the last tick never shows beside an unrealized figure of the old quantity.
+Per signal, each strategy's positions are split by its configured attribution method
+(`EPM_ATTRIBUTION`, `EPM_ATTRIBUTION_DEFAULT`: FIFO unless configured), named in each row.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from models.attribution import SignalFill, attribute
+from epm.settings import get_settings
+from models.attribution import AttributionMethods, SignalFill, attribute
 from models.fills import CENT, ZERO
 from models.pnl import (
     UNATTRIBUTED_SIGNAL,
@@ -92,9 +95,11 @@ def position_lines(conn: Connection) -> tuple[list[PnlLine], list[books.Position
     return lines, rows
 
 
-def signal_lines(conn: Connection) -> list[PnlLine]:
-    """Each position split by signal (FIFO within the position, `models.attribution`); the
-    position's financing goes to the signals still holding it, else to its last signal."""
+def signal_lines(conn: Connection, methods: AttributionMethods | None = None) -> list[PnlLine]:
+    """Each position split by signal by its strategy's method (`models.attribution`; `methods`
+    None: as the settings configure them); the position's financing goes to the signals still
+    holding it, else to its last signal."""
+    chosen = methods or get_settings().attribution_methods()
     lines, _ = position_lines(conn)
     by_key = {(line.con_id, line.strategy): line for line in lines}
     grouped: dict[tuple[int, str], list[SignalFill]] = {}
@@ -102,7 +107,7 @@ def signal_lines(conn: Connection) -> list[PnlLine]:
         grouped.setdefault((f.con_id, f.strategy), []).append(SignalFill(f.record, f.signal_id))
     out: list[PnlLine] = []
     for key, line in by_key.items():
-        split = attribute(grouped.get(key, []))
+        split = attribute(grouped.get(key, []), chosen.for_strategy(line.strategy))
         shares = sorted(split.shares.values(), key=lambda s: s.signal_id)
         if not shares:
             out.append(line)
@@ -174,11 +179,14 @@ def positions_view(conn: Connection) -> list[dict[str, Any]]:
     return [_line_row(line, r.state, r.risk_tags) for line, r in zip(lines, rows, strict=True)]
 
 
-def pnl_view(conn: Connection, group: GroupBy) -> list[dict[str, Any]]:
+def pnl_view(
+    conn: Connection, group: GroupBy, methods: AttributionMethods | None = None
+) -> list[dict[str, Any]]:
     """`epm pnl --by GROUP`: per position (as `positions`), per strategy or per signal.
 
     Per signal, a signal that traded in several strategies gets one row per strategy (the
-    attribution is FIFO *within* a strategy).
+    attribution is *within* a strategy, by that strategy's method: `methods`, None: as the
+    settings configure them; each row names it in `method`).
     """
     if group is GroupBy.POSITION:
         lines, _ = position_lines(conn)
@@ -186,11 +194,14 @@ def pnl_view(conn: Connection, group: GroupBy) -> list[dict[str, Any]]:
     if group is GroupBy.STRATEGY:
         lines, _ = position_lines(conn)
         return [_totals_row(t, group) for t in aggregate(lines, by_strategy)]
+    chosen = methods or get_settings().attribution_methods()
     rows: list[dict[str, Any]] = []
-    for total in aggregate(signal_lines(conn), lambda x: f"{x.strategy}\x00{by_signal(x)}"):
+    lines = signal_lines(conn, chosen)
+    for total in aggregate(lines, lambda x: f"{x.strategy}\x00{by_signal(x)}"):
         row = _totals_row(total, group)
         row["signal_id"] = total.members[0].signal_id or UNATTRIBUTED_SIGNAL
         row["strategy"] = total.members[0].strategy
+        row["method"] = chosen.for_strategy(row["strategy"]).value
         rows.append(row)
     return rows
 
