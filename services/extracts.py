@@ -145,21 +145,25 @@ def _cell(kind: str, value: object) -> object:
     return str(value)
 
 
-def _typed(
+def typed_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]
 ) -> list[list[object]]:
+    """Rows as the files hold them, one cell per (name, kind) column: money and quantities as
+    exact text, times as UTC ISO text, ints and bools as such (the report's tables share it)."""
     return [[_cell(kind, row.get(name)) for name, kind in columns] for row in rows]
 
 
-def _sort_key(row: Sequence[object]) -> tuple[tuple[bool, str], ...]:
-    # A total order on the cells themselves (None first), so equal ledgers sort alike.
+def row_sort_key(row: Sequence[object]) -> tuple[tuple[bool, str], ...]:
+    """A total order on typed rows' cells themselves (None first), so equal ledgers sort
+    alike in every file written from them."""
     return tuple((cell is not None, "" if cell is None else str(cell)) for cell in row)
 
 
 _ARROW = {"int": pa.int64(), "bool": pa.bool_()}
 
 
-def _write_csv(path: Path, columns: Sequence[tuple[str, str]], rows: list[list[object]]) -> None:
+def write_csv(path: Path, columns: Sequence[tuple[str, str]], rows: list[list[object]]) -> None:
+    """Typed rows as CSV: a header, None as an empty cell, bools as true/false."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([name for name, _ in columns])
@@ -173,9 +177,8 @@ def _write_csv(path: Path, columns: Sequence[tuple[str, str]], rows: list[list[o
     path.write_bytes(buffer.getvalue().encode("utf-8"))
 
 
-def _write_parquet(
-    path: Path, columns: Sequence[tuple[str, str]], rows: list[list[object]]
-) -> None:
+def write_parquet(path: Path, columns: Sequence[tuple[str, str]], rows: list[list[object]]) -> None:
+    """Typed rows as Parquet (zstd): ints and bools typed, everything else exact text."""
     schema = pa.schema([pa.field(name, _ARROW.get(kind, pa.string())) for name, kind in columns])
     arrays = [
         pa.array([row[i] for row in rows], type=schema.field(i).type) for i in range(len(columns))
@@ -196,7 +199,7 @@ def _tables(
     }
     out: dict[str, tuple[tuple[tuple[str, str], ...], list[list[object]]]] = {}
     for name, (columns, load) in sources.items():
-        out[name] = (columns, sorted(_typed(load(), columns), key=_sort_key))
+        out[name] = (columns, sorted(typed_rows(load(), columns), key=row_sort_key))
     return out
 
 
@@ -222,9 +225,9 @@ def write_extracts_from(
                 continue
             path = out_dir / f"{name}{suffix}.{fmt}"
             if fmt == "csv":
-                _write_csv(path, columns, rows)
+                write_csv(path, columns, rows)
             else:
-                _write_parquet(path, columns, rows)
+                write_parquet(path, columns, rows)
             written.append(path)
     return written
 

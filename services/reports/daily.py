@@ -34,12 +34,12 @@ from services.books.views import GroupBy, pnl_view
 from services.extracts import (
     FILL_COLUMNS,
     ORDER_COLUMNS,
-    _sort_key,
-    _typed,
-    _write_csv,
-    _write_parquet,
     day_bounds,
+    row_sort_key,
+    typed_rows,
+    write_csv,
     write_extracts_from,
+    write_parquet,
 )
 from services.reports.html import render_html
 from store import books
@@ -211,7 +211,7 @@ def _alert_time(at: str | None, entry_id: str) -> datetime | None:
 
 
 def _table(name: str, title: str, columns: Columns, rows: Sequence[dict[str, Any]]) -> Table:
-    return Table(name, title, columns, _typed(rows, columns))
+    return Table(name, title, columns, typed_rows(rows, columns))
 
 
 def build_report(conn: Connection, alerts_client: redis.Redis | None, day: date) -> DayReport:
@@ -284,7 +284,7 @@ def build_report(conn: Connection, alerts_client: redis.Redis | None, day: date)
         _table(
             "pnl_by_signal",
             "P&L attribution by signal",
-            (("signal_id", "text"), *STRATEGY_PNL_COLUMNS),
+            (("signal_id", "text"), *STRATEGY_PNL_COLUMNS, ("method", "text")),
             signal_pnl,
         ),
         _table("intent_metrics", "Execution metrics by intent", INTENT_COLUMNS, intent_rows),
@@ -296,7 +296,7 @@ def build_report(conn: Connection, alerts_client: redis.Redis | None, day: date)
     ]
     for t in tables:
         if t.name in ("pnl_by_strategy", "pnl_by_signal"):
-            t.rows.sort(key=_sort_key)
+            t.rows.sort(key=row_sort_key)
     slippages = [r["slippage_bps"] for r in queries.child_slippages_between(conn, start, end)]
     return DayReport(
         day=day,
@@ -334,7 +334,7 @@ def write_report(
     for t in report.tables:
         if t.name in ("orders", "fills"):
             continue  # the extracts hold them
-        for suffix, writer in ((".csv", _write_csv), (".parquet", _write_parquet)):
+        for suffix, writer in ((".csv", write_csv), (".parquet", write_parquet)):
             path = folder / f"{t.name}{suffix}"
             tmp = path.with_name(f".{path.name}.tmp")
             writer(tmp, t.columns, t.rows)
